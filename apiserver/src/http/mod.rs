@@ -1,0 +1,1 @@
+//! The Kubernetes REST API over axum. (Being written: see issue 3.)

@@ -1,0 +1,1 @@
+//! Per-kind object semantics. (Being written: see issue 4.)

@@ -1,0 +1,1 @@
+//! The event-sourced store. (Being written: see issue 2.)

@@ -1,0 +1,1 @@
+//! kubelet-lite: placeholder; see ARCHITECTURE.md.

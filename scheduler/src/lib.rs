@@ -1,0 +1,1 @@
+//! scheduler: placeholder; see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! volume-controller: placeholder; see ARCHITECTURE.md.
