@@ -1,0 +1,456 @@
+//! Where the log and the objects table live: the small [`Backend`] trait (three ordered byte
+//! tables and one atomic batch write) and [`Log`], the backend-independent logic on top of it
+//! (encoding through `codec`, validation at open, retention, history, state at a revision).
+//!
+//! Tables:
+//! - `events`:  revision → envelope (see `codec`), the log;
+//! - `objects`: `group/resource/namespace/name` → revision of the key's current version
+//!   (the body lives once, in the log; retention never drops an event an object points at);
+//! - `meta`:    `format` (= 1), `compacted` (retention dropped events at or below it, except each
+//!   key's version that was current at that revision).
+//!
+//! Architecture Invariant: after every committed batch, `objects` is exactly "the last event of
+//! every key whose last event is not DELETED". `Log::load` checks it and reports a damaged store.
+
+mod memory;
+#[cfg(feature = "server")]
+mod redb;
+#[cfg(feature = "server")]
+mod sled;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use self::memory::MemoryBackend;
+#[cfg(feature = "server")]
+pub use self::redb::RedbBackend;
+#[cfg(feature = "server")]
+pub use self::sled::SledBackend;
+
+use super::codec::{self, CodecError};
+use super::core::Committed;
+use super::{Event, EventType, Key, Revision, StoreError};
+
+/// A backend failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The underlying library or the disk failed.
+    #[error("{0}")]
+    Io(String),
+    /// The data on disk is damaged or inconsistent: what and where.
+    #[error("{what} (at {location})")]
+    Corrupt { what: String, location: String },
+}
+
+pub type BackendResult<T> = std::result::Result<T, BackendError>;
+
+/// One atomic write: all of it is applied, or none of it.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub put_events: Vec<(Revision, Vec<u8>)>,
+    pub delete_events: Vec<Revision>,
+    /// `Some(rev)`: set; `None`: remove.
+    pub objects: Vec<(Vec<u8>, Option<Revision>)>,
+    pub meta: Vec<(&'static str, u64)>,
+}
+
+/// The storage engine under the log: ordered tables of bytes and one atomic batch write.
+pub trait Backend: Send + Sync {
+    /// For messages: `redb at /var/lib/bonsai/store.redb`.
+    fn describe(&self) -> String;
+    /// Applies the batch atomically; with `sync`, returns only once it is on disk.
+    fn write(&self, batch: Batch, sync: bool) -> BackendResult<()>;
+    /// Makes every earlier write durable (for relaxed mode's periodic flush).
+    fn sync(&self) -> BackendResult<()>;
+    fn get_event(&self, revision: Revision) -> BackendResult<Option<Vec<u8>>>;
+    /// Calls `f` for each event with `from <= revision <= to`, ascending; stops at `Ok(false)`.
+    fn scan_events(
+        &self,
+        from: Revision,
+        to: Revision,
+        f: &mut dyn FnMut(Revision, &[u8]) -> BackendResult<bool>,
+    ) -> BackendResult<()>;
+    /// Calls `f` for every entry of the objects table.
+    fn scan_objects(
+        &self,
+        f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
+    ) -> BackendResult<()>;
+    fn get_meta(&self, name: &str) -> BackendResult<Option<u64>>;
+}
+
+/// What `Log::load` found: the state to restore the core from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub revision: Revision,
+    pub compacted: Revision,
+    pub objects: BTreeMap<Key, Arc<Value>>,
+    /// The most recent events (contiguous, ending at `revision`) to seed the watch window.
+    pub tail: Vec<Committed>,
+    pub retained_events: u64,
+}
+
+const FORMAT_VERSION: u64 = 1;
+
+/// The event log over a backend.
+pub struct Log {
+    backend: Box<dyn Backend>,
+    compacted: AtomicU64,
+    retained: AtomicU64,
+}
+
+fn corrupt(what: impl Into<String>, location: impl Into<String>) -> BackendError {
+    BackendError::Corrupt {
+        what: what.into(),
+        location: location.into(),
+    }
+}
+
+fn decode_err(rev: Revision, e: CodecError) -> BackendError {
+    corrupt(
+        format!("event at revision {rev} is damaged: {e}"),
+        format!("events table, revision {rev}"),
+    )
+}
+
+impl Log {
+    pub fn new(backend: Box<dyn Backend>) -> Log {
+        Log {
+            backend,
+            compacted: AtomicU64::new(0),
+            retained: AtomicU64::new(0),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Retention dropped events at or below this revision (0: nothing dropped).
+    pub fn compacted(&self) -> Revision {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// How many events the log holds.
+    pub fn retained_events(&self) -> u64 {
+        self.retained.load(Ordering::Acquire)
+    }
+
+    /// `Some(r)`: events before `r` may be missing (see [`super::History`]).
+    pub fn truncated_before(&self) -> Option<Revision> {
+        let c = self.compacted();
+        (c > 0).then_some(c + 1)
+    }
+
+    /// Reads the whole store, checks that the log and the objects table agree, and returns the
+    /// state. `tail_since` (RFC 3339) and `tail_max` bound the events loaded for the watch window.
+    pub fn load(&self, tail_since: &str, tail_max: usize) -> BackendResult<Loaded> {
+        let b = &self.backend;
+        let mut has_any = false;
+        b.scan_events(0, Revision::MAX, &mut |_, _| {
+            has_any = true;
+            Ok(false)
+        })?;
+        match b.get_meta("format")? {
+            Some(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(corrupt(
+                    format!("unknown store format {v} (this bonsai reads format {FORMAT_VERSION})"),
+                    "meta table, key format",
+                ))
+            }
+            None if has_any => {
+                return Err(corrupt(
+                    "the log has events but the format marker is missing",
+                    "meta table, key format",
+                ))
+            }
+            None => b.write(
+                Batch {
+                    meta: vec![("format", FORMAT_VERSION)],
+                    ..Batch::default()
+                },
+                true,
+            )?,
+        }
+        let compacted = b.get_meta("compacted")?.unwrap_or(0);
+
+        // 1. Every header: revisions match their slots, the log is gapless above `compacted`,
+        //    and the last event of every key is known.
+        let mut latest: BTreeMap<Key, (Revision, EventType)> = BTreeMap::new();
+        let mut last: Revision = 0;
+        let mut count = 0u64;
+        let mut tail: VecDeque<Revision> = VecDeque::new();
+        b.scan_events(0, Revision::MAX, &mut |rev, bytes| {
+            let h = codec::decode_header(bytes).map_err(|e| decode_err(rev, e))?;
+            if h.revision != rev {
+                return Err(corrupt(
+                    format!(
+                        "event stored under revision {rev} says it is revision {}",
+                        h.revision
+                    ),
+                    format!("events table, revision {rev}"),
+                ));
+            }
+            if rev > compacted + 1 && last != rev - 1 {
+                return Err(corrupt(
+                    format!(
+                        "the log has a gap: revisions {}..={} are missing",
+                        last.max(compacted) + 1,
+                        rev - 1
+                    ),
+                    format!("events table, before revision {rev}"),
+                ));
+            }
+            count += 1;
+            last = rev;
+            latest.insert(h.key(), (rev, h.event_type()));
+            if rev > compacted {
+                if h.time.as_str() < tail_since {
+                    tail.clear();
+                } else {
+                    tail.push_back(rev);
+                    if tail.len() > tail_max {
+                        tail.pop_front();
+                    }
+                }
+            }
+            Ok(true)
+        })?;
+        let revision = last.max(compacted);
+
+        // 2. The objects table is exactly the live keys' last events.
+        let mut objects = BTreeMap::new();
+        let mut pointers = Vec::new();
+        b.scan_objects(&mut |kb, rev| {
+            let key = codec::decode_object_key(kb)
+                .map_err(|e| corrupt(e.to_string(), "objects table"))?;
+            match latest.get(&key) {
+                Some((r, t)) if *r == rev && *t != EventType::Deleted => {}
+                other => {
+                    let log_says = match other {
+                        None => "has no event for it".to_string(),
+                        Some((r, t)) => format!("ends with {} at revision {r}", t.as_str()),
+                    };
+                    return Err(corrupt(
+                        format!(
+                            "the objects table has {key} at revision {rev}, but the log {log_says}"
+                        ),
+                        format!("objects table, key {}", String::from_utf8_lossy(kb)),
+                    ));
+                }
+            }
+            pointers.push((key, rev));
+            Ok(())
+        })?;
+        let live = latest
+            .values()
+            .filter(|(_, t)| *t != EventType::Deleted)
+            .count();
+        if live != pointers.len() {
+            let known: std::collections::BTreeSet<&Key> = pointers.iter().map(|(k, _)| k).collect();
+            let missing = latest
+                .iter()
+                .find(|(k, (_, t))| *t != EventType::Deleted && !known.contains(k))
+                .map(|(k, (r, _))| format!("{k} (revision {r})"))
+                .unwrap_or_default();
+            return Err(corrupt(
+                format!("the log has {live} live objects but the objects table has {}; first missing: {missing}", pointers.len()),
+                "objects table",
+            ));
+        }
+        for (key, rev) in pointers {
+            let (ev, _) = self.read_event(rev)?;
+            if ev.key != key {
+                return Err(corrupt(
+                    format!("event {rev} is for {}, not {key}", ev.key),
+                    format!("events table, revision {rev}"),
+                ));
+            }
+            objects.insert(key, ev.object);
+        }
+
+        // 3. The window seed, with each event's previous version.
+        let mut tail_events: Vec<Committed> = Vec::with_capacity(tail.len());
+        let mut seen: BTreeMap<Key, Arc<Value>> = BTreeMap::new();
+        for rev in tail {
+            let (event, prev_revision) = self.read_event(rev)?;
+            let prev = match (seen.get(&event.key), prev_revision) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(pr)) => Some(
+                    self.read_event(pr)
+                        .map_err(|e| match e {
+                            BackendError::Corrupt { what, location } => corrupt(
+                                format!("previous version of event {rev} (revision {pr}): {what}"),
+                                location,
+                            ),
+                            other => other,
+                        })?
+                        .0
+                        .object,
+                ),
+                (None, None) => None,
+            };
+            seen.insert(event.key.clone(), event.object.clone());
+            let at_ms = super::parse_rfc3339(&event.time).unwrap_or(0) * 1000;
+            tail_events.push(Committed {
+                event,
+                prev,
+                prev_revision,
+                at_ms,
+            });
+        }
+
+        self.compacted.store(compacted, Ordering::Release);
+        self.retained.store(count, Ordering::Release);
+        Ok(Loaded {
+            revision,
+            compacted,
+            objects,
+            tail: tail_events,
+            retained_events: count,
+        })
+    }
+
+    fn read_event(&self, rev: Revision) -> BackendResult<(Event, Option<Revision>)> {
+        let bytes = self.backend.get_event(rev)?.ok_or_else(|| {
+            corrupt(
+                format!("event at revision {rev} is missing"),
+                format!("events table, revision {rev}"),
+            )
+        })?;
+        codec::decode_event(&bytes).map_err(|e| decode_err(rev, e))
+    }
+
+    /// Appends a group of committed events and updates the objects table, atomically.
+    pub fn append(&self, batch: &[Committed], sync: bool) -> BackendResult<()> {
+        let mut b = Batch::default();
+        let mut objects: BTreeMap<Vec<u8>, Option<Revision>> = BTreeMap::new();
+        for c in batch {
+            let e = &c.event;
+            b.put_events
+                .push((e.revision, codec::encode_event(e, c.prev_revision)));
+            let live = (e.event_type != EventType::Deleted).then_some(e.revision);
+            objects.insert(codec::encode_object_key(&e.key), live);
+        }
+        b.objects = objects.into_iter().collect();
+        self.backend.write(b, sync)?;
+        self.retained
+            .fetch_add(batch.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub fn sync(&self) -> BackendResult<()> {
+        self.backend.sync()
+    }
+
+    /// Drops events at or below `upto`, except each key's version current at `upto` (so state at
+    /// any revision from `upto` on can still be rebuilt). Returns how many were dropped.
+    pub fn compact(&self, upto: Revision, sync: bool) -> BackendResult<u64> {
+        let mut latest: BTreeMap<Key, (Revision, EventType)> = BTreeMap::new();
+        let mut all = Vec::new();
+        self.backend.scan_events(0, upto, &mut |rev, bytes| {
+            let h = codec::decode_header(bytes).map_err(|e| decode_err(rev, e))?;
+            latest.insert(h.key(), (rev, h.event_type()));
+            all.push(rev);
+            Ok(true)
+        })?;
+        let keep: std::collections::BTreeSet<Revision> = latest
+            .values()
+            .filter(|(_, t)| *t != EventType::Deleted)
+            .map(|(r, _)| *r)
+            .collect();
+        let delete_events: Vec<Revision> = all.into_iter().filter(|r| !keep.contains(r)).collect();
+        let n = delete_events.len() as u64;
+        self.backend.write(
+            Batch {
+                delete_events,
+                meta: vec![("compacted", upto)],
+                ..Batch::default()
+            },
+            sync,
+        )?;
+        self.compacted
+            .store(upto.max(self.compacted()), Ordering::Release);
+        self.retained.fetch_sub(n, Ordering::AcqRel);
+        Ok(n)
+    }
+
+    /// Every retained event of `key`, oldest first.
+    pub fn history(&self, key: &Key) -> BackendResult<Vec<Event>> {
+        let mut revs = Vec::new();
+        self.backend
+            .scan_events(0, Revision::MAX, &mut |rev, bytes| {
+                let h = codec::decode_header(bytes).map_err(|e| decode_err(rev, e))?;
+                if h.group == key.group
+                    && h.resource == key.resource
+                    && h.namespace == key.namespace
+                    && h.name == key.name
+                {
+                    revs.push(rev);
+                }
+                Ok(true)
+            })?;
+        revs.into_iter()
+            .map(|r| self.read_event(r).map(|(e, _)| e))
+            .collect()
+    }
+
+    /// The objects at `revision` (which must not be below `compacted`).
+    pub fn state_at(&self, revision: Revision) -> Result<BTreeMap<Key, Arc<Value>>, StoreError> {
+        let compacted = self.compacted();
+        if revision < compacted {
+            return Err(StoreError::Expired {
+                requested: revision,
+                oldest: compacted,
+            });
+        }
+        let mut latest: BTreeMap<Key, (Revision, EventType)> = BTreeMap::new();
+        self.backend
+            .scan_events(0, revision, &mut |rev, bytes| {
+                let h = codec::decode_header(bytes).map_err(|e| decode_err(rev, e))?;
+                latest.insert(h.key(), (rev, h.event_type()));
+                Ok(true)
+            })
+            .map_err(|e| self.store_error(e))?;
+        let mut out = BTreeMap::new();
+        for (key, (rev, t)) in latest {
+            if t != EventType::Deleted {
+                let (e, _) = self.read_event(rev).map_err(|e| self.store_error(e))?;
+                out.insert(key, e.object);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A backend error as the store reports it.
+    pub fn store_error(&self, e: BackendError) -> StoreError {
+        match e {
+            BackendError::Io(msg) => StoreError::Backend(format!("{}: {msg}", self.describe())),
+            BackendError::Corrupt { what, location } => StoreError::Corrupt {
+                path: self.describe(),
+                what,
+                location,
+            },
+        }
+    }
+}
+
+/// Big-endian revision bytes, so that byte order is revision order.
+#[cfg(feature = "server")]
+pub(crate) fn rev_bytes(rev: Revision) -> [u8; 8] {
+    rev.to_be_bytes()
+}
+
+#[cfg(feature = "server")]
+pub(crate) fn rev_from(bytes: &[u8], location: &str) -> BackendResult<Revision> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
+        corrupt(
+            format!("a revision is {} bytes, not 8", bytes.len()),
+            location,
+        )
+    })?;
+    Ok(Revision::from_be_bytes(arr))
+}

@@ -1,0 +1,143 @@
+//! sled 0.34: one tree, keys prefixed by table (`e` + revision BE, `o` + object key, `m` + name),
+//! so one `apply_batch` is one atomic write; `flush` (fdatasync of sled's log) makes it durable.
+
+use std::path::{Path, PathBuf};
+
+use super::{corrupt, rev_bytes, rev_from, Backend, BackendError, BackendResult, Batch};
+use crate::store::Revision;
+
+pub struct SledBackend {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn io(e: sled::Error) -> BackendError {
+    match e {
+        sled::Error::Corruption { at, bt: _ } => corrupt(
+            "sled reports corruption".to_string(),
+            format!(
+                "sled log, {}",
+                at.map(|a| format!("{a:?}"))
+                    .unwrap_or_else(|| "unknown offset".into())
+            ),
+        ),
+        other => BackendError::Io(other.to_string()),
+    }
+}
+
+fn ekey(rev: Revision) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&rev_bytes(rev));
+    k
+}
+
+impl SledBackend {
+    /// Opens (or creates) the store directory. `cache_bytes` bounds sled's page cache.
+    pub fn open(path: &Path, cache_bytes: usize) -> BackendResult<SledBackend> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes as u64)
+            // Durability comes from our own flush per group commit; sled's background flush
+            // only shortens the relaxed mode's loss window.
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => io(e),
+                other => BackendError::Io(format!(
+                    "cannot open sled store at {}: {other}",
+                    path.display()
+                )),
+            })?;
+        Ok(SledBackend {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Backend for SledBackend {
+    fn describe(&self) -> String {
+        format!("sled at {}", self.path.display())
+    }
+
+    fn write(&self, batch: Batch, sync: bool) -> BackendResult<()> {
+        let mut b = sled::Batch::default();
+        for (rev, bytes) in batch.put_events {
+            b.insert(&ekey(rev)[..], bytes);
+        }
+        for rev in batch.delete_events {
+            b.remove(&ekey(rev)[..]);
+        }
+        for (k, v) in batch.objects {
+            let mut key = Vec::with_capacity(k.len() + 1);
+            key.push(b'o');
+            key.extend_from_slice(&k);
+            match v {
+                Some(rev) => b.insert(key, &rev_bytes(rev)[..]),
+                None => b.remove(key),
+            }
+        }
+        for (name, v) in batch.meta {
+            let mut key = vec![b'm'];
+            key.extend_from_slice(name.as_bytes());
+            b.insert(key, &v.to_be_bytes()[..]);
+        }
+        self.db.apply_batch(b).map_err(io)?;
+        if sync {
+            self.db.flush().map_err(io)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> BackendResult<()> {
+        self.db.flush().map(|_| ()).map_err(io)
+    }
+
+    fn get_event(&self, revision: Revision) -> BackendResult<Option<Vec<u8>>> {
+        Ok(self.db.get(ekey(revision)).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_events(
+        &self,
+        from: Revision,
+        to: Revision,
+        f: &mut dyn FnMut(Revision, &[u8]) -> BackendResult<bool>,
+    ) -> BackendResult<()> {
+        if from > to {
+            return Ok(());
+        }
+        for item in self.db.range(ekey(from)..=ekey(to)) {
+            let (k, v) = item.map_err(io)?;
+            let rev = rev_from(&k[1..], "sled events")?;
+            if !f(rev, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_objects(
+        &self,
+        f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
+    ) -> BackendResult<()> {
+        for item in self.db.scan_prefix(b"o") {
+            let (k, v) = item.map_err(io)?;
+            let rev = rev_from(
+                &v,
+                &format!("objects table, key {}", String::from_utf8_lossy(&k[1..])),
+            )?;
+            f(&k[1..], rev)?;
+        }
+        Ok(())
+    }
+
+    fn get_meta(&self, name: &str) -> BackendResult<Option<u64>> {
+        let mut key = vec![b'm'];
+        key.extend_from_slice(name.as_bytes());
+        match self.db.get(key).map_err(io)? {
+            None => Ok(None),
+            Some(v) => rev_from(&v, &format!("meta table, key {name}")).map(Some),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The on-disk event envelope — the only place that knows its bytes.
+//!
+//! ```text
+//! [format: u8 = 1][header_len: u32 LE][header: bincode 2][header_crc: u32 LE][body: JSON]
+//! ```
+//! The header (revision, type, key, actor, time, the revision of the previous version of the
+//! key, the body's length and CRC-32) is bincode 2 with the standard config; the body is the
+//! object's JSON exactly as stored, so a student can dump the log and read it. The header can be
+//! decoded without touching the body (open scans every header to check the log), and both carry
+//! a CRC so damage is reported with its revision instead of decoding into garbage.
+//!
+//! Object-table keys are `group/resource/namespace/name` (no part may contain `/`).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Event, EventType, Key, Revision};
+
+const FORMAT: u8 = 1;
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("envelope too short ({0} bytes)")]
+    Truncated(usize),
+    #[error("unknown envelope format {0}")]
+    Format(u8),
+    #[error("header checksum mismatch")]
+    HeaderChecksum,
+    #[error("header does not decode: {0}")]
+    Header(String),
+    #[error("body checksum mismatch")]
+    BodyChecksum,
+    #[error("body length {found} differs from the header's {expected}")]
+    BodyLength { expected: usize, found: usize },
+    #[error("body is not JSON: {0}")]
+    Body(String),
+    #[error("object key {0:?} is not group/resource/namespace/name")]
+    ObjectKey(String),
+}
+
+/// Everything about an event but its body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub revision: Revision,
+    pub event_type: u8,
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub actor: String,
+    pub time: String,
+    /// The revision of the key's previous version (`None` for ADDED).
+    pub prev_revision: Option<Revision>,
+    pub body_len: u32,
+    pub body_crc: u32,
+}
+
+impl Header {
+    pub fn key(&self) -> Key {
+        Key::new(&self.group, &self.resource, &self.namespace, &self.name)
+    }
+
+    pub fn event_type(&self) -> EventType {
+        match self.event_type {
+            0 => EventType::Added,
+            1 => EventType::Modified,
+            _ => EventType::Deleted,
+        }
+    }
+}
+
+fn type_code(t: EventType) -> u8 {
+    match t {
+        EventType::Added => 0,
+        EventType::Modified => 1,
+        EventType::Deleted => 2,
+    }
+}
+
+/// Encodes one event.
+pub fn encode_event(event: &Event, prev_revision: Option<Revision>) -> Vec<u8> {
+    let body = serde_json::to_vec(&*event.object).expect("a serde_json::Value always serializes");
+    let header = Header {
+        revision: event.revision,
+        event_type: type_code(event.event_type),
+        group: event.key.group.clone(),
+        resource: event.key.resource.clone(),
+        namespace: event.key.namespace.clone(),
+        name: event.key.name.clone(),
+        actor: event.actor.clone(),
+        time: event.time.clone(),
+        prev_revision,
+        body_len: body.len() as u32,
+        body_crc: crc32(&body),
+    };
+    let h = bincode::serde::encode_to_vec(&header, bincode::config::standard())
+        .expect("the header always encodes");
+    let mut out = Vec::with_capacity(1 + 4 + h.len() + 4 + body.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&crc32(&h).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn split(bytes: &[u8]) -> Result<(Header, &[u8]), CodecError> {
+    if bytes.len() < 9 {
+        return Err(CodecError::Truncated(bytes.len()));
+    }
+    if bytes[0] != FORMAT {
+        return Err(CodecError::Format(bytes[0]));
+    }
+    let hlen = u32::from_le_bytes(bytes[1..5].try_into().expect("4 bytes")) as usize;
+    if bytes.len() < 9 + hlen {
+        return Err(CodecError::Truncated(bytes.len()));
+    }
+    let h = &bytes[5..5 + hlen];
+    let crc = u32::from_le_bytes(bytes[5 + hlen..9 + hlen].try_into().expect("4 bytes"));
+    if crc32(h) != crc {
+        return Err(CodecError::HeaderChecksum);
+    }
+    let (header, _): (Header, usize) =
+        bincode::serde::decode_from_slice(h, bincode::config::standard())
+            .map_err(|e| CodecError::Header(e.to_string()))?;
+    Ok((header, &bytes[9 + hlen..]))
+}
+
+/// Decodes and checks only the header.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
+    split(bytes).map(|(h, _)| h)
+}
+
+/// Decodes and checks a whole event; also returns the previous version's revision.
+pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<Revision>), CodecError> {
+    let (h, body) = split(bytes)?;
+    if body.len() != h.body_len as usize {
+        return Err(CodecError::BodyLength {
+            expected: h.body_len as usize,
+            found: body.len(),
+        });
+    }
+    if crc32(body) != h.body_crc {
+        return Err(CodecError::BodyChecksum);
+    }
+    let object: Value =
+        serde_json::from_slice(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    let event = Event {
+        revision: h.revision,
+        event_type: h.event_type(),
+        key: h.key(),
+        object: Arc::new(object),
+        actor: h.actor,
+        time: h.time,
+    };
+    Ok((event, h.prev_revision))
+}
+
+/// `group/resource/namespace/name`.
+pub fn encode_object_key(key: &Key) -> Vec<u8> {
+    format!(
+        "{}/{}/{}/{}",
+        key.group, key.resource, key.namespace, key.name
+    )
+    .into_bytes()
+}
+
+pub fn decode_object_key(bytes: &[u8]) -> Result<Key, CodecError> {
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| CodecError::ObjectKey(String::from_utf8_lossy(bytes).into_owned()))?;
+    let parts: Vec<&str> = s.splitn(4, '/').collect();
+    match parts.as_slice() {
+        [g, r, ns, name] if !name.contains('/') => Ok(Key::new(g, r, ns, name)),
+        _ => Err(CodecError::ObjectKey(s.to_string())),
+    }
+}
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+static CRC_TABLE: [u32; 256] = crc_table();
+
+/// CRC-32 (IEEE), as zlib computes it.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for b in data {
+        c = CRC_TABLE[((c ^ *b as u32) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event() -> Event {
+        Event {
+            revision: 42,
+            event_type: EventType::Modified,
+            key: Key::new("storage.k8s.io", "storageclasses", "", "local"),
+            object: Arc::new(json!({"metadata": {"name": "local"}, "z": 1, "a": [1, 2.5, "x"]})),
+            actor: "kubectl".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips_and_keeps_body_json() {
+        let e = event();
+        let bytes = encode_event(&e, Some(41));
+        let (back, prev) = decode_event(&bytes).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(prev, Some(41));
+        assert!(String::from_utf8_lossy(&bytes)
+            .ends_with(r#"{"metadata":{"name":"local"},"z":1,"a":[1,2.5,"x"]}"#));
+        assert_eq!(decode_header(&bytes).unwrap().revision, 42);
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let bytes = encode_event(&event(), None);
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(decode_event(&b).is_err(), "flipped byte {i} went unnoticed");
+        }
+        assert!(decode_event(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn object_keys_round_trip() {
+        let k = Key::new("", "pods", "default", "web");
+        assert_eq!(decode_object_key(&encode_object_key(&k)).unwrap(), k);
+        let k = Key::new("", "nodes", "", "node-1");
+        assert_eq!(decode_object_key(&encode_object_key(&k)).unwrap(), k);
+        assert!(decode_object_key(b"pods/x").is_err());
+    }
+}

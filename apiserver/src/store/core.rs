@@ -1,0 +1,1126 @@
+//! `StoreCore`: the synchronous, deterministic heart of the store.
+//!
+//! It owns the current objects, the revision counter and the watch window (the recent events,
+//! each with the object's previous state so selector transitions can be computed). It reads no
+//! clock and draws no randomness: the time, the commit instant and new uids come in through
+//! [`WriteContext`]. Writes are two-phase so a driver can make them durable in between:
+//!
+//! 1. [`StoreCore::prepare`] checks the key, the object and the precondition against the
+//!    committed state *plus* the writes already prepared in this batch, and assigns the next
+//!    revision. Readers do not see prepared writes.
+//! 2. The driver appends the prepared events to the backend (one transaction, one flush).
+//! 3. [`StoreCore::commit_prepared`] makes them visible (objects, revision, window) and returns
+//!    them for fan-out; on a backend failure [`StoreCore::abort_prepared`] forgets them.
+//!
+//! [`StoreCore::apply`] does all three for callers without a backend (the simulator).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{
+    Event, EventType, FieldSelector, Key, LabelSelector, ListQuery, ListResult, Precondition,
+    Result, Revision, StoreError, WatchQuery, WatchWindow,
+};
+
+/// One write request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    Create {
+        key: Key,
+        object: Value,
+    },
+    Update {
+        key: Key,
+        object: Value,
+        precondition: Option<Precondition>,
+    },
+    Delete {
+        key: Key,
+        precondition: Option<Precondition>,
+    },
+}
+
+impl Write {
+    pub fn key(&self) -> &Key {
+        match self {
+            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => {
+                key
+            }
+        }
+    }
+}
+
+/// What the driver knows and the core must not look up itself.
+#[derive(Clone, Debug)]
+pub struct WriteContext {
+    pub actor: String,
+    /// RFC 3339 (seconds) for `Event::time` and `creationTimestamp`.
+    pub time: String,
+    /// The uid a create gets (uuid v4 from the driver; seeded in the simulator).
+    pub uid: String,
+}
+
+/// A committed event as the core keeps it in the watch window: with the object's state before
+/// the write (for selector transitions and snapshot lists) and the commit instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed {
+    pub event: Event,
+    /// The object before this write (`None` for ADDED).
+    pub prev: Option<Arc<Value>>,
+    /// The revision of `prev` (what the on-disk envelope records).
+    pub prev_revision: Option<Revision>,
+    /// Commit instant, milliseconds since the Unix epoch (window aging).
+    pub at_ms: u64,
+}
+
+/// The outcome of a prepared write: its event and what the caller gets back.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub committed: Committed,
+    /// Create/update: the stored object. Delete: the last state, as kube-apiserver returns it.
+    pub result: Arc<Value>,
+}
+
+/// Which events a watcher or list wants, and how it sees them.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub group: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub label_selector: Option<LabelSelector>,
+    pub field_selector: Option<FieldSelector>,
+}
+
+impl Filter {
+    pub fn from_watch(q: &WatchQuery) -> Filter {
+        Filter {
+            group: q.group.clone(),
+            resource: q.resource.clone(),
+            namespace: q.namespace.clone(),
+            label_selector: q.label_selector.clone(),
+            field_selector: q.field_selector.clone(),
+        }
+    }
+
+    pub fn from_list(q: &ListQuery) -> Filter {
+        Filter {
+            group: q.group.clone(),
+            resource: q.resource.clone(),
+            namespace: q.namespace.clone(),
+            label_selector: q.label_selector.clone(),
+            field_selector: q.field_selector.clone(),
+        }
+    }
+
+    fn has_selectors(&self) -> bool {
+        self.label_selector.as_ref().is_some_and(|s| !s.is_empty())
+            || self.field_selector.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if let Some(fs) = &self.field_selector {
+            fs.validate_for(&self.group, &self.resource)
+                .map_err(|e| StoreError::InvalidSelector(e.0))?;
+        }
+        Ok(())
+    }
+
+    /// Does the key belong to this filter's resource (and namespace)?
+    pub fn covers(&self, key: &Key) -> bool {
+        key.group == self.group
+            && key.resource == self.resource
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == key.namespace)
+    }
+
+    /// Do the selectors accept this object?
+    pub fn selects(&self, object: &Value) -> bool {
+        self.label_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(object))
+            && self
+                .field_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(&self.group, &self.resource, object))
+    }
+
+    /// The event this filter's watcher sees for `c`, if any. As kube-apiserver's watch cache:
+    /// an object entering the selection is ADDED, one leaving it is DELETED (with its previous
+    /// content and the event's resourceVersion).
+    pub fn convert(&self, c: &Committed) -> Option<Event> {
+        if !self.covers(&c.event.key) {
+            return None;
+        }
+        if !self.has_selectors() {
+            return Some(c.event.clone());
+        }
+        let cur = c.event.event_type != EventType::Deleted && self.selects(&c.event.object);
+        let old = c.prev.as_ref().is_some_and(|p| self.selects(p));
+        let (event_type, object) = match (cur, old) {
+            (false, false) => return None,
+            (true, false) => (EventType::Added, c.event.object.clone()),
+            (true, true) => (EventType::Modified, c.event.object.clone()),
+            (false, true) => {
+                let prev = c.prev.as_ref().expect("old matched, so prev exists");
+                let mut o = (**prev).clone();
+                set_resource_version(&mut o, c.event.revision);
+                (EventType::Deleted, Arc::new(o))
+            }
+        };
+        Some(Event {
+            event_type,
+            object,
+            ..c.event.clone()
+        })
+    }
+}
+
+/// The resourceVersion an object carries (`metadata.resourceVersion`, a decimal string).
+pub fn resource_version_of(object: &Value) -> Option<Revision> {
+    object
+        .pointer("/metadata/resourceVersion")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn uid_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn set_resource_version(object: &mut Value, rev: Revision) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+/// The store's state: committed objects, revision, watch window, and the batch being prepared.
+#[derive(Debug)]
+pub struct StoreCore {
+    objects: BTreeMap<Key, Arc<Value>>,
+    revision: Revision,
+    window: VecDeque<Committed>,
+    /// A watch from revision `r` is served iff `r >= window_start` (every event after it is in
+    /// the window). Events at or below it have left.
+    window_start: Revision,
+    window_config: WatchWindow,
+    /// Prepared but not yet committed: events and the overlay they imply.
+    pending: Vec<Committed>,
+    pending_objects: BTreeMap<Key, Option<Arc<Value>>>,
+}
+
+/// Continue tokens look like kube-apiserver's: base64url(JSON {"v","rv","start"}).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: Revision,
+    start: String,
+}
+
+impl StoreCore {
+    /// An empty store at revision 0.
+    pub fn new(window_config: WatchWindow) -> StoreCore {
+        StoreCore {
+            objects: BTreeMap::new(),
+            revision: 0,
+            window: VecDeque::new(),
+            window_start: 0,
+            window_config,
+            pending: Vec::new(),
+            pending_objects: BTreeMap::new(),
+        }
+    }
+
+    /// A store rebuilt from a backend: its current objects, its revision, and the most recent
+    /// events (ascending, contiguous up to `revision`) to seed the watch window.
+    pub fn restore(
+        window_config: WatchWindow,
+        objects: BTreeMap<Key, Arc<Value>>,
+        revision: Revision,
+        tail: Vec<Committed>,
+    ) -> StoreCore {
+        let window_start = tail.first().map_or(revision, |c| c.event.revision - 1);
+        assert!(
+            tail.last().is_none_or(|c| c.event.revision == revision),
+            "window tail must end at the store revision"
+        );
+        StoreCore {
+            objects,
+            revision,
+            window: tail.into(),
+            window_start,
+            window_config,
+            pending: Vec::new(),
+            pending_objects: BTreeMap::new(),
+        }
+    }
+
+    /// The revision of the last committed write.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// The oldest revision a watch may start from.
+    pub fn window_start(&self) -> Revision {
+        self.window_start
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
+        self.objects.get(key).cloned()
+    }
+
+    pub fn objects(&self) -> &BTreeMap<Key, Arc<Value>> {
+        &self.objects
+    }
+
+    /// The current (prepared-or-committed) object, as preconditions see it.
+    fn current(&self, key: &Key) -> Option<&Arc<Value>> {
+        match self.pending_objects.get(key) {
+            Some(o) => o.as_ref(),
+            None => self.objects.get(key),
+        }
+    }
+
+    /// The revision the next prepared write gets.
+    fn next_revision(&self) -> Revision {
+        self.revision + self.pending.len() as Revision + 1
+    }
+
+    fn check_object(key: &Key, object: &Value) -> Result<()> {
+        let invalid = |reason: String| {
+            Err(StoreError::InvalidObject {
+                key: key.clone(),
+                reason,
+            })
+        };
+        let Some(obj) = object.as_object() else {
+            return invalid("the object must be a JSON object".into());
+        };
+        match obj.get("metadata") {
+            None => {}
+            Some(Value::Object(meta)) => {
+                if let Some(name) = meta.get("name") {
+                    if name.as_str() != Some(key.name.as_str()) {
+                        return invalid(format!(
+                            "metadata.name {name} does not match the name in the key ({:?})",
+                            key.name
+                        ));
+                    }
+                }
+                if let Some(ns) = meta.get("namespace") {
+                    let ns = ns.as_str().unwrap_or("\u{0}");
+                    if ns != key.namespace && !(key.namespace.is_empty() && ns.is_empty()) {
+                        return invalid(format!(
+                            "metadata.namespace {ns:?} does not match the namespace in the key ({:?})",
+                            key.namespace
+                        ));
+                    }
+                }
+            }
+            Some(_) => return invalid("metadata must be a JSON object".into()),
+        }
+        Ok(())
+    }
+
+    fn check_precondition(key: &Key, current: &Value, p: &Option<Precondition>) -> Result<()> {
+        match p {
+            None => Ok(()),
+            Some(Precondition::ResourceVersion(expected)) => {
+                let cur = resource_version_of(current).unwrap_or(0);
+                if cur != *expected {
+                    return Err(StoreError::Conflict {
+                        key: key.clone(),
+                        expected: *expected,
+                        current: cur,
+                    });
+                }
+                Ok(())
+            }
+            Some(Precondition::Uid(expected)) => {
+                let cur = uid_of(current);
+                if cur != expected {
+                    return Err(StoreError::UidConflict {
+                        key: key.clone(),
+                        expected: expected.clone(),
+                        current: cur.to_string(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+        let obj = object.as_object_mut().expect("checked: object");
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        meta.as_object_mut()
+            .expect("checked: metadata is an object")
+    }
+
+    /// Checks a write against committed + prepared state and assigns it the next revision.
+    /// Nothing becomes visible to readers until [`Self::commit_prepared`].
+    pub fn prepare(&mut self, write: Write, ctx: &WriteContext, now_ms: u64) -> Result<Prepared> {
+        write.key().validate()?;
+        let rev = self.next_revision();
+        let prepared = match write {
+            Write::Create { key, mut object } => {
+                Self::check_object(&key, &object)?;
+                if self.current(&key).is_some() {
+                    return Err(StoreError::AlreadyExists { key });
+                }
+                let meta = Self::metadata_mut(&mut object);
+                meta.entry("name")
+                    .or_insert_with(|| Value::String(key.name.clone()));
+                if !key.namespace.is_empty() {
+                    meta.entry("namespace")
+                        .or_insert_with(|| Value::String(key.namespace.clone()));
+                }
+                meta.insert("uid".into(), Value::String(ctx.uid.clone()));
+                meta.insert("creationTimestamp".into(), Value::String(ctx.time.clone()));
+                meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+                let object = Arc::new(object);
+                Prepared {
+                    committed: Committed {
+                        event: self.event(rev, EventType::Added, key, object.clone(), ctx),
+                        prev: None,
+                        prev_revision: None,
+                        at_ms: now_ms,
+                    },
+                    result: object,
+                }
+            }
+            Write::Update {
+                key,
+                mut object,
+                precondition,
+            } => {
+                Self::check_object(&key, &object)?;
+                let Some(current) = self.current(&key).cloned() else {
+                    return Err(StoreError::NotFound { key });
+                };
+                Self::check_precondition(&key, &current, &precondition)?;
+                let cur_meta = current.get("metadata");
+                let meta = Self::metadata_mut(&mut object);
+                meta.entry("name")
+                    .or_insert_with(|| Value::String(key.name.clone()));
+                if !key.namespace.is_empty() {
+                    meta.entry("namespace")
+                        .or_insert_with(|| Value::String(key.namespace.clone()));
+                }
+                for field in ["uid", "creationTimestamp"] {
+                    match cur_meta.and_then(|m| m.get(field)) {
+                        Some(v) => {
+                            meta.insert(field.into(), v.clone());
+                        }
+                        None => {
+                            meta.remove(field);
+                        }
+                    }
+                }
+                meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+                let object = Arc::new(object);
+                Prepared {
+                    committed: Committed {
+                        event: self.event(rev, EventType::Modified, key, object.clone(), ctx),
+                        prev_revision: resource_version_of(&current),
+                        prev: Some(current),
+                        at_ms: now_ms,
+                    },
+                    result: object,
+                }
+            }
+            Write::Delete { key, precondition } => {
+                let Some(current) = self.current(&key).cloned() else {
+                    return Err(StoreError::NotFound { key });
+                };
+                Self::check_precondition(&key, &current, &precondition)?;
+                let mut last = (*current).clone();
+                set_resource_version(&mut last, rev);
+                Prepared {
+                    committed: Committed {
+                        event: self.event(rev, EventType::Deleted, key, Arc::new(last), ctx),
+                        prev_revision: resource_version_of(&current),
+                        prev: Some(current.clone()),
+                        at_ms: now_ms,
+                    },
+                    result: current,
+                }
+            }
+        };
+        let ev = &prepared.committed.event;
+        let after = (ev.event_type != EventType::Deleted).then(|| ev.object.clone());
+        self.pending_objects.insert(ev.key.clone(), after);
+        self.pending.push(prepared.committed.clone());
+        Ok(prepared)
+    }
+
+    fn event(
+        &self,
+        revision: Revision,
+        event_type: EventType,
+        key: Key,
+        object: Arc<Value>,
+        ctx: &WriteContext,
+    ) -> Event {
+        Event {
+            revision,
+            event_type,
+            key,
+            object,
+            actor: ctx.actor.clone(),
+            time: ctx.time.clone(),
+        }
+    }
+
+    /// The events prepared since the last commit/abort, in revision order.
+    pub fn pending(&self) -> &[Committed] {
+        &self.pending
+    }
+
+    /// Makes the prepared writes visible, appends them to the watch window and ages the window.
+    /// Returns them for fan-out.
+    pub fn commit_prepared(&mut self, now_ms: u64) -> Vec<Committed> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_objects.clear();
+        for c in &batch {
+            assert_eq!(c.event.revision, self.revision + 1, "revisions are gapless");
+            self.revision = c.event.revision;
+            match c.event.event_type {
+                EventType::Deleted => {
+                    self.objects.remove(&c.event.key);
+                }
+                _ => {
+                    self.objects
+                        .insert(c.event.key.clone(), c.event.object.clone());
+                }
+            }
+            self.window.push_back(c.clone());
+        }
+        self.age_window(now_ms);
+        batch
+    }
+
+    /// Forgets the prepared writes (their backend transaction failed).
+    pub fn abort_prepared(&mut self) {
+        self.pending.clear();
+        self.pending_objects.clear();
+    }
+
+    /// Prepare and commit one write at once (no backend in between).
+    pub fn apply(
+        &mut self,
+        write: Write,
+        ctx: &WriteContext,
+        now_ms: u64,
+    ) -> Result<(Prepared, Vec<Committed>)> {
+        assert!(self.pending.is_empty(), "apply while a batch is prepared");
+        let p = self.prepare(write, ctx, now_ms)?;
+        let c = self.commit_prepared(now_ms);
+        Ok((p, c))
+    }
+
+    /// Drops events that are too old or too many from the watch window.
+    pub fn age_window(&mut self, now_ms: u64) {
+        let max_age = self.window_config.max_age.as_millis() as u64;
+        while let Some(front) = self.window.front() {
+            let too_many = self.window.len() > self.window_config.max_events;
+            let too_old = now_ms.saturating_sub(front.at_ms) > max_age;
+            if !(too_many || too_old) {
+                break;
+            }
+            self.window_start = front.event.revision;
+            self.window.pop_front();
+        }
+    }
+
+    /// The window's events after `from` that `filter` sees, or `Expired` if some left the window.
+    pub fn watch_backlog(&self, filter: &Filter, from: Revision) -> Result<Vec<Event>> {
+        filter.validate()?;
+        if from < self.window_start {
+            return Err(StoreError::Expired {
+                requested: from,
+                oldest: self.window_start,
+            });
+        }
+        let skip = self.window.partition_point(|c| c.event.revision <= from);
+        Ok(self
+            .window
+            .range(skip..)
+            .filter_map(|c| filter.convert(c))
+            .collect())
+    }
+
+    /// Everything in the window after `from`, unfiltered (for tests and the simulator).
+    pub fn window_after(&self, from: Revision) -> impl Iterator<Item = &Committed> {
+        let skip = self.window.partition_point(|c| c.event.revision <= from);
+        self.window.range(skip..)
+    }
+
+    /// One page of a list: a consistent snapshot at the current revision, or, for a continued
+    /// list, at the first page's revision (rebuilt from the watch window).
+    pub fn list(&self, q: &ListQuery) -> Result<ListResult> {
+        let filter = Filter::from_list(q);
+        filter.validate()?;
+        let (rv, start) = match &q.continue_token {
+            None => (self.revision, None),
+            Some(tok) => {
+                let t = decode_continue(tok)?;
+                (t.rv, Some(t.start))
+            }
+        };
+        if rv > self.revision {
+            return Err(StoreError::InvalidContinue(format!(
+                "revision {rv} is in the future"
+            )));
+        }
+        if rv < self.window_start && rv != self.revision {
+            return Err(StoreError::ContinueExpired {
+                requested: rv,
+                oldest: self.window_start,
+            });
+        }
+        let ns = q.namespace.clone().unwrap_or_default();
+        let lower = match &start {
+            Some(s) => {
+                let s = s.strip_suffix('\u{0}').unwrap_or(s);
+                let (namespace, name) = s.split_once('/').unwrap_or(("", s));
+                Bound::Excluded(Key::new(&q.group, &q.resource, namespace, name))
+            }
+            None => Bound::Included(Key::new(&q.group, &q.resource, &ns, "")),
+        };
+        // The state at `rv`: current objects with the window's later changes undone. The first
+        // change after `rv` to a key carries that key's state at `rv` in `prev`.
+        let mut undo: BTreeMap<&Key, Option<&Arc<Value>>> = BTreeMap::new();
+        if rv < self.revision {
+            for c in self.window_after(rv) {
+                if filter.covers(&c.event.key) {
+                    undo.entry(&c.event.key).or_insert(c.prev.as_ref());
+                }
+            }
+        }
+        let in_range = |k: &Key| match &lower {
+            Bound::Excluded(l) => k > l,
+            Bound::Included(l) => k >= l,
+            Bound::Unbounded => true,
+        };
+        let current = self
+            .objects
+            .range((lower.clone(), Bound::Unbounded))
+            // Keys sort by (group, resource, namespace, name): the resource (or the namespace)
+            // is one contiguous run starting at `lower`.
+            .take_while(|(k, _)| filter.covers(k));
+        let mut snapshot: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = if undo.is_empty() {
+            Box::new(current)
+        } else {
+            let mut merged: BTreeMap<&Key, &Arc<Value>> =
+                current.filter(|(k, _)| !undo.contains_key(k)).collect();
+            for (k, v) in &undo {
+                if let Some(v) = v {
+                    if in_range(k) {
+                        merged.insert(k, v);
+                    }
+                }
+            }
+            Box::new(merged.into_iter())
+        };
+        let limit = q.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut last_key: Option<&Key> = None;
+        let mut more = false;
+        let mut remaining: u64 = 0;
+        for (k, v) in snapshot.by_ref() {
+            if !filter.selects(v) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                more = true;
+                remaining += 1;
+                if filter.has_selectors() {
+                    break;
+                }
+                continue;
+            }
+            items.push(v.clone());
+            last_key = Some(k);
+        }
+        let continue_token = if more {
+            let k = last_key.expect("a full page has a last key");
+            let start = if k.namespace.is_empty() {
+                format!("{}\u{0}", k.name)
+            } else {
+                format!("{}/{}\u{0}", k.namespace, k.name)
+            };
+            Some(encode_continue(&ContinueToken {
+                v: "meta.k8s.io/v1".into(),
+                rv,
+                start,
+            }))
+        } else {
+            None
+        };
+        Ok(ListResult {
+            items,
+            resource_version: rv,
+            remaining_item_count: (more && !filter.has_selectors()).then_some(remaining),
+            continue_token,
+        })
+    }
+}
+
+fn encode_continue(t: &ContinueToken) -> String {
+    base64url_encode(&serde_json::to_vec(t).expect("token serializes"))
+}
+
+fn decode_continue(s: &str) -> Result<ContinueToken> {
+    let bytes =
+        base64url_decode(s).ok_or_else(|| StoreError::InvalidContinue("not base64".into()))?;
+    let t: ContinueToken = serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::InvalidContinue(format!("not a continue token: {e}")))?;
+    if t.v != "meta.k8s.io/v1" {
+        return Err(StoreError::InvalidContinue(format!(
+            "unknown version {:?}",
+            t.v
+        )));
+    }
+    if t.start.contains("..") {
+        return Err(StoreError::InvalidContinue("path traversal".into()));
+    }
+    Ok(t)
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Unpadded base64url (Go's `base64.RawURLEncoding`, which kube-apiserver uses for tokens).
+pub(crate) fn base64url_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+pub(crate) fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(n: u64) -> WriteContext {
+        WriteContext {
+            actor: "test".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            uid: format!("uid-{n}"),
+        }
+    }
+
+    fn pod(name: &str) -> Key {
+        Key::new("", "pods", "default", name)
+    }
+
+    #[test]
+    fn create_update_delete_assign_revisions_and_metadata() {
+        let mut core = StoreCore::new(WatchWindow::default());
+        let (p, _) = core
+            .apply(
+                Write::Create {
+                    key: pod("a"),
+                    object: json!({"metadata": {"labels": {"x": "1"}}, "spec": {"b": 1, "a": 2}}),
+                },
+                &ctx(1),
+                0,
+            )
+            .unwrap();
+        assert_eq!(p.result["metadata"]["resourceVersion"], "1");
+        assert_eq!(p.result["metadata"]["uid"], "uid-1");
+        assert_eq!(p.result["metadata"]["name"], "a");
+        // Field order as given (preserve_order).
+        let keys: Vec<_> = p.result["spec"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["b", "a"]);
+        let err = core
+            .apply(
+                Write::Create {
+                    key: pod("a"),
+                    object: json!({}),
+                },
+                &ctx(2),
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }));
+        let err = core
+            .apply(
+                Write::Update {
+                    key: pod("a"),
+                    object: json!({}),
+                    precondition: Some(Precondition::ResourceVersion(7)),
+                },
+                &ctx(3),
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Conflict {
+                key: pod("a"),
+                expected: 7,
+                current: 1
+            }
+        );
+        let (p, _) = core
+            .apply(
+                Write::Update {
+                    key: pod("a"),
+                    object: json!({"metadata": {"uid": "forged"}}),
+                    precondition: Some(Precondition::ResourceVersion(1)),
+                },
+                &ctx(4),
+                0,
+            )
+            .unwrap();
+        assert_eq!(p.result["metadata"]["uid"], "uid-1");
+        assert_eq!(p.result["metadata"]["resourceVersion"], "2");
+        let err = core
+            .apply(
+                Write::Delete {
+                    key: pod("a"),
+                    precondition: Some(Precondition::Uid("other".into())),
+                },
+                &ctx(5),
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UidConflict { .. }));
+        let (p, c) = core
+            .apply(
+                Write::Delete {
+                    key: pod("a"),
+                    precondition: Some(Precondition::Uid("uid-1".into())),
+                },
+                &ctx(6),
+                0,
+            )
+            .unwrap();
+        assert_eq!(p.result["metadata"]["resourceVersion"], "2");
+        assert_eq!(c[0].event.object["metadata"]["resourceVersion"], "3");
+        assert_eq!(core.revision(), 3);
+        assert!(core.get(&pod("a")).is_none());
+        let err = core
+            .apply(
+                Write::Create {
+                    key: pod("bad/name"),
+                    object: json!({}),
+                },
+                &ctx(7),
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidKey(_)));
+        let err = core
+            .apply(
+                Write::Create {
+                    key: pod("b"),
+                    object: json!({"metadata": {"name": "c"}}),
+                },
+                &ctx(7),
+                0,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::InvalidObject { .. }));
+        assert_eq!(core.revision(), 3, "rejected writes take no revision");
+    }
+
+    #[test]
+    fn prepared_writes_are_invisible_until_committed() {
+        let mut core = StoreCore::new(WatchWindow::default());
+        core.prepare(
+            Write::Create {
+                key: pod("a"),
+                object: json!({}),
+            },
+            &ctx(1),
+            0,
+        )
+        .unwrap();
+        let err = core
+            .prepare(
+                Write::Create {
+                    key: pod("a"),
+                    object: json!({}),
+                },
+                &ctx(2),
+                0,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::AlreadyExists { .. }),
+            "the batch sees its own writes"
+        );
+        core.prepare(
+            Write::Update {
+                key: pod("a"),
+                object: json!({}),
+                precondition: Some(Precondition::ResourceVersion(1)),
+            },
+            &ctx(3),
+            0,
+        )
+        .unwrap();
+        assert!(core.get(&pod("a")).is_none());
+        assert_eq!(core.revision(), 0);
+        core.abort_prepared();
+        core.prepare(
+            Write::Create {
+                key: pod("b"),
+                object: json!({}),
+            },
+            &ctx(4),
+            0,
+        )
+        .unwrap();
+        let c = core.commit_prepared(0);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].event.revision, 1);
+        assert!(core.get(&pod("a")).is_none());
+        assert!(core.get(&pod("b")).is_some());
+    }
+
+    #[test]
+    fn window_expires_old_watches() {
+        let mut core = StoreCore::new(WatchWindow {
+            max_age: std::time::Duration::from_secs(10),
+            max_events: 3,
+        });
+        for i in 0..5 {
+            core.apply(
+                Write::Create {
+                    key: pod(&format!("p{i}")),
+                    object: json!({}),
+                },
+                &ctx(i),
+                0,
+            )
+            .unwrap();
+        }
+        let f = Filter {
+            resource: "pods".into(),
+            ..Filter::default()
+        };
+        assert_eq!(core.window_start(), 2);
+        assert_eq!(core.watch_backlog(&f, 2).unwrap().len(), 3);
+        assert_eq!(
+            core.watch_backlog(&f, 1).unwrap_err(),
+            StoreError::Expired {
+                requested: 1,
+                oldest: 2
+            }
+        );
+        core.age_window(20_000);
+        assert_eq!(core.window_start(), 5);
+        assert!(core.watch_backlog(&f, 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn selector_transitions_become_added_and_deleted() {
+        let mut core = StoreCore::new(WatchWindow::default());
+        core.apply(
+            Write::Create {
+                key: pod("a"),
+                object: json!({"spec": {}}),
+            },
+            &ctx(1),
+            0,
+        )
+        .unwrap();
+        core.apply(
+            Write::Update {
+                key: pod("a"),
+                object: json!({"spec": {"nodeName": "n1"}}),
+                precondition: None,
+            },
+            &ctx(2),
+            0,
+        )
+        .unwrap();
+        core.apply(
+            Write::Update {
+                key: pod("a"),
+                object: json!({"spec": {"nodeName": "n1"}, "x": 1}),
+                precondition: None,
+            },
+            &ctx(3),
+            0,
+        )
+        .unwrap();
+        core.apply(
+            Write::Update {
+                key: pod("a"),
+                object: json!({"spec": {"nodeName": "n2"}}),
+                precondition: None,
+            },
+            &ctx(4),
+            0,
+        )
+        .unwrap();
+        let f = Filter {
+            resource: "pods".into(),
+            field_selector: Some(super::super::parse_field_selector("spec.nodeName=n1").unwrap()),
+            ..Filter::default()
+        };
+        let evs = core.watch_backlog(&f, 0).unwrap();
+        let got: Vec<_> = evs.iter().map(|e| (e.revision, e.event_type)).collect();
+        assert_eq!(
+            got,
+            [
+                (2, EventType::Added),
+                (3, EventType::Modified),
+                (4, EventType::Deleted)
+            ]
+        );
+        assert_eq!(evs[2].object["spec"]["nodeName"], "n1");
+        assert_eq!(evs[2].object["metadata"]["resourceVersion"], "4");
+    }
+
+    #[test]
+    fn paginated_lists_are_consistent_snapshots() {
+        let mut core = StoreCore::new(WatchWindow::default());
+        for ns in ["a", "b"] {
+            for i in 0..3 {
+                let key = Key::new("", "pods", ns, &format!("p{i}"));
+                core.apply(
+                    Write::Create {
+                        key,
+                        object: json!({"metadata": {"labels": {"i": i.to_string()}}}),
+                    },
+                    &ctx(i),
+                    0,
+                )
+                .unwrap();
+            }
+        }
+        core.apply(
+            Write::Create {
+                key: Key::new("", "nodes", "", "n"),
+                object: json!({}),
+            },
+            &ctx(9),
+            0,
+        )
+        .unwrap();
+        let mut q = ListQuery {
+            resource: "pods".into(),
+            limit: Some(4),
+            ..ListQuery::default()
+        };
+        let page1 = core.list(&q).unwrap();
+        assert_eq!(page1.items.len(), 4);
+        assert_eq!(page1.resource_version, 7);
+        assert_eq!(page1.remaining_item_count, Some(2));
+        // Writes between pages do not show up in the continued list.
+        core.apply(
+            Write::Delete {
+                key: Key::new("", "pods", "b", "p2"),
+                precondition: None,
+            },
+            &ctx(10),
+            0,
+        )
+        .unwrap();
+        core.apply(
+            Write::Create {
+                key: Key::new("", "pods", "b", "p3"),
+                object: json!({}),
+            },
+            &ctx(11),
+            0,
+        )
+        .unwrap();
+        q.continue_token = page1.continue_token.clone();
+        let page2 = core.list(&q).unwrap();
+        let names: Vec<_> = page2
+            .items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["p1", "p2"]);
+        assert_eq!(page2.resource_version, 7);
+        assert!(page2.continue_token.is_none());
+        // Namespace and label filters.
+        let q = ListQuery {
+            resource: "pods".into(),
+            namespace: Some("a".into()),
+            label_selector: Some(super::super::parse_label_selector("i in (0,2)").unwrap()),
+            ..ListQuery::default()
+        };
+        assert_eq!(core.list(&q).unwrap().items.len(), 2);
+        let q = ListQuery {
+            resource: "nodes".into(),
+            ..ListQuery::default()
+        };
+        assert_eq!(core.list(&q).unwrap().items.len(), 1);
+        let q = ListQuery {
+            resource: "pods".into(),
+            continue_token: Some("garbage!".into()),
+            ..ListQuery::default()
+        };
+        assert!(matches!(core.list(&q), Err(StoreError::InvalidContinue(_))));
+    }
+
+    #[test]
+    fn base64url_round_trips() {
+        for s in ["", "a", "ab", "abc", "abcd", "{\"v\":\"meta.k8s.io/v1\"}"] {
+            assert_eq!(
+                base64url_decode(&base64url_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
+        }
+    }
+}
