@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::{Backend, Log, MemoryBackend, RedbBackend, SledBackend};
+use super::backend::{Backend, BackendError, Log, MemoryBackend, RedbBackend, SledBackend};
 use super::core::{resource_version_of, Committed, Filter, StoreCore, Write, WriteContext};
 use super::{
     rfc3339, BackendKind, Durability, History, Key, ListQuery, ListResult, Precondition, Result,
@@ -138,18 +138,25 @@ impl Store {
                 ))
             })
         };
-        let backend: Box<dyn Backend> = match config.backend {
-            BackendKind::Memory => Box::new(MemoryBackend::new()),
-            BackendKind::Sled => Box::new(
-                SledBackend::open(&path()?, config.cache_bytes)
-                    .map_err(|e| open_error(&config, e))?,
-            ),
-            BackendKind::Redb => Box::new(
-                RedbBackend::open(&path()?, config.cache_bytes)
-                    .map_err(|e| open_error(&config, e))?,
-            ),
-        };
-        Self::open_with(config, backend)
+        // A store closed a moment ago in this process may still be held by its writer thread,
+        // which releases the file lock as it exits: retry a locked store for a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let opened: std::result::Result<Box<dyn Backend>, BackendError> = match config.backend {
+                BackendKind::Memory => Ok(Box::new(MemoryBackend::new())),
+                BackendKind::Sled => SledBackend::open(&path()?, config.cache_bytes)
+                    .map(|b| Box::new(b) as Box<dyn Backend>),
+                BackendKind::Redb => RedbBackend::open(&path()?, config.cache_bytes)
+                    .map(|b| Box::new(b) as Box<dyn Backend>),
+            };
+            match opened {
+                Ok(backend) => return Self::open_with(config, backend),
+                Err(BackendError::Io(msg)) if msg.contains("lock") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(open_error(&config, e)),
+            }
+        }
     }
 
     /// Opens the store over a given backend (tests, the simulator).
@@ -376,14 +383,14 @@ impl Store {
     }
 }
 
-fn open_error(config: &StoreConfig, e: super::backend::BackendError) -> StoreError {
+fn open_error(config: &StoreConfig, e: BackendError) -> StoreError {
     let path = config
         .path
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     match e {
-        super::backend::BackendError::Io(msg) => StoreError::Backend(msg),
+        BackendError::Io(msg) => StoreError::Backend(msg),
         super::backend::BackendError::Corrupt { what, location } => StoreError::Corrupt {
             path: format!("{} at {path}", config.backend.as_str()),
             what,
