@@ -1,0 +1,1588 @@
+//! The REST verbs on resources: create (generateName), get, list, update, patch, delete,
+//! deletecollection, pods/binding, pods/log, pods/exec — with kube-apiserver's registry rules
+//! (pod graceful deletion, finalizers and deletionTimestamp, namespace lifecycle) and its
+//! Status errors. Object rules (validation, defaulting, patch semantics, managedFields) are
+//! `semantics`'; persistence and revisions are the store's.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use super::resources::Resource;
+use super::route::Target;
+use super::util::{
+    add_warnings, content_type, decode_object, error_response, json_response, rfc3339, too_large,
+    ua_product, Query, MAX_BODY_BYTES,
+};
+use super::{proxy, table, watch, AppState};
+use crate::semantics::{self, FieldValidation, PatchType, WriteOptions};
+use crate::status::ApiError;
+use crate::store::{
+    parse_field_selector, parse_label_selector, Key, ListQuery, Precondition, StoreError,
+};
+
+/// How many times a write that raced another writer is retried when the client did not pin a
+/// resourceVersion (kube-apiserver's GuaranteedUpdate loops the same way).
+const MAX_RETRIES: usize = 16;
+
+/// Namespaces that may never be deleted (NamespaceLifecycle's immortal namespaces).
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+    )
+}
+
+/// Everything a handler needs about one request.
+pub(crate) struct Ctx {
+    pub state: Arc<AppState>,
+    pub t: Target,
+    pub q: Query,
+    pub headers: HeaderMap,
+    /// The write's actor: `fieldManager`, else the User-Agent product.
+    pub actor: String,
+    pub now: SystemTime,
+}
+
+impl Ctx {
+    fn r(&self) -> &'static Resource {
+        self.t.resource
+    }
+
+    fn key(&self, name: &str) -> Key {
+        Key::new(
+            self.r().group,
+            self.r().name,
+            self.t.namespace.as_deref().unwrap_or(""),
+            name,
+        )
+    }
+
+    fn now_str(&self) -> String {
+        rfc3339(self.now)
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            field_validation: FieldValidation::from_query(self.q.get("fieldValidation"))?,
+            field_manager: self
+                .q
+                .get("fieldManager")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            dry_run: self.q.dry_run()?,
+            force: self.q.flag("force"),
+            user_agent: self
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            now: self.now_str(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store adapter: the only place that calls the store, so its API is used in one spot.
+
+pub(crate) fn st_get(state: &AppState, key: &Key) -> Option<Arc<Value>> {
+    state.store.get(key)
+}
+
+pub(crate) async fn st_create(
+    state: &AppState,
+    key: Key,
+    obj: Value,
+    actor: &str,
+) -> Result<Arc<Value>, StoreError> {
+    state.store.create(&key, obj, actor).await
+}
+
+pub(crate) async fn st_update(
+    state: &AppState,
+    key: Key,
+    obj: Value,
+    pre: Option<Precondition>,
+    actor: &str,
+) -> Result<Arc<Value>, StoreError> {
+    state.store.update(&key, obj, pre, actor).await
+}
+
+pub(crate) async fn st_delete(
+    state: &AppState,
+    key: Key,
+    pre: Option<Precondition>,
+    actor: &str,
+) -> Result<Arc<Value>, StoreError> {
+    state.store.delete(&key, pre, actor).await
+}
+
+pub(crate) fn st_list(
+    state: &AppState,
+    q: &ListQuery,
+) -> Result<crate::store::ListResult, StoreError> {
+    state.store.list(q)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
+    v.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn rv_of(v: &Value) -> Option<u64> {
+    meta_str(v, "resourceVersion").parse().ok()
+}
+
+fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
+    if !v.get("metadata").is_some_and(Value::is_object) {
+        v["metadata"] = json!({});
+    }
+    v["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+fn finalizers_of(v: &Value) -> Vec<String> {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `pkg` name kube-apiserver's internal types live in, for conversion error texts.
+fn internal_pkg(group: &str) -> &str {
+    if group.is_empty() {
+        "core"
+    } else {
+        group.split('.').next().unwrap_or(group)
+    }
+}
+
+/// Fills in or checks `apiVersion`/`kind` of a body against what the path serves, with
+/// kube-apiserver's 400 texts for a mismatch.
+fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result<(), ApiError> {
+    let expected_av = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    let body_kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let body_av = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !body_kind.is_empty() && body_kind != kind {
+        let ver = body_av.rsplit('/').next().unwrap_or("").to_string();
+        let ver = if ver.is_empty() {
+            version.to_string()
+        } else {
+            ver
+        };
+        return Err(ApiError::bad_request(format!(
+            "{body_kind} in version \"{ver}\" cannot be handled as a {kind}: converting ({ver}.{body_kind}) to ({}.{kind}): unknown conversion",
+            internal_pkg(group)
+        )));
+    }
+    if !body_av.is_empty() && body_av != expected_av {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({body_av}) does not match the expected API version ({expected_av})"
+        )));
+    }
+    let o = obj.as_object_mut().expect("decode_object returns objects");
+    // Keep apiVersion and kind first, as Kubernetes serializes them.
+    let rest = std::mem::take(o);
+    o.insert("apiVersion".into(), json!(expected_av));
+    o.insert("kind".into(), json!(kind));
+    for (k, v) in rest {
+        if k != "apiVersion" && k != "kind" {
+            o.insert(k, v);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the body with kube-apiserver's 3 MiB limit.
+async fn read_body(body: Body, headers: &HeaderMap) -> Result<bytes::Bytes, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                src = s.source();
+            }
+            ApiError::bad_request(format!("error reading the request body: {e}"))
+        })
+}
+
+/// The entry point: routes a resource request by method and shape. Returns the metrics verb.
+pub(crate) async fn handle(
+    state: Arc<AppState>,
+    t: Target,
+    q: Query,
+    req: Request,
+) -> (&'static str, Response) {
+    let (parts, body) = req.into_parts();
+    let actor = q
+        .get("fieldManager")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            ua_product(
+                parts
+                    .headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            )
+        });
+    let ctx = Ctx {
+        state,
+        t,
+        q,
+        headers: parts.headers.clone(),
+        actor,
+        now: SystemTime::now(),
+    };
+    let r = ctx.r();
+    let sub = ctx.t.subresource.clone();
+    let has_name = ctx.t.name.is_some();
+    let method = parts.method.clone();
+
+    // pods/exec: an upgrade (GET for WebSocket, POST for SPDY) spliced to the kubelet.
+    if sub.as_deref() == Some("exec") {
+        let mut req = Request::from_parts(parts, body);
+        let upgrade = hyper::upgrade::on(&mut req);
+        let out = match method {
+            Method::GET | Method::POST => {
+                exec(&ctx, req.headers(), req.method().clone(), upgrade).await
+            }
+            _ => Err(method_not_allowed()),
+        };
+        return ("CONNECT", out.unwrap_or_else(|e| error_response(&e)));
+    }
+
+    let (verb, result) = match (&method, has_name, sub.as_deref()) {
+        (&Method::GET | &Method::HEAD, false, None) => {
+            if ctx.q.flag("watch") {
+                if !r.has_verb("watch") {
+                    ("WATCH", Err(method_not_allowed()))
+                } else {
+                    return (
+                        "WATCH",
+                        watch::serve(&ctx, None)
+                            .await
+                            .unwrap_or_else(|e| error_response(&e)),
+                    );
+                }
+            } else if !r.has_verb("list") {
+                ("LIST", Err(method_not_allowed()))
+            } else {
+                ("LIST", list(&ctx))
+            }
+        }
+        (&Method::GET | &Method::HEAD, true, None) => {
+            if ctx.q.flag("watch") && r.has_verb("watch") {
+                let name = ctx.t.name.clone();
+                return (
+                    "WATCH",
+                    watch::serve(&ctx, name)
+                        .await
+                        .unwrap_or_else(|e| error_response(&e)),
+                );
+            }
+            if !r.has_verb("get") {
+                ("GET", Err(method_not_allowed()))
+            } else {
+                ("GET", get(&ctx))
+            }
+        }
+        (&Method::GET, true, Some("status")) => ("GET", get(&ctx)),
+        (&Method::GET, true, Some("log")) => ("GET", log(&ctx).await),
+        (&Method::POST, false, None) => {
+            let body = read_body(body, &ctx.headers).await;
+            match body {
+                Err(e) => ("POST", Err(e)),
+                Ok(b) if r.name == "bindings" => ("POST", binding(&ctx, &b, None).await),
+                Ok(b) if r.has_verb("create") => ("POST", create(&ctx, &b).await),
+                Ok(_) => ("POST", Err(method_not_allowed())),
+            }
+        }
+        (&Method::POST, true, Some("binding")) => match read_body(body, &ctx.headers).await {
+            Err(e) => ("POST", Err(e)),
+            Ok(b) => ("POST", binding(&ctx, &b, ctx.t.name.clone()).await),
+        },
+        (&Method::PUT, true, None | Some("status") | Some("finalize")) if r.has_verb("update") => {
+            match read_body(body, &ctx.headers).await {
+                Err(e) => ("PUT", Err(e)),
+                Ok(b) => ("PUT", update(&ctx, &b).await),
+            }
+        }
+        (&Method::PATCH, true, None | Some("status")) if r.has_verb("patch") => {
+            match read_body(body, &ctx.headers).await {
+                Err(e) => ("PATCH", Err(e)),
+                Ok(b) => ("PATCH", patch(&ctx, &b).await),
+            }
+        }
+        (&Method::DELETE, true, None) if r.has_verb("delete") => {
+            match read_body(body, &ctx.headers).await {
+                Err(e) => ("DELETE", Err(e)),
+                Ok(b) => ("DELETE", delete(&ctx, &b).await),
+            }
+        }
+        (&Method::DELETE, false, None) if r.has_verb("deletecollection") => {
+            match read_body(body, &ctx.headers).await {
+                Err(e) => ("DELETECOLLECTION", Err(e)),
+                Ok(b) => ("DELETECOLLECTION", delete_collection(&ctx, &b).await),
+            }
+        }
+        (m, false, _) if m == Method::DELETE => ("DELETECOLLECTION", Err(method_not_allowed())),
+        (m, _, _) => (super::verb_of(m, !has_name), Err(method_not_allowed())),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(code = e.code, reason = %e.reason, message = %e.message, "request rejected");
+            error_response(&e)
+        }
+    };
+    (verb, resp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+/// Which representation the client's Accept header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repr {
+    Object,
+    Table,
+    PartialMetadata,
+}
+
+pub(crate) fn repr_of(headers: &HeaderMap) -> Repr {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The first acceptable alternative wins, as in kube-apiserver's content negotiation.
+    for alt in accept.split(',') {
+        let params: Vec<&str> = alt.split(';').map(str::trim).collect();
+        let base = params.first().copied().unwrap_or("");
+        if base != "application/json" && base != "*/*" && base != "application/*" {
+            continue;
+        }
+        let as_ = params.iter().find_map(|p| p.strip_prefix("as="));
+        let g = params.iter().find_map(|p| p.strip_prefix("g="));
+        match (as_, g) {
+            (None, _) => return Repr::Object,
+            (Some("Table"), Some("meta.k8s.io")) => return Repr::Table,
+            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+                return Repr::PartialMetadata
+            }
+            _ => continue,
+        }
+    }
+    Repr::Object
+}
+
+fn include_object(q: &Query) -> &str {
+    q.get("includeObject").unwrap_or("")
+}
+
+/// A table for `objects`, or 400 for an `includeObject` value kube-apiserver rejects.
+pub(crate) fn table_for(
+    ctx: &Ctx,
+    objects: &[Arc<Value>],
+    rv: &str,
+    cont: Option<&str>,
+) -> Result<Value, ApiError> {
+    table::to_table(
+        ctx.r().group,
+        ctx.r().name,
+        objects,
+        rv,
+        cont,
+        include_object(&ctx.q),
+        true,
+        ctx.now,
+    )
+    .ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "includeObject: Unsupported value: {:?}: supported values: \"Metadata\", \"None\", \"Object\"",
+            include_object(&ctx.q)
+        ))
+    })
+}
+
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// The object with `apiVersion`/`kind` guaranteed (stored objects have them; this is a guard).
+pub(crate) fn with_type(r: &Resource, obj: &Arc<Value>) -> Arc<Value> {
+    if obj.get("kind").is_some() && obj.get("apiVersion").is_some() {
+        return obj.clone();
+    }
+    let mut v = (**obj).clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("apiVersion".into(), json!(r.api_version()));
+        o.insert("kind".into(), json!(r.kind));
+    }
+    Arc::new(v)
+}
+
+fn object_response(ctx: &Ctx, code: StatusCode, obj: &Arc<Value>) -> Result<Response, ApiError> {
+    match repr_of(&ctx.headers) {
+        Repr::Table => {
+            let rv = meta_str(obj, "resourceVersion").to_string();
+            let t = table_for(ctx, std::slice::from_ref(obj), &rv, None)?;
+            Ok(json_response(code, &t))
+        }
+        Repr::PartialMetadata => Ok(json_response(code, &partial_metadata(obj))),
+        Repr::Object => Ok(json_response(code, &with_type(ctx.r(), obj))),
+    }
+}
+
+fn get(ctx: &Ctx) -> Result<Response, ApiError> {
+    let name = ctx.t.name.as_deref().unwrap_or("");
+    let obj = st_get(&ctx.state, &ctx.key(name))
+        .ok_or_else(|| ApiError::not_found(ctx.r().group, ctx.r().name, name))?;
+    object_response(ctx, StatusCode::OK, &obj)
+}
+
+/// Builds a ListQuery from the request's selectors, with kube-apiserver's 400 texts.
+pub(crate) fn list_query(ctx: &Ctx, name: Option<&str>) -> Result<ListQuery, ApiError> {
+    let r = ctx.r();
+    let label_selector = match ctx.q.get("labelSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(parse_label_selector(s).map_err(|e| ApiError::bad_request(e.0))?),
+        None => None,
+    };
+    let mut fs = ctx.q.get("fieldSelector").unwrap_or("").to_string();
+    if let Some(n) = name {
+        // A watch on a named object path is a watch with metadata.name.
+        let term = format!("metadata.name={n}");
+        fs = if fs.is_empty() {
+            term
+        } else {
+            format!("{fs},{term}")
+        };
+    }
+    let field_selector = if fs.is_empty() {
+        None
+    } else {
+        let f = parse_field_selector(&fs).map_err(|e| ApiError::bad_request(e.0))?;
+        f.validate_for(r.group, r.name)
+            .map_err(|e| ApiError::bad_request(e.0))?;
+        Some(f)
+    };
+    let limit = match ctx.q.int("limit")? {
+        Some(n) if n > 0 => Some(n as usize),
+        _ => None,
+    };
+    Ok(ListQuery {
+        group: r.group.to_string(),
+        resource: r.name.to_string(),
+        namespace: ctx.t.namespace.clone(),
+        label_selector,
+        field_selector,
+        limit,
+        continue_token: ctx
+            .q
+            .get("continue")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    })
+}
+
+fn list(ctx: &Ctx) -> Result<Response, ApiError> {
+    let r = ctx.r();
+    if let Some(m) = ctx.q.get("resourceVersionMatch").filter(|s| !s.is_empty()) {
+        if m != "NotOlderThan" && m != "Exact" {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )));
+        }
+    }
+    let lq = list_query(ctx, None)?;
+    let res = st_list(&ctx.state, &lq)?;
+    let rv = res.resource_version.to_string();
+    match repr_of(&ctx.headers) {
+        Repr::Table => {
+            let t = table_for(ctx, &res.items, &rv, res.continue_token.as_deref())?;
+            Ok(json_response(StatusCode::OK, &t))
+        }
+        repr => {
+            // Serialize straight into one buffer: lists of 10k objects stay cheap.
+            let mut meta = json!({"resourceVersion": rv});
+            if let Some(c) = &res.continue_token {
+                meta["continue"] = json!(c);
+            }
+            if let Some(n) = res.remaining_item_count {
+                meta["remainingItemCount"] = json!(n);
+            }
+            let (kind, api_version) = if repr == Repr::PartialMetadata {
+                (
+                    "PartialObjectMetadataList".to_string(),
+                    "meta.k8s.io/v1".to_string(),
+                )
+            } else {
+                (format!("{}List", r.kind), r.api_version())
+            };
+            let mut buf = Vec::with_capacity(256 + res.items.len() * 1024);
+            buf.extend_from_slice(b"{\"kind\":");
+            serde_json::to_writer(&mut buf, &kind)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            buf.extend_from_slice(b",\"apiVersion\":");
+            serde_json::to_writer(&mut buf, &api_version)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            buf.extend_from_slice(b",\"metadata\":");
+            serde_json::to_writer(&mut buf, &meta)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            buf.extend_from_slice(b",\"items\":[");
+            for (i, item) in res.items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                let w = if repr == Repr::PartialMetadata {
+                    serde_json::to_writer(&mut buf, &partial_metadata(item))
+                } else {
+                    serde_json::to_writer(&mut buf, &**item)
+                };
+                w.map_err(|e| ApiError::internal(e.to_string()))?;
+            }
+            buf.extend_from_slice(b"]}");
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(buf))
+                .expect("static response parts"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create
+
+/// `generateName` suffixes: kube-apiserver's 5 characters from a vowel-free alphabet.
+fn generate_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The namespace must exist and not be terminating (NamespaceLifecycle admission).
+fn check_namespace_for_create(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
+    let r = ctx.r();
+    let Some(ns) = ctx.t.namespace.as_deref() else {
+        return Ok(());
+    };
+    let nsobj = st_get(&ctx.state, &Key::new("", "namespaces", "", ns))
+        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    let terminating = nsobj
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+        || nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+    if terminating && r.name != "events" {
+        let q = if r.group.is_empty() {
+            r.name.to_string()
+        } else {
+            format!("{}.{}", r.name, r.group)
+        };
+        let mut e = ApiError::new(
+            403,
+            "Forbidden",
+            format!("{q} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
+        )
+        .with_details(r.group, r.name, name);
+        e.causes = vec![crate::status::Cause {
+            reason: "NamespaceTerminating".into(),
+            message: format!("namespace {ns} is being terminated"),
+            field: "metadata.namespace".into(),
+        }];
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Metadata checks shared by create and update: the namespace in the body must match the
+/// path's (filled in when absent); cluster-scoped objects carry none.
+fn fix_namespace(ctx: &Ctx, obj: &mut Value) -> Result<(), ApiError> {
+    let r = ctx.r();
+    let body_ns = meta_str(obj, "namespace").to_string();
+    let meta = meta_mut(obj);
+    if r.namespaced {
+        let ns = ctx.t.namespace.as_deref().unwrap_or("");
+        if ns.is_empty() {
+            return Err(ApiError::bad_request(
+                "the server could not find the requested resource",
+            ));
+        }
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        meta.insert("namespace".into(), json!(ns));
+    } else {
+        meta.remove("namespace");
+    }
+    Ok(())
+}
+
+/// Kind-specific defaults kube-apiserver's registries add on create that the HTTP layer owns
+/// because they are lifecycle, not schema: namespaces start Active with the `kubernetes`
+/// finalizer and the `kubernetes.io/metadata.name` label.
+fn registry_prepare_create(r: &Resource, obj: &mut Value) {
+    if r.group.is_empty() && r.name == "namespaces" {
+        let name = meta_str(obj, "name").to_string();
+        let meta = meta_mut(obj);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+        if !obj.get("spec").is_some_and(Value::is_object) {
+            obj["spec"] = json!({});
+        }
+        if obj.pointer("/spec/finalizers").is_none() {
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+        obj["status"] = json!({"phase": "Active"});
+    }
+}
+
+/// Creates `obj` (already kind-checked) under the request's namespace; shared by POST and
+/// server-side apply on an absent object. Returns the stored object and warnings.
+async fn create_object(
+    ctx: &Ctx,
+    mut obj: Value,
+    opts: &WriteOptions,
+) -> Result<(Arc<Value>, Vec<String>), ApiError> {
+    let r = ctx.r();
+    fix_namespace(ctx, &mut obj)?;
+    {
+        let meta = meta_mut(&mut obj);
+        // System fields are the server's.
+        for f in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+    }
+    let name = meta_str(&obj, "name").to_string();
+    let generate = meta_str(&obj, "generateName").to_string();
+    if name.is_empty() && generate.is_empty() {
+        return Err(ApiError::invalid(
+            r.group,
+            r.kind,
+            "",
+            vec![crate::status::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: name or generateName is required".into(),
+                field: "metadata.name".into(),
+            }],
+        ));
+    }
+    check_namespace_for_create(ctx, if name.is_empty() { &generate } else { &name })?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut candidate = obj.clone();
+        let this_name = if name.is_empty() {
+            let n = format!("{generate}{}", generate_suffix());
+            meta_mut(&mut candidate).insert("name".into(), json!(n));
+            n
+        } else {
+            name.clone()
+        };
+        let warnings = semantics::prepare_create(r.group, r.name, &mut candidate, opts)?;
+        registry_prepare_create(r, &mut candidate);
+        if opts.dry_run {
+            let meta = meta_mut(&mut candidate);
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            meta.insert("creationTimestamp".into(), json!(ctx.now_str()));
+            if st_get(&ctx.state, &ctx.key(&this_name)).is_some() {
+                return Err(ApiError::already_exists(r.group, r.name, &this_name));
+            }
+            return Ok((Arc::new(candidate), warnings));
+        }
+        match st_create(&ctx.state, ctx.key(&this_name), candidate, &ctx.actor).await {
+            Ok(stored) => return Ok((stored, warnings)),
+            // A generated name that happens to be taken: draw again, as kube-apiserver does.
+            Err(StoreError::AlreadyExists { .. }) if name.is_empty() && attempts < 8 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
+    let r = ctx.r();
+    let mut obj = decode_object(&content_type(&ctx.headers), body, r.kind)?;
+    check_kind(r.group, r.version, r.kind, &mut obj)?;
+    let opts = ctx.write_options()?;
+    let (stored, warnings) = create_object(ctx, obj, &opts).await?;
+    if r.group.is_empty() && r.name == "namespaces" {
+        ctx.state.namespace_kick.notify_one();
+    }
+    let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+    add_warnings(&mut resp, &warnings);
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Update and patch
+
+/// Outcome of a guarded write attempt.
+enum Attempt {
+    Done(Arc<Value>, Vec<String>),
+    /// Another writer got in between; retry when the client did not pin a resourceVersion.
+    Raced,
+}
+
+/// Writes `new` over `old` (both full objects): keeps the system fields, runs the semantics,
+/// skips no-op writes, and completes a deletion when the last finalizer goes.
+async fn write_update(
+    ctx: &Ctx,
+    old: &Arc<Value>,
+    mut new: Value,
+    opts: &WriteOptions,
+) -> Result<Attempt, ApiError> {
+    let r = ctx.r();
+    let name = ctx.t.name.clone().unwrap_or_default();
+    fix_namespace(ctx, &mut new)?;
+    let body_name = meta_str(&new, "name").to_string();
+    if body_name.is_empty() {
+        meta_mut(&mut new).insert("name".into(), json!(name));
+    } else if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    // System fields come from the stored object (kube-apiserver's BeforeUpdate).
+    {
+        let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let meta = meta_mut(&mut new);
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            match old_meta.get(f) {
+                Some(v) => {
+                    meta.insert(f.into(), v.clone());
+                }
+                None => {
+                    meta.remove(f);
+                }
+            }
+        }
+        if let Some(v) = old_meta.get("resourceVersion") {
+            meta.insert("resourceVersion".into(), v.clone());
+        }
+        if r.group.is_empty() && r.name == "namespaces" {
+            // The Terminating phase is the lifecycle's, not the client's.
+            if old.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+                new["status"]["phase"] = json!("Terminating");
+            }
+        }
+    }
+    let sub = ctx.t.subresource.as_deref();
+    let warnings = semantics::prepare_update(r.group, r.name, sub, old, &mut new, opts)?;
+    let old_rv = rv_of(old).unwrap_or(0);
+    let finishing = old
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+        && finalizers_of(&new).is_empty()
+        && old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0;
+    if opts.dry_run {
+        return Ok(Attempt::Done(Arc::new(new), warnings));
+    }
+    if finishing {
+        return match st_delete(
+            &ctx.state,
+            ctx.key(&name),
+            Some(Precondition::ResourceVersion(old_rv)),
+            &ctx.actor,
+        )
+        .await
+        {
+            Ok(last) => {
+                // Return the object as the client last wrote it (minus the finalizers).
+                let _ = last;
+                Ok(Attempt::Done(Arc::new(new), warnings))
+            }
+            Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
+            Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
+            Err(e) => Err(e.into()),
+        };
+    }
+    if new == **old {
+        return Ok(Attempt::Done(old.clone(), warnings));
+    }
+    match st_update(
+        &ctx.state,
+        ctx.key(&name),
+        new,
+        Some(Precondition::ResourceVersion(old_rv)),
+        &ctx.actor,
+    )
+    .await
+    {
+        Ok(stored) => Ok(Attempt::Done(stored, warnings)),
+        Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
+        Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
+    let r = ctx.r();
+    let name = ctx.t.name.clone().unwrap_or_default();
+    let sub_kind = match ctx.t.subresource.as_deref() {
+        Some(s) => r.subresource(s).map(|s| s.kind).unwrap_or(r.kind),
+        None => r.kind,
+    };
+    let mut obj = decode_object(&content_type(&ctx.headers), body, sub_kind)?;
+    check_kind(r.group, r.version, sub_kind, &mut obj)?;
+    let opts = ctx.write_options()?;
+    let pinned: Option<u64> = match meta_str(&obj, "resourceVersion") {
+        "" => None,
+        s => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))?,
+        ),
+    };
+    for _ in 0..MAX_RETRIES {
+        let old = st_get(&ctx.state, &ctx.key(&name))
+            .ok_or_else(|| ApiError::not_found(r.group, r.name, &name))?;
+        if let Some(p) = pinned {
+            if rv_of(&old) != Some(p) {
+                return Err(ApiError::conflict(r.group, r.name, &name));
+            }
+        }
+        match write_update(ctx, &old, obj.clone(), &opts).await? {
+            Attempt::Done(stored, warnings) => {
+                let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
+                add_warnings(&mut resp, &warnings);
+                return Ok(resp);
+            }
+            Attempt::Raced if pinned.is_some() => {
+                return Err(ApiError::conflict(r.group, r.name, &name))
+            }
+            Attempt::Raced => continue,
+        }
+    }
+    Err(ApiError::conflict(r.group, r.name, &name))
+}
+
+async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
+    let r = ctx.r();
+    let name = ctx.t.name.clone().unwrap_or_default();
+    let ct = ctx
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let pt = PatchType::from_content_type(ct).ok_or_else(|| {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
+        )
+    })?;
+    let mut opts = ctx.write_options()?;
+    if pt == PatchType::Apply && opts.field_manager.is_none() {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    if pt != PatchType::Apply && opts.force {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+        ));
+    }
+    if opts.field_manager.is_none() {
+        opts.field_manager = Some(ctx.actor.clone());
+    }
+    for _ in 0..MAX_RETRIES {
+        let current = st_get(&ctx.state, &ctx.key(&name));
+        let Some(old) = current else {
+            if pt == PatchType::Apply && ctx.t.subresource.is_none() {
+                // Server-side apply creates an absent object.
+                let mut obj = semantics::apply_patch(r.group, r.name, None, pt, body, &opts)?;
+                if !obj.is_object() {
+                    return Err(ApiError::bad_request("the patch must be a JSON object"));
+                }
+                check_kind(r.group, r.version, r.kind, &mut obj)?;
+                let body_name = meta_str(&obj, "name").to_string();
+                if body_name.is_empty() {
+                    meta_mut(&mut obj).insert("name".into(), json!(name));
+                } else if body_name != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                match create_object(ctx, obj, &opts).await {
+                    Ok((stored, warnings)) => {
+                        let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+                        add_warnings(&mut resp, &warnings);
+                        return Ok(resp);
+                    }
+                    // Someone created it meanwhile: apply to theirs.
+                    Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(ApiError::not_found(r.group, r.name, &name));
+        };
+        let mut new = semantics::apply_patch(r.group, r.name, Some(&old), pt, body, &opts)?;
+        if !new.is_object() {
+            return Err(ApiError::bad_request(
+                "the patched object is not a JSON object",
+            ));
+        }
+        let kind = match ctx.t.subresource.as_deref() {
+            Some(s) => r.subresource(s).map(|s| s.kind).unwrap_or(r.kind),
+            None => r.kind,
+        };
+        check_kind(r.group, r.version, kind, &mut new)?;
+        // A resourceVersion in the patch is a precondition.
+        let pinned = match meta_str(&new, "resourceVersion") {
+            "" => None,
+            s => Some(s.to_string()),
+        };
+        if let Some(p) = &pinned {
+            if p != meta_str(&old, "resourceVersion") {
+                return Err(ApiError::conflict(r.group, r.name, &name));
+            }
+        }
+        match write_update(ctx, &old, new, &opts).await? {
+            Attempt::Done(stored, warnings) => {
+                let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
+                add_warnings(&mut resp, &warnings);
+                return Ok(resp);
+            }
+            Attempt::Raced if pinned.is_some() => {
+                return Err(ApiError::conflict(r.group, r.name, &name))
+            }
+            Attempt::Raced => continue,
+        }
+    }
+    Err(ApiError::conflict(r.group, r.name, &name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delete
+
+/// `DeleteOptions` as kubectl and controllers send them (body or query).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeleteOpts {
+    pub grace_period: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+fn parse_delete_options(ctx: &Ctx, body: &[u8]) -> Result<DeleteOpts, ApiError> {
+    let mut o = DeleteOpts {
+        grace_period: ctx.q.int("gracePeriodSeconds")?,
+        dry_run: ctx.q.dry_run()?,
+        ..Default::default()
+    };
+    let mut policy = ctx.q.get("propagationPolicy").map(str::to_string);
+    let trimmed: &[u8] = {
+        let s = body;
+        let start = s
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(s.len());
+        &s[start..]
+    };
+    if !trimmed.is_empty() {
+        let v: Value = match content_type(&ctx.headers).as_str() {
+            "application/yaml" => serde_norway::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?,
+            _ => serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+            })?,
+        };
+        if let Some(k) = v.get("kind").and_then(Value::as_str) {
+            if k != "DeleteOptions" {
+                return Err(ApiError::bad_request(format!(
+                    "{k} in version \"v1\" cannot be handled as a DeleteOptions: converting (v1.{k}) to (v1.DeleteOptions): unknown conversion"
+                )));
+            }
+        }
+        if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            o.grace_period = Some(g);
+        }
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            policy = Some(p.to_string());
+        }
+        if let Some(u) = v.pointer("/preconditions/uid").and_then(Value::as_str) {
+            o.precondition_uid = Some(u.to_string());
+        }
+        if let Some(rv) = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            o.precondition_rv = Some(rv.to_string());
+        }
+        if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
+            for x in d {
+                match x.as_str() {
+                    Some("All") => o.dry_run = true,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid dry run value: {}: supported values: All",
+                            other.unwrap_or("")
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    if let Some(p) = policy.filter(|p| !p.is_empty()) {
+        // Background, Foreground and Orphan are all accepted. bonsai has no ownerReference
+        // garbage collector, so there are never dependents to wait for or orphan: all three
+        // delete the object itself the same way (Foreground would otherwise hang forever on a
+        // `foregroundDeletion` finalizer nobody removes).
+        if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+            ));
+        }
+    }
+    if let Some(g) = o.grace_period {
+        if g < 0 {
+            o.grace_period = Some(1);
+        }
+    }
+    Ok(o)
+}
+
+/// What a delete did.
+pub(crate) enum Deleted {
+    /// The object is gone; its last state.
+    Gone(Arc<Value>),
+    /// Marked with deletionTimestamp (finalizers or a graceful pod); the current state.
+    Pending(Arc<Value>),
+}
+
+/// The grace period a delete gets: pods are graceful (kube-apiserver's pod strategy), all
+/// other kinds are deleted at once.
+fn grace_period_for(r: &Resource, obj: &Value, requested: Option<i64>) -> i64 {
+    if !(r.group.is_empty() && r.name == "pods") {
+        return 0;
+    }
+    let node = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let phase = obj
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
+        return 0;
+    }
+    requested.unwrap_or_else(|| {
+        obj.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    })
+}
+
+/// Deletes one object by kube-apiserver's rules (preconditions, graceful pods, finalizers,
+/// namespaces going Terminating). Used by DELETE, deletecollection and the namespace finalizer.
+pub(crate) async fn delete_object(
+    state: &AppState,
+    r: &'static Resource,
+    key: Key,
+    o: &DeleteOpts,
+    actor: &str,
+    now: SystemTime,
+) -> Result<Deleted, ApiError> {
+    for _ in 0..MAX_RETRIES {
+        let cur =
+            st_get(state, &key).ok_or_else(|| ApiError::not_found(r.group, r.name, &key.name))?;
+        let q = if r.group.is_empty() {
+            r.name.to_string()
+        } else {
+            format!("{}.{}", r.name, r.group)
+        };
+        if let Some(uid) = &o.precondition_uid {
+            let have = meta_str(&cur, "uid");
+            if uid != have {
+                return Err(ApiError::new(409, "Conflict", format!(
+                    "Operation cannot be fulfilled on {q} \"{}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {have}",
+                    key.name
+                )).with_details(r.group, r.name, &key.name));
+            }
+        }
+        if let Some(rv) = &o.precondition_rv {
+            let have = meta_str(&cur, "resourceVersion");
+            if rv != have {
+                return Err(ApiError::new(409, "Conflict", format!(
+                    "Operation cannot be fulfilled on {q} \"{}\": Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}",
+                    key.name
+                )).with_details(r.group, r.name, &key.name));
+            }
+        }
+        let cur_rv = rv_of(&cur).unwrap_or(0);
+        let is_ns = r.group.is_empty() && r.name == "namespaces";
+        if is_ns && IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+                    key.name
+                ),
+            )
+            .with_details("", "namespaces", &key.name));
+        }
+        let already = cur
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        let grace = grace_period_for(r, &cur, o.grace_period);
+        let old_grace = cur
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        let pending_finalizers = !finalizers_of(&cur).is_empty();
+
+        // Namespaces always go through Terminating: their contents are deleted first.
+        let pending_namespace = is_ns;
+        let mut graceful = grace > 0;
+        if already {
+            match old_grace {
+                // A pending graceful deletion: only a shorter grace period changes it.
+                Some(g) if g > 0 && grace < g => graceful = grace > 0,
+                Some(g) if g > 0 => return Ok(Deleted::Pending(cur)),
+                _ => graceful = false,
+            }
+        }
+        if !graceful && !pending_finalizers && !pending_namespace && !(already && is_ns) {
+            if o.dry_run {
+                return Ok(Deleted::Gone(cur));
+            }
+            match st_delete(
+                state,
+                key.clone(),
+                Some(Precondition::ResourceVersion(cur_rv)),
+                actor,
+            )
+            .await
+            {
+                Ok(last) => return Ok(Deleted::Gone(last)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ApiError::not_found(r.group, r.name, &key.name))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if already && !graceful {
+            // Finalizers (or the namespace's contents) still pending; nothing changes.
+            return Ok(Deleted::Pending(cur));
+        }
+        let mut new = (*cur).clone();
+        {
+            let at = if graceful {
+                now + Duration::from_secs(grace as u64)
+            } else {
+                now
+            };
+            let meta = meta_mut(&mut new);
+            meta.insert("deletionTimestamp".into(), json!(rfc3339(at)));
+            meta.insert(
+                "deletionGracePeriodSeconds".into(),
+                json!(if graceful { grace } else { 0 }),
+            );
+        }
+        if is_ns {
+            if !new.get("status").is_some_and(Value::is_object) {
+                new["status"] = json!({});
+            }
+            new["status"]["phase"] = json!("Terminating");
+        }
+        if o.dry_run {
+            return Ok(Deleted::Pending(Arc::new(new)));
+        }
+        match st_update(
+            state,
+            key.clone(),
+            new,
+            Some(Precondition::ResourceVersion(cur_rv)),
+            actor,
+        )
+        .await
+        {
+            Ok(stored) => return Ok(Deleted::Pending(stored)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ApiError::not_found(r.group, r.name, &key.name))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(r.group, r.name, &key.name))
+}
+
+/// Registries that answer DELETE with the object rather than a Status (ReturnDeletedObject).
+fn returns_deleted_object(r: &Resource) -> bool {
+    matches!(
+        (r.group, r.name),
+        ("", "pods")
+            | ("", "persistentvolumes")
+            | ("", "persistentvolumeclaims")
+            | ("", "namespaces")
+            | ("", "nodes")
+            | ("storage.k8s.io", "storageclasses")
+    )
+}
+
+fn success_status(r: &Resource, obj: &Value) -> Value {
+    let mut details =
+        json!({"name": meta_str(obj, "name"), "kind": r.name, "uid": meta_str(obj, "uid")});
+    if !r.group.is_empty() {
+        details["group"] = json!(r.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
+async fn delete(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
+    let r = ctx.r();
+    let name = ctx.t.name.clone().unwrap_or_default();
+    let o = parse_delete_options(ctx, body)?;
+    let out = delete_object(&ctx.state, r, ctx.key(&name), &o, &ctx.actor, ctx.now).await?;
+    if r.group.is_empty() && r.name == "namespaces" {
+        ctx.state.namespace_kick.notify_one();
+    }
+    match out {
+        Deleted::Gone(last) if !returns_deleted_object(r) => {
+            Ok(json_response(StatusCode::OK, &success_status(r, &last)))
+        }
+        Deleted::Gone(obj) | Deleted::Pending(obj) => object_response(ctx, StatusCode::OK, &obj),
+    }
+}
+
+async fn delete_collection(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
+    let r = ctx.r();
+    let o = parse_delete_options(ctx, body)?;
+    let mut lq = list_query(ctx, None)?;
+    lq.limit = None;
+    lq.continue_token = None;
+    let res = st_list(&ctx.state, &lq)?;
+    let mut items = Vec::new();
+    for item in &res.items {
+        let key = Key::new(
+            r.group,
+            r.name,
+            meta_str(item, "namespace"),
+            meta_str(item, "name"),
+        );
+        match delete_object(&ctx.state, r, key, &o, &ctx.actor, ctx.now).await {
+            Ok(Deleted::Gone(v)) | Ok(Deleted::Pending(v)) => items.push((*v).clone()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", r.kind),
+        "apiVersion": r.api_version(),
+        "metadata": {"resourceVersion": res.resource_version.to_string()},
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+// ---------------------------------------------------------------------------------------------
+// pods/binding
+
+/// `POST pods/<name>/binding` (or `POST namespaces/<ns>/bindings`): sets spec.nodeName and the
+/// PodScheduled condition, as kube-apiserver's BindingREST.
+async fn binding(ctx: &Ctx, body: &[u8], path_name: Option<String>) -> Result<Response, ApiError> {
+    let mut b = decode_object(&content_type(&ctx.headers), body, "Binding")?;
+    check_kind("", "v1", "Binding", &mut b)?;
+    let name = meta_str(&b, "name").to_string();
+    let name = match path_name {
+        Some(p) if !name.is_empty() && p != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({name}) does not match the name on the URL ({p})"
+            )))
+        }
+        Some(p) => p,
+        None => name,
+    };
+    let body_ns = meta_str(&b, "namespace");
+    let ns = ctx.t.namespace.clone().unwrap_or_default();
+    if !body_ns.is_empty() && body_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let target_kind = b
+        .pointer("/target/kind")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(crate::status::Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value: name or generateName is required".into(),
+            field: "metadata.name".into(),
+        });
+    }
+    if node.is_empty() {
+        causes.push(crate::status::Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "target.name".into(),
+        });
+    }
+    if !target_kind.is_empty() && target_kind != "Node" {
+        causes.push(crate::status::Cause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: \"{target_kind}\": supported values: \"Node\""),
+            field: "target.kind".into(),
+        });
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid("", "Binding", &name, causes));
+    }
+    let uid_pre = meta_str(&b, "uid").to_string();
+    let rv_pre = meta_str(&b, "resourceVersion").to_string();
+    let annotations = b
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned();
+    let dry = ctx.q.dry_run()?;
+    let key = Key::new("", "pods", &ns, &name);
+    let conflict = |msg: String| {
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on pods/binding \"{name}\": {msg}"),
+        )
+        .with_details("", "pods/binding", &name)
+    };
+    for _ in 0..MAX_RETRIES {
+        let pod = st_get(&ctx.state, &key).ok_or_else(|| ApiError::not_found("", "pods", &name))?;
+        if !uid_pre.is_empty() && meta_str(&pod, "uid") != uid_pre {
+            return Err(conflict(format!(
+                "Precondition failed: UID in precondition: {uid_pre}, UID in object meta: {}",
+                meta_str(&pod, "uid")
+            )));
+        }
+        if !rv_pre.is_empty() && meta_str(&pod, "resourceVersion") != rv_pre {
+            return Err(ApiError::conflict("", "pods", &name));
+        }
+        if pod
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(conflict(format!(
+                "pod {name} is being deleted, cannot be assigned to a host"
+            )));
+        }
+        let assigned = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !assigned.is_empty() {
+            return Err(conflict(format!(
+                "pod {name} is already assigned to node \"{assigned}\""
+            )));
+        }
+        let mut new = (*pod).clone();
+        new["spec"]["nodeName"] = json!(node);
+        if let Some(a) = &annotations {
+            let meta = meta_mut(&mut new);
+            let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(m) = ann.as_object_mut() {
+                for (k, v) in a {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        set_pod_scheduled(&mut new, &ctx.now_str());
+        if dry {
+            break;
+        }
+        let rv = rv_of(&pod).unwrap_or(0);
+        match st_update(
+            &ctx.state,
+            key.clone(),
+            new,
+            Some(Precondition::ResourceVersion(rv)),
+            &ctx.actor,
+        )
+        .await
+        {
+            Ok(_) => break,
+            Err(StoreError::Conflict { .. }) if rv_pre.is_empty() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// `podutil.UpdatePodCondition(PodScheduled=True)`: the transition time changes only when the
+/// status does.
+fn set_pod_scheduled(pod: &mut Value, now: &str) {
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let status = pod["status"].as_object_mut().expect("status is an object");
+    let conds = status.entry("conditions").or_insert_with(|| json!([]));
+    if !conds.is_array() {
+        *conds = json!([]);
+    }
+    let list = conds.as_array_mut().expect("conditions is an array");
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+    {
+        Some(c) => {
+            if c.get("status").and_then(Value::as_str) != Some("True") {
+                c["status"] = json!("True");
+                c["lastTransitionTime"] = json!(now);
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("reason");
+                    o.remove("message");
+                }
+            }
+        }
+        None => list.push(json!({
+            "type": "PodScheduled",
+            "status": "True",
+            "lastProbeTime": null,
+            "lastTransitionTime": now,
+        })),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pods/log and pods/exec
+
+/// The pod, its container and its node's kubelet port (kube-apiserver's LogLocation and
+/// ExecLocation checks). `Ok(None)` when the pod has no node yet.
+fn kubelet_target(ctx: &Ctx) -> Result<(Arc<Value>, String, Option<u64>), ApiError> {
+    let name = ctx.t.name.clone().unwrap_or_default();
+    let pod = st_get(&ctx.state, &ctx.key(&name))
+        .ok_or_else(|| ApiError::not_found("", "pods", &name))?;
+    let container = proxy::resolve_container(&pod, ctx.q.get("container"))?;
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if node.is_empty() {
+        return Ok((pod, container, None));
+    }
+    let nodeobj = st_get(&ctx.state, &Key::new("", "nodes", "", &node))
+        .ok_or_else(|| ApiError::not_found("", "nodes", &node))?;
+    Ok((pod, container, Some(proxy::kubelet_port(&nodeobj))))
+}
+
+async fn log(ctx: &Ctx) -> Result<Response, ApiError> {
+    let (pod, container, port) = kubelet_target(ctx)?;
+    let Some(port) = port else {
+        // kube-apiserver: a pod without a host has no log location; the answer is empty.
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::empty())
+            .expect("static response parts"));
+    };
+    let ns = meta_str(&pod, "namespace");
+    let path = proxy::log_path(ns, meta_str(&pod, "name"), &container, &ctx.q);
+    proxy::proxy_log(port, &path, &ctx.state.token).await
+}
+
+async fn exec(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    method: Method,
+    upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<Response, ApiError> {
+    let (pod, container, port) = kubelet_target(ctx)?;
+    let name = meta_str(&pod, "name").to_string();
+    let Some(port) = port else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    if !proxy::is_upgrade(headers) {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    if ctx.q.get_all("command").next().is_none() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    let path = proxy::exec_path(meta_str(&pod, "namespace"), &name, &container, &ctx.q);
+    proxy::proxy_exec(port, &path, &ctx.state.token, method, headers, upgrade).await
+}
