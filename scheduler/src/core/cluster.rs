@@ -1,0 +1,128 @@
+//! The scheduler's view of the cluster, built from watch events (the informers' caches):
+//! nodes with the pods counted on them, every pod, the PV and PVC assume caches, storage
+//! classes and CSIStorageCapacities.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
+
+use super::assume::AssumeCache;
+use super::framework::{NodeInfo, Resources};
+use super::plugins::resources_fit::pod_requests;
+use super::queue::PodKey;
+
+/// `namespace/name` of a namespaced object.
+pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Whether a pod has finished (Succeeded/Failed): the scheduler's pod informer excludes them.
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// The snapshot every plugin reads.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    /// By node name (BTreeMap: node order is name order, deterministically).
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// Every non-terminal pod, by `namespace/name`.
+    pub pods: BTreeMap<PodKey, Pod>,
+    /// Where each pod is counted, and with which requests (bound or assumed).
+    pub placed: BTreeMap<PodKey, (String, Resources)>,
+    /// Pods assumed by Reserve but not yet seen bound.
+    pub assumed: BTreeSet<PodKey>,
+    /// Placed pods with required pod anti-affinity (InterPodAffinity's fast path).
+    pub with_anti_affinity: BTreeSet<PodKey>,
+    /// PersistentVolumes by name.
+    pub pvs: AssumeCache<PersistentVolume>,
+    /// PersistentVolumeClaims by `namespace/name`.
+    pub pvcs: AssumeCache<PersistentVolumeClaim>,
+    /// StorageClasses by name.
+    pub classes: BTreeMap<String, StorageClass>,
+    /// CSIStorageCapacities by `namespace/name`.
+    pub capacities: BTreeMap<String, CSIStorageCapacity>,
+    /// CSI drivers with `spec.storageCapacity: true` (§6.4); no CSIDriver objects exist in
+    /// bonsai yet, so this stays empty and capacity is ignored, as upstream does then.
+    pub capacity_drivers: BTreeSet<String>,
+}
+
+fn has_required_anti_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .is_some_and(|t| !t.is_empty())
+}
+
+impl ClusterView {
+    /// Nodes that exist (have a Node object), in name order.
+    pub fn real_nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.values().filter(|n| n.node.is_some())
+    }
+
+    /// Number of Node objects.
+    pub fn num_nodes(&self) -> usize {
+        self.real_nodes().count()
+    }
+
+    /// Counts `pod` on `node` (replacing an earlier placement).
+    pub fn place(&mut self, key: &str, node: &str, pod: &Pod) {
+        if let Some((n, _)) = self.placed.get(key) {
+            if n == node {
+                return;
+            }
+            self.unplace(key);
+        }
+        let req = pod_requests(pod);
+        let info = self.nodes.entry(node.to_string()).or_default();
+        info.pods.insert(key.to_string());
+        info.requested.milli_cpu += req.milli_cpu;
+        info.requested.memory += req.memory;
+        self.placed.insert(key.to_string(), (node.to_string(), req));
+        if has_required_anti_affinity(pod) {
+            self.with_anti_affinity.insert(key.to_string());
+        }
+    }
+
+    /// Stops counting `key` anywhere.
+    pub fn unplace(&mut self, key: &str) {
+        if let Some((node, req)) = self.placed.remove(key) {
+            if let Some(info) = self.nodes.get_mut(&node) {
+                info.pods.remove(key);
+                info.requested.milli_cpu -= req.milli_cpu;
+                info.requested.memory -= req.memory;
+                if info.node.is_none() && info.pods.is_empty() {
+                    self.nodes.remove(&node);
+                }
+            }
+        }
+        self.with_anti_affinity.remove(key);
+        self.assumed.remove(key);
+    }
+
+    /// Node add/update.
+    pub fn set_node(&mut self, node: Node) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        self.nodes.entry(name).or_default().node = Some(node);
+    }
+
+    /// Node delete (pods still placed there keep a nameless placeholder).
+    pub fn remove_node(&mut self, name: &str) {
+        if let Some(info) = self.nodes.get_mut(name) {
+            info.node = None;
+            if info.pods.is_empty() {
+                self.nodes.remove(name);
+            }
+        }
+    }
+}

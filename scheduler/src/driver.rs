@@ -1,0 +1,277 @@
+//! The thin tokio driver: watches → `handle_*`, `poll_output` → HTTP writes → completions,
+//! `poll_timeout` → `handle_timeout`. It is the only place that reads the clock.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::core::metrics::Metrics;
+use crate::core::{Completion, CoreConfig, Millis, Request, RequestId, Scheduler, WatchEvent};
+use crate::Error;
+
+/// The user agent and field manager of every scheduler write.
+pub const FIELD_MANAGER: &str = "bonsai-scheduler";
+
+/// Settings of `run`.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The core's settings (scheduler name, backoff, bind timeout, poll switch).
+    pub core: CoreConfig,
+    /// Where `/metrics` reads from; clone it before passing the config to `run`.
+    pub metrics: MetricsHandle,
+}
+
+/// A shared copy of the scheduler's metrics, refreshed by the driver.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsHandle(Arc<Mutex<Metrics>>);
+
+impl MetricsHandle {
+    /// Prometheus text for `/metrics`.
+    pub fn render(&self) -> String {
+        self.0.lock().map(|m| m.render()).unwrap_or_default()
+    }
+
+    /// A snapshot of the counters (benchmarks read the latencies from it).
+    pub fn snapshot(&self) -> Metrics {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// A `kube::Config` for bonsai's plain-HTTP API server, authenticating with `token` and
+/// identifying itself as `bonsai-scheduler`.
+pub fn client_config(url: &str, token: &str) -> Result<kube::Config, Error> {
+    let uri = url
+        .parse()
+        .map_err(|e| Error::Client(format!("invalid server URL {url:?}: {e}")))?;
+    let mut cfg = kube::Config::new(uri);
+    cfg.auth_info.token = Some(token.to_string().into());
+    cfg.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_static(FIELD_MANAGER),
+    ));
+    Ok(cfg)
+}
+
+/// A client from `client_config`.
+pub fn client_for(url: &str, token: &str) -> Result<Client, Error> {
+    Client::try_from(client_config(url, token)?).map_err(|e| Error::Client(e.to_string()))
+}
+
+enum Input {
+    Pod(WatchEvent<Pod>),
+    Node(WatchEvent<Node>),
+    Pv(WatchEvent<PersistentVolume>),
+    Pvc(WatchEvent<PersistentVolumeClaim>),
+    Sc(WatchEvent<StorageClass>),
+    Cap(WatchEvent<CSIStorageCapacity>),
+    Done(RequestId, Completion),
+}
+
+fn now_millis() -> Millis {
+    // The driver is the clock's only reader; the core gets `now` from here.
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// Folds a kube watcher stream (Init/InitApply/InitDone) into `WatchEvent`s.
+fn spawn_watch<K, F>(api: Api<K>, tx: mpsc::UnboundedSender<Input>, wrap: F) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(WatchEvent<K>) -> Input + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut buffer: Vec<K> = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let out = match ev {
+                Ok(watcher::Event::Init) => {
+                    buffer.clear();
+                    None
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    buffer.push(o);
+                    None
+                }
+                Ok(watcher::Event::InitDone) => Some(WatchEvent::Restarted(std::mem::take(&mut buffer))),
+                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(o)),
+                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(o)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler watch failed; retrying");
+                    None
+                }
+            };
+            if let Some(ev) = out {
+                if tx.send(wrap(ev)).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+fn completion_of<T: Serialize>(r: Result<T, kube::Error>) -> Completion {
+    match r {
+        Ok(v) => Completion::Done(serde_json::to_value(v).unwrap_or(serde_json::Value::Null)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Completion::Conflict(s.message.clone()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Completion::NotFound(s.message.clone()),
+        Err(kube::Error::Api(s)) => Completion::Failed(format!("{} ({})", s.message, s.code)),
+        Err(e) => Completion::Failed(e.to_string()),
+    }
+}
+
+async fn perform(client: Client, request: Request) -> Completion {
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let patch_params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match request {
+        Request::UpdatePersistentVolume(pv) => {
+            let name = pv.metadata.name.clone().unwrap_or_default();
+            completion_of(Api::<PersistentVolume>::all(client).replace(&name, &pp, &pv).await)
+        }
+        Request::UpdatePersistentVolumeClaim(pvc) => {
+            let name = pvc.metadata.name.clone().unwrap_or_default();
+            let ns = pvc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            completion_of(
+                Api::<PersistentVolumeClaim>::namespaced(client, &ns)
+                    .replace(&name, &pp, &pvc)
+                    .await,
+            )
+        }
+        Request::Bind {
+            namespace,
+            name,
+            uid,
+            node,
+        } => {
+            let binding = Binding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
+                    uid: Some(uid),
+                    ..Default::default()
+                },
+                target: ObjectReference {
+                    kind: Some("Node".into()),
+                    name: Some(node),
+                    api_version: Some("v1".into()),
+                    ..Default::default()
+                },
+            };
+            completion_of(
+                Api::<Pod>::namespaced(client, &namespace)
+                    .create_subresource::<Binding, serde_json::Value>("binding", &name, &pp, &binding)
+                    .await,
+            )
+        }
+        Request::PatchPodStatus { namespace, name, patch } => completion_of(
+            Api::<Pod>::namespaced(client, &namespace)
+                .patch_status(&name, &patch_params, &Patch::Merge(&patch))
+                .await,
+        ),
+        Request::CreateEvent(event) => {
+            let ns = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            completion_of(Api::<Event>::namespaced(client, &ns).create(&pp, &event).await)
+        }
+        Request::PatchEvent { namespace, name, patch } => completion_of(
+            Api::<Event>::namespaced(client, &namespace)
+                .patch(&name, &patch_params, &Patch::Merge(&patch))
+                .await,
+        ),
+    }
+}
+
+/// Runs the scheduler until `shutdown` resolves.
+pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let mut core = Scheduler::new(config.core.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
+    let watches = vec![
+        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
+        spawn_watch(Api::<Node>::all(client.clone()), tx.clone(), Input::Node),
+        spawn_watch(Api::<PersistentVolume>::all(client.clone()), tx.clone(), Input::Pv),
+        spawn_watch(Api::<PersistentVolumeClaim>::all(client.clone()), tx.clone(), Input::Pvc),
+        spawn_watch(Api::<StorageClass>::all(client.clone()), tx.clone(), Input::Sc),
+        spawn_watch(Api::<CSIStorageCapacity>::all(client.clone()), tx.clone(), Input::Cap),
+    ];
+    tracing::info!(scheduler_name = %config.core.scheduler_name, "scheduler started");
+    tokio::pin!(shutdown);
+    let mut last_metrics = now_millis();
+    loop {
+        let now = now_millis();
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        while let Some(out) = core.poll_output() {
+            let client = client.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let c = perform(client, out.request).await;
+                let _ = tx.send(Input::Done(out.id, c));
+            });
+        }
+        if now.0 >= last_metrics.0 + 200 {
+            if let Ok(mut m) = config.metrics.0.lock() {
+                *m = core.metrics().clone();
+            }
+            last_metrics = now;
+        }
+        let sleep_for = match core.poll_timeout() {
+            Some(t) if t <= now => Duration::ZERO,
+            Some(t) => Duration::from_millis(t.0 - now.0),
+            None => Duration::from_secs(1),
+        }
+        .min(Duration::from_secs(1));
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            input = rx.recv() => {
+                let Some(first) = input else { break };
+                let now = now_millis();
+                feed(&mut core, now, first);
+                // Take what else is queued, so a burst becomes one turn of the loop.
+                for _ in 0..1024 {
+                    match rx.try_recv() {
+                        Ok(i) => feed(&mut core, now, i),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+    }
+    for w in watches {
+        w.abort();
+    }
+    Ok(())
+}
+
+fn feed(core: &mut Scheduler, now: Millis, input: Input) {
+    match input {
+        Input::Pod(e) => core.handle_pod(now, e),
+        Input::Node(e) => core.handle_node(now, e),
+        Input::Pv(e) => core.handle_persistent_volume(now, e),
+        Input::Pvc(e) => core.handle_persistent_volume_claim(now, e),
+        Input::Sc(e) => core.handle_storage_class(now, e),
+        Input::Cap(e) => core.handle_csi_storage_capacity(now, e),
+        Input::Done(id, c) => core.handle_completion(now, id, c),
+    }
+}
