@@ -277,7 +277,10 @@ impl Log {
         let mut seen: BTreeMap<Key, Arc<Value>> = BTreeMap::new();
         for rev in tail {
             let (event, prev_revision) = self.read_event(rev)?;
-            let prev = match (seen.get(&event.key), prev_revision) {
+            let prev = match (
+                seen.get(&event.key).filter(|_| prev_revision.is_some()),
+                prev_revision,
+            ) {
                 (Some(p), _) => Some(p.clone()),
                 (None, Some(pr)) => Some(
                     self.read_event(pr)
@@ -293,7 +296,11 @@ impl Log {
                 ),
                 (None, None) => None,
             };
-            seen.insert(event.key.clone(), event.object.clone());
+            if event.event_type == EventType::Deleted {
+                seen.remove(&event.key);
+            } else {
+                seen.insert(event.key.clone(), event.object.clone());
+            }
             let at_ms = super::parse_rfc3339(&event.time).unwrap_or(0) * 1000;
             tail_events.push(Committed {
                 event,
