@@ -1,0 +1,308 @@
+//! The thin tokio driver: it owns a `VolumeControllerCore`, feeds it watch events from four
+//! kube-rs watchers (PVs, PVCs, StorageClasses, Pods), performs the requests it emits as API
+//! calls (each write is a PUT carrying the resourceVersion the core read) and feeds every
+//! outcome back — 409 Conflict and 404 NotFound as ordinary values. It is the only place that
+//! reads the clock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::core::metrics::Metrics;
+use crate::core::{
+    Completion, CoreConfig, Millis, Output, Request, RequestId, VolumeControllerCore, WatchEvent,
+};
+
+/// The field manager and user agent of every write.
+pub const FIELD_MANAGER: &str = "bonsai-volume-controller";
+
+/// Settings of the volume controller.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Full resync period of PVs and PVCs (upstream `--pvclaimbinder-sync-period`, 15 s).
+    pub resync_period: Duration,
+    /// Run the pvc-protection and pv-protection controllers (on in Kubernetes).
+    pub protection: bool,
+    /// Counters for `/metrics`; clone the `Arc` before `run` and call `metrics.text()`.
+    pub metrics: Arc<Metrics>,
+    /// Field manager for writes.
+    pub field_manager: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            resync_period: Duration::from_secs(15),
+            protection: true,
+            metrics: Arc::new(Metrics::new()),
+            field_manager: FIELD_MANAGER.to_string(),
+        }
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid API server URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("invalid bearer token: {0}")]
+    InvalidToken(String),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// A `kube::Client` for bonsai's plain-HTTP API server at `url`, authenticating with `token`
+/// and identifying itself as `bonsai-volume-controller`.
+pub fn client(url: &str, token: &str) -> Result<kube::Client, Error> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| Error::InvalidUrl {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
+    let mut cfg = kube::Config::new(uri);
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(FIELD_MANAGER),
+    ));
+    let auth = http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| Error::InvalidToken(e.to_string()))?;
+    cfg.headers.push((http::header::AUTHORIZATION, auth));
+    kube::Client::try_from(cfg).map_err(Error::Client)
+}
+
+enum Input {
+    Volume(WatchEvent<PersistentVolume>),
+    Claim(WatchEvent<PersistentVolumeClaim>),
+    Class(WatchEvent<StorageClass>),
+    Pod(WatchEvent<Pod>),
+    Done(RequestId, Completion),
+}
+
+fn now() -> Millis {
+    // The one clock read of the volume controller (see `core` docs).
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// Runs the volume controller until `shutdown` completes.
+///
+/// Watches PersistentVolumes, PersistentVolumeClaims, StorageClasses and Pods through
+/// `client`, binds, reclaims, protects and records Events as Kubernetes v1.33 does. Returns
+/// `Ok(())` on shutdown. API errors are never fatal: watchers back off and relist, failed
+/// writes are retried by the next event or resync.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let core_config = CoreConfig {
+        resync_period_ms: config.resync_period.as_millis().max(1) as u64,
+        protection: config.protection,
+    };
+    let mut core = VolumeControllerCore::new(core_config, config.metrics.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
+
+    let watchers = vec![
+        spawn_watch(
+            Api::<PersistentVolume>::all(client.clone()),
+            tx.clone(),
+            Input::Volume,
+        ),
+        spawn_watch(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            tx.clone(),
+            Input::Claim,
+        ),
+        spawn_watch(
+            Api::<StorageClass>::all(client.clone()),
+            tx.clone(),
+            Input::Class,
+        ),
+        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
+    ];
+    let pp = PostParams {
+        dry_run: false,
+        field_manager: Some(config.field_manager.clone()),
+    };
+
+    tokio::pin!(shutdown);
+    loop {
+        while let Some(out) = core.poll_output() {
+            let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
+            tokio::spawn(async move {
+                let id = out.id;
+                let c = perform(client, &pp, out).await;
+                let _ = tx.send(Input::Done(id, c));
+            });
+        }
+        let sleep = match core.poll_timeout() {
+            Some(t) => Duration::from_millis(t.0.saturating_sub(now().0)),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            input = rx.recv() => {
+                let Some(input) = input else { break };
+                let t = now();
+                feed(&mut core, t, input);
+                // Drain whatever else is ready before polling outputs again: fewer wakeups
+                // under load, same order.
+                while let Ok(more) = rx.try_recv() {
+                    feed(&mut core, t, more);
+                }
+            }
+            _ = tokio::time::sleep(sleep) => core.handle_timeout(now()),
+        }
+    }
+    for w in watchers {
+        w.abort();
+    }
+    Ok(())
+}
+
+fn feed(core: &mut VolumeControllerCore, t: Millis, input: Input) {
+    match input {
+        Input::Volume(e) => core.handle_volume_event(t, e),
+        Input::Claim(e) => core.handle_claim_event(t, e),
+        Input::Class(e) => core.handle_class_event(t, e),
+        Input::Pod(e) => core.handle_pod_event(t, e),
+        Input::Done(id, c) => core.handle_completion(t, id, c),
+    }
+}
+
+/// One watcher task: kube-runtime's watcher (list, then watch; relist on 410 or error, with
+/// backoff), reduced to `WatchEvent`s; `Init…InitDone` becomes one `Relisted`.
+fn spawn_watch<K>(
+    api: Api<K>,
+    tx: mpsc::UnboundedSender<Input>,
+    wrap: fn(WatchEvent<K>) -> Input,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut buffer: Vec<K> = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let out = match ev {
+                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(o)),
+                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(o)),
+                Ok(watcher::Event::Init) => {
+                    buffer.clear();
+                    None
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    buffer.push(o);
+                    None
+                }
+                Ok(watcher::Event::InitDone) => {
+                    Some(WatchEvent::Relisted(std::mem::take(&mut buffer)))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "volume-controller watch error; backing off");
+                    None
+                }
+            };
+            if let Some(o) = out {
+                if tx.send(wrap(o)).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+fn classify(e: kube::Error) -> Completion {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => Completion::Conflict,
+        kube::Error::Api(s) if s.code == 404 => Completion::NotFound,
+        other => Completion::Failed(other.to_string()),
+    }
+}
+
+async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completion {
+    let name_of = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.name.clone().unwrap_or_default()
+    };
+    let ns_of = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.namespace.clone().unwrap_or_default()
+    };
+    match out.request {
+        Request::UpdateVolume(pv) => {
+            let api = Api::<PersistentVolume>::all(client);
+            api.replace(&name_of(&pv.metadata), pp, &pv)
+                .await
+                .map_or_else(classify, Completion::Volume)
+        }
+        Request::UpdateVolumeStatus(pv) => {
+            let api = Api::<PersistentVolume>::all(client);
+            api.replace_status(&name_of(&pv.metadata), pp, &pv)
+                .await
+                .map_or_else(classify, Completion::Volume)
+        }
+        Request::UpdateClaim(c) => {
+            let api = Api::<PersistentVolumeClaim>::namespaced(client, &ns_of(&c.metadata));
+            api.replace(&name_of(&c.metadata), pp, &c)
+                .await
+                .map_or_else(classify, Completion::Claim)
+        }
+        Request::UpdateClaimStatus(c) => {
+            let api = Api::<PersistentVolumeClaim>::namespaced(client, &ns_of(&c.metadata));
+            api.replace_status(&name_of(&c.metadata), pp, &c)
+                .await
+                .map_or_else(classify, Completion::Claim)
+        }
+        Request::GetClaim { namespace, name } => {
+            let api = Api::<PersistentVolumeClaim>::namespaced(client, &namespace);
+            match api.get_opt(&name).await {
+                Ok(c) => Completion::ClaimRead(c),
+                Err(e) => classify(e),
+            }
+        }
+        Request::ListPods { namespace } => {
+            let api = Api::<Pod>::namespaced(client, &namespace);
+            match api.list(&ListParams::default()).await {
+                Ok(l) => Completion::PodList(l.items),
+                Err(e) => classify(e),
+            }
+        }
+        Request::CreateEvent(ev) => {
+            let api = Api::<Event>::namespaced(client, &ns_of(&ev.metadata));
+            api.create(pp, &ev)
+                .await
+                .map_or_else(classify, Completion::Event)
+        }
+        Request::PatchEvent {
+            namespace,
+            name,
+            count,
+            last_timestamp,
+        } => {
+            let api = Api::<Event>::namespaced(client, &namespace);
+            let body = serde_json::json!({ "count": count, "lastTimestamp": last_timestamp });
+            let params = PatchParams {
+                field_manager: pp.field_manager.clone(),
+                ..Default::default()
+            };
+            api.patch(&name, &params, &Patch::Merge(&body))
+                .await
+                .map_or_else(classify, Completion::Event)
+        }
+    }
+}
