@@ -28,20 +28,29 @@ fn pod(name: &str) -> Value {
 }
 
 async fn count(s: &TestServer, path: &str) -> usize {
-    s.get(path).await.json()["items"].as_array().map(|a| a.len()).unwrap_or(0)
+    s.get(path).await.json()["items"]
+        .as_array()
+        .map(|a| a.len())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_version_discovery_openapi() {
     let s = start().await;
     // Anonymous endpoints.
-    let v = s.req_full("GET", "/version", None, vec![], false, &[]).await;
+    let v = s
+        .req_full("GET", "/version", None, vec![], false, &[])
+        .await;
     assert_eq!(v.status, 200);
     assert_eq!(v.json()["minor"], "33");
     assert_eq!(v.json()["gitVersion"], "v1.33.1");
     assert_eq!(v.header("cache-control"), Some("no-cache, private"));
     for p in ["/healthz", "/livez", "/readyz"] {
-        assert_eq!(s.req_full("GET", p, None, vec![], false, &[]).await.status, 200, "{p}");
+        assert_eq!(
+            s.req_full("GET", p, None, vec![], false, &[]).await.status,
+            200,
+            "{p}"
+        );
     }
     // Everything else needs the token.
     for p in ["/api", "/apis", "/api/v1/pods", "/metrics", "/openapi/v3"] {
@@ -49,36 +58,76 @@ async fn auth_version_discovery_openapi() {
         assert_eq!(r.status, 401, "{p}");
         assert_eq!(r.json()["reason"], "Unauthorized");
         let r = s
-            .req_full("GET", p, None, vec![], false, &[("authorization", "Bearer wrong")])
+            .req_full(
+                "GET",
+                p,
+                None,
+                vec![],
+                false,
+                &[("authorization", "Bearer wrong")],
+            )
             .await;
         assert_eq!(r.status, 401, "{p} with a wrong token");
     }
     let api = s.get("/api").await.json();
     assert_eq!(api["kind"], "APIVersions");
     let apis = s.get("/apis").await.json();
-    let groups: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-    assert_eq!(groups, ["events.k8s.io", "storage.k8s.io", "coordination.k8s.io"]);
+    let groups: Vec<&str> = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        ["events.k8s.io", "storage.k8s.io", "coordination.k8s.io"]
+    );
     let core = s.get("/api/v1").await.json();
     let find = |doc: &Value, n: &str| {
-        doc["resources"].as_array().unwrap().iter().find(|r| r["name"] == n).cloned().unwrap_or(Value::Null)
+        doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
     };
-    assert_eq!(find(&core, "persistentvolumes")["shortNames"], json!(["pv"]));
+    assert_eq!(
+        find(&core, "persistentvolumes")["shortNames"],
+        json!(["pv"])
+    );
     assert_eq!(find(&core, "persistentvolumes")["namespaced"], false);
     assert_eq!(find(&core, "pods")["categories"], json!(["all"]));
     assert_eq!(find(&core, "pods/exec")["kind"], "PodExecOptions");
-    assert_eq!(find(&core, "namespaces")["verbs"], json!(["create", "delete", "get", "list", "patch", "update", "watch"]));
+    assert_eq!(
+        find(&core, "namespaces")["verbs"],
+        json!(["create", "delete", "get", "list", "patch", "update", "watch"])
+    );
     let storage = s.get("/apis/storage.k8s.io/v1").await.json();
-    assert_eq!(find(&storage, "storageclasses")["shortNames"], json!(["sc"]));
+    assert_eq!(
+        find(&storage, "storageclasses")["shortNames"],
+        json!(["sc"])
+    );
     assert_eq!(find(&storage, "csistoragecapacities")["namespaced"], true);
     // OpenAPI v3: every patchable kind with the fieldValidation parameter.
     let root = s.get("/openapi/v3").await.json();
-    let url = root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
+    let url = root["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let doc = s.get(&url).await;
     assert_eq!(doc.header("cache-control"), Some("public, immutable"));
     let doc = doc.json();
     let op = &doc["paths"]["/api/v1/persistentvolumes/{name}"]["patch"];
-    assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "PersistentVolume");
-    assert!(op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+    assert_eq!(
+        op["x-kubernetes-group-version-kind"]["kind"],
+        "PersistentVolume"
+    );
+    assert!(op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "fieldValidation"));
     assert_eq!(s.get("/openapi/v2").await.status, 404);
     // Default namespaces exist.
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -95,9 +144,16 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     let pvs = "/api/v1/persistentvolumes";
     // Malformed JSON.
     let r = s.send("POST", pvs, "application/json", "{\"kind\": ").await;
-    assert_eq!((r.status, r.json()["reason"].as_str()), (400, Some("BadRequest")), "{}", r.text());
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (400, Some("BadRequest")),
+        "{}",
+        r.text()
+    );
     // Malformed YAML.
-    let r = s.send("POST", pvs, "application/yaml", "kind: [unclosed\n  x: {").await;
+    let r = s
+        .send("POST", pvs, "application/yaml", "kind: [unclosed\n  x: {")
+        .await;
     assert_eq!(r.status, 400, "{}", r.text());
     // Kind that does not match the path.
     let r = s.post_json(pvs, &pod("web")).await;
@@ -114,33 +170,70 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     let mut big = pv("big");
     big["metadata"]["annotations"] = json!({"blob": "x".repeat(3 * 1024 * 1024 + 10)});
     let r = s.post_json(pvs, &big).await;
-    assert_eq!((r.status, r.json()["reason"].as_str()), (413, Some("RequestEntityTooLarge")));
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (413, Some("RequestEntityTooLarge"))
+    );
     // Bad selectors.
-    let r = s.get("/api/v1/persistentvolumes?labelSelector=a%20in%20(").await;
+    let r = s
+        .get("/api/v1/persistentvolumes?labelSelector=a%20in%20(")
+        .await;
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = s.get("/api/v1/persistentvolumes?fieldSelector=spec.colour%3Dred").await;
+    let r = s
+        .get("/api/v1/persistentvolumes?fieldSelector=spec.colour%3Dred")
+        .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json()["message"], "field label not supported: spec.colour");
+    assert_eq!(
+        r.json()["message"],
+        "field label not supported: spec.colour"
+    );
     // Unknown resource, unknown group, wrong scope.
-    for p in ["/api/v1/widgets", "/apis/apps/v1/deployments", "/api/v1/pods/web"] {
+    for p in [
+        "/api/v1/widgets",
+        "/apis/apps/v1/deployments",
+        "/api/v1/pods/web",
+    ] {
         let r = s.get(p).await;
-        assert_eq!((r.status, r.json()["reason"].as_str()), (404, Some("NotFound")), "{p}");
+        assert_eq!(
+            (r.status, r.json()["reason"].as_str()),
+            (404, Some("NotFound")),
+            "{p}"
+        );
     }
     // Unsupported media types.
-    let r = s.send("POST", pvs, "application/vnd.kubernetes.protobuf", "x").await;
+    let r = s
+        .send("POST", pvs, "application/vnd.kubernetes.protobuf", "x")
+        .await;
     assert_eq!(r.status, 415);
     assert_eq!(s.post_json(pvs, &pv("p1")).await.status, 201);
-    let r = s.send("PATCH", "/api/v1/persistentvolumes/p1", "text/plain", "{}").await;
-    assert_eq!((r.status, r.json()["reason"].as_str()), (415, Some("UnsupportedMediaType")));
+    let r = s
+        .send("PATCH", "/api/v1/persistentvolumes/p1", "text/plain", "{}")
+        .await;
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
     // Wrong verb.
-    let r = s.send("POST", "/api/v1/persistentvolumes/p1", "application/json", "{}").await;
-    assert_eq!((r.status, r.json()["reason"].as_str()), (405, Some("MethodNotAllowed")));
+    let r = s
+        .send(
+            "POST",
+            "/api/v1/persistentvolumes/p1",
+            "application/json",
+            "{}",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (405, Some("MethodNotAllowed"))
+    );
     // Namespace that does not exist.
     let r = s.post_json("/api/v1/namespaces/nope/pods", &json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a", "image": "i"}]}})).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "namespaces \"nope\" not found");
     // Namespace mismatch between body and path.
-    let r = s.post_json("/api/v1/namespaces/kube-system/pods", &pod("web")).await;
+    let r = s
+        .post_json("/api/v1/namespaces/kube-system/pods", &pod("web"))
+        .await;
     assert_eq!(r.status, 400);
     // Only p1 was stored.
     assert_eq!(count(&s, pvs).await, 1);
@@ -155,11 +248,20 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
     let r = s.post_json(pvs, &pv("a")).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let a = r.json();
-    assert_eq!((a["apiVersion"].as_str(), a["kind"].as_str()), (Some("v1"), Some("PersistentVolume")));
+    assert_eq!(
+        (a["apiVersion"].as_str(), a["kind"].as_str()),
+        (Some("v1"), Some("PersistentVolume"))
+    );
     assert!(a["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
     let r = s.post_json(pvs, &pv("a")).await;
-    assert_eq!((r.status, r.json()["reason"].as_str()), (409, Some("AlreadyExists")));
-    assert_eq!(r.json()["message"], "persistentvolumes \"a\" already exists");
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
+    assert_eq!(
+        r.json()["message"],
+        "persistentvolumes \"a\" already exists"
+    );
     // YAML body.
     let yaml = "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: y\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: /tmp}\n";
     let r = s.send("POST", pvs, "application/yaml", yaml).await;
@@ -176,56 +278,158 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
     assert_eq!(r.status, 201);
     assert_eq!(s.get("/api/v1/persistentvolumes/dry").await.status, 404);
     // PUT with a stale resourceVersion → 409 Conflict; with the current one → 200.
-    let rv = a["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut upd = a.clone();
     upd["metadata"]["labels"] = json!({"tier": "silver"});
-    let r = s.send("PUT", "/api/v1/persistentvolumes/a", "application/json", &upd.to_string()).await;
+    let r = s
+        .send(
+            "PUT",
+            "/api/v1/persistentvolumes/a",
+            "application/json",
+            &upd.to_string(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_ne!(r.json()["metadata"]["resourceVersion"].as_str().unwrap(), rv);
-    let r = s.send("PUT", "/api/v1/persistentvolumes/a", "application/json", &upd.to_string()).await;
-    assert_eq!((r.status, r.json()["reason"].as_str()), (409, Some("Conflict")));
+    assert_ne!(
+        r.json()["metadata"]["resourceVersion"].as_str().unwrap(),
+        rv
+    );
+    let r = s
+        .send(
+            "PUT",
+            "/api/v1/persistentvolumes/a",
+            "application/json",
+            &upd.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (409, Some("Conflict"))
+    );
     // Name mismatch on PUT.
-    let r = s.send("PUT", "/api/v1/persistentvolumes/b", "application/json", &upd.to_string()).await;
+    let r = s
+        .send(
+            "PUT",
+            "/api/v1/persistentvolumes/b",
+            "application/json",
+            &upd.to_string(),
+        )
+        .await;
     assert_eq!(r.status, 404);
     // Merge patch.
-    let r = s.send("PATCH", "/api/v1/persistentvolumes/a", "application/merge-patch+json", r#"{"metadata":{"labels":{"k":"v"}}}"#).await;
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/persistentvolumes/a",
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"k":"v"}}}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["metadata"]["labels"]["k"], "v");
     // Server-side apply creates an absent object (201) and applies to a present one (200).
     let body = pv("ssa").to_string();
-    let r = s.send("PATCH", "/api/v1/persistentvolumes/ssa?fieldManager=kubectl", "application/apply-patch+yaml", &body).await;
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/persistentvolumes/ssa?fieldManager=kubectl",
+            "application/apply-patch+yaml",
+            &body,
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let r = s.send("PATCH", "/api/v1/persistentvolumes/ssa?fieldManager=kubectl", "application/apply-patch+yaml", &body).await;
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/persistentvolumes/ssa?fieldManager=kubectl",
+            "application/apply-patch+yaml",
+            &body,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // Label and field selectors; limit/continue.
-    let r = s.get("/api/v1/persistentvolumes?labelSelector=k%3Dv").await.json();
+    let r = s
+        .get("/api/v1/persistentvolumes?labelSelector=k%3Dv")
+        .await
+        .json();
     assert_eq!(r["items"].as_array().unwrap().len(), 1);
-    let r = s.get("/api/v1/persistentvolumes?fieldSelector=metadata.name%3Dy").await.json();
+    let r = s
+        .get("/api/v1/persistentvolumes?fieldSelector=metadata.name%3Dy")
+        .await
+        .json();
     assert_eq!(r["items"][0]["metadata"]["name"], "y");
     let page = s.get("/api/v1/persistentvolumes?limit=2").await.json();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
-    let cont = page["metadata"]["continue"].as_str().expect("continue token").to_string();
-    let rest = s.get(&format!("/api/v1/persistentvolumes?limit=2&continue={cont}")).await.json();
+    let cont = page["metadata"]["continue"]
+        .as_str()
+        .expect("continue token")
+        .to_string();
+    let rest = s
+        .get(&format!(
+            "/api/v1/persistentvolumes?limit=2&continue={cont}"
+        ))
+        .await
+        .json();
     assert!(!rest["items"].as_array().unwrap().is_empty());
     // Delete with a uid precondition that does not match → 409; then delete.
-    let r = s.send("DELETE", "/api/v1/persistentvolumes/a", "application/json", r#"{"preconditions":{"uid":"nope"}}"#).await;
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/persistentvolumes/a",
+            "application/json",
+            r#"{"preconditions":{"uid":"nope"}}"#,
+        )
+        .await;
     assert_eq!(r.status, 409);
-    let r = s.send("DELETE", "/api/v1/persistentvolumes/a", "application/json", r#"{"propagationPolicy":"Background"}"#).await;
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/persistentvolumes/a",
+            "application/json",
+            r#"{"propagationPolicy":"Background"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["kind"], "PersistentVolume");
     assert_eq!(s.get("/api/v1/persistentvolumes/a").await.status, 404);
     // Table output.
     let r = s
-        .req_full("GET", "/api/v1/persistentvolumes", None, vec![], true, &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")])
+        .req_full(
+            "GET",
+            "/api/v1/persistentvolumes",
+            None,
+            vec![],
+            true,
+            &[(
+                "accept",
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            )],
+        )
         .await
         .json();
     assert_eq!(r["kind"], "Table");
     assert!(!r["rows"].as_array().unwrap().is_empty());
     // deletecollection with a selector.
-    let r = s.send("DELETE", "/api/v1/persistentvolumes?labelSelector=tier%3Dgold", "application/json", "").await;
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/persistentvolumes?labelSelector=tier%3Dgold",
+            "application/json",
+            "",
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(count(&s, "/api/v1/persistentvolumes?labelSelector=tier%3Dgold").await, 0);
-    assert!(count(&s, "/api/v1/persistentvolumes").await >= 1, "y has no tier label");
+    assert_eq!(
+        count(&s, "/api/v1/persistentvolumes?labelSelector=tier%3Dgold").await,
+        0
+    );
+    assert!(
+        count(&s, "/api/v1/persistentvolumes").await >= 1,
+        "y has no tier label"
+    );
     s.stop().await;
 }
 
@@ -235,56 +439,139 @@ async fn finalizers_pods_binding_namespaces() {
     // Finalizers: DELETE marks, the update removing the last finalizer deletes.
     let mut p = pv("fin");
     p["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    assert_eq!(s.post_json("/api/v1/persistentvolumes", &p).await.status, 201);
-    let r = s.send("DELETE", "/api/v1/persistentvolumes/fin", "application/json", "").await;
+    assert_eq!(
+        s.post_json("/api/v1/persistentvolumes", &p).await.status,
+        201
+    );
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/persistentvolumes/fin",
+            "application/json",
+            "",
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(s.get("/api/v1/persistentvolumes/fin").await.status, 200);
-    let r = s.send("PATCH", "/api/v1/persistentvolumes/fin", "application/merge-patch+json", r#"{"metadata":{"finalizers":null}}"#).await;
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/persistentvolumes/fin",
+            "application/merge-patch+json",
+            r#"{"metadata":{"finalizers":null}}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.get("/api/v1/persistentvolumes/fin").await.status, 404);
 
     // A pod without a node is deleted at once.
-    assert_eq!(s.post_json("/api/v1/namespaces/default/pods", &pod("free")).await.status, 201);
-    assert_eq!(s.send("DELETE", "/api/v1/namespaces/default/pods/free", "application/json", "").await.status, 200);
-    assert_eq!(s.get("/api/v1/namespaces/default/pods/free").await.status, 404);
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/pods", &pod("free"))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/free",
+            "application/json",
+            ""
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        s.get("/api/v1/namespaces/default/pods/free").await.status,
+        404
+    );
 
     // Binding sets the node; a second binding is a 409 with upstream's text.
-    assert_eq!(s.post_json("/api/v1/namespaces/default/pods", &pod("web")).await.status, 201);
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/pods", &pod("web"))
+            .await
+            .status,
+        201
+    );
     let b = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"}, "target": {"kind": "Node", "name": "node-1"}});
     let r = s
-        .req_full("POST", "/api/v1/namespaces/default/pods/web/binding", Some("application/json"), b.to_string().into_bytes(), true, &[("user-agent", "bonsai-scheduler/v0.1")])
+        .req_full(
+            "POST",
+            "/api/v1/namespaces/default/pods/web/binding",
+            Some("application/json"),
+            b.to_string().into_bytes(),
+            true,
+            &[("user-agent", "bonsai-scheduler/v0.1")],
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let got = s.get("/api/v1/namespaces/default/pods/web").await.json();
     assert_eq!(got["spec"]["nodeName"], "node-1");
-    assert!(got["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "True"));
+    assert!(got["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "PodScheduled" && c["status"] == "True"));
     let mut b2 = b.clone();
     b2["target"]["name"] = json!("node-2");
-    let r = s.post_json("/api/v1/namespaces/default/pods/web/binding", &b2).await;
+    let r = s
+        .post_json("/api/v1/namespaces/default/pods/web/binding", &b2)
+        .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.json()["message"], "Operation cannot be fulfilled on pods/binding \"web\": pod web is already assigned to node \"node-1\"");
-    let hist = s.store.history(&apiserver::store::Key::new("", "pods", "default", "web")).unwrap();
+    let hist = s
+        .store
+        .history(&apiserver::store::Key::new("", "pods", "default", "web"))
+        .unwrap();
     assert_eq!(hist.events.last().unwrap().actor, "bonsai-scheduler");
 
     // A pod on a node is deleted gracefully: deletionTimestamp, and the kubelet's grace-0
     // delete finishes it.
-    let r = s.send("DELETE", "/api/v1/namespaces/default/pods/web", "application/json", "{}").await;
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/web",
+            "application/json",
+            "{}",
+        )
+        .await;
     assert_eq!(r.status, 200);
     let marked = r.json();
     assert!(marked["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
     let uid = marked["metadata"]["uid"].as_str().unwrap().to_string();
-    let r = s.send("DELETE", "/api/v1/namespaces/default/pods/web", "application/json", &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}).to_string()).await;
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/web",
+            "application/json",
+            &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}).to_string(),
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(s.get("/api/v1/namespaces/default/pods/web").await.status, 404);
+    assert_eq!(
+        s.get("/api/v1/namespaces/default/pods/web").await.status,
+        404
+    );
 
     // Namespace deletion: Terminating, contents deleted, then gone.
-    assert_eq!(s.post_json("/api/v1/namespaces", &json!({"metadata": {"name": "lab"}})).await.status, 201);
+    assert_eq!(
+        s.post_json("/api/v1/namespaces", &json!({"metadata": {"name": "lab"}}))
+            .await
+            .status,
+        201
+    );
     let mut lp = pod("in-lab");
     lp["metadata"]["namespace"] = json!("lab");
-    assert_eq!(s.post_json("/api/v1/namespaces/lab/pods", &lp).await.status, 201);
-    let r = s.send("DELETE", "/api/v1/namespaces/lab", "application/json", "").await;
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/lab/pods", &lp).await.status,
+        201
+    );
+    let r = s
+        .send("DELETE", "/api/v1/namespaces/lab", "application/json", "")
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"]["phase"], "Terminating");
     let mut late = pod("late");
@@ -295,9 +582,22 @@ async fn finalizers_pods_binding_namespaces() {
         (s.get("/api/v1/namespaces/lab").await.status == 404).then_some(())
     })
     .await;
-    assert_eq!(s.get("/api/v1/namespaces/lab/pods/in-lab").await.status, 404);
+    assert_eq!(
+        s.get("/api/v1/namespaces/lab/pods/in-lab").await.status,
+        404
+    );
     // The default namespaces cannot be deleted.
-    assert_eq!(s.send("DELETE", "/api/v1/namespaces/default", "application/json", "").await.status, 403);
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/api/v1/namespaces/default",
+            "application/json",
+            ""
+        )
+        .await
+        .status,
+        403
+    );
     s.stop().await;
 }
 
@@ -328,26 +628,55 @@ async fn events_expire_after_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_stream_framing_and_metrics() {
     let s = start().await;
-    assert_eq!(s.post_json("/api/v1/persistentvolumes", &pv("w1")).await.status, 201);
+    assert_eq!(
+        s.post_json("/api/v1/persistentvolumes", &pv("w1"))
+            .await
+            .status,
+        201
+    );
     // A watch from "0" with a short timeout: ADDED for w1, then the stream ends.
-    let r = s.get("/api/v1/persistentvolumes?watch=true&resourceVersion=0&timeoutSeconds=1").await;
+    let r = s
+        .get("/api/v1/persistentvolumes?watch=true&resourceVersion=0&timeoutSeconds=1")
+        .await;
     assert_eq!(r.status, 200);
-    let lines: Vec<Value> = r.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{}", r.text());
     assert_eq!(lines[0]["type"], "ADDED");
     assert_eq!(lines[0]["object"]["kind"], "PersistentVolume");
     // A watch from an exact revision gets later changes only.
-    let rv = lines[0]["object"]["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    assert_eq!(s.post_json("/api/v1/persistentvolumes", &pv("w2")).await.status, 201);
-    let r = s.get(&format!("/api/v1/persistentvolumes?watch=1&resourceVersion={rv}&timeoutSeconds=1")).await;
-    let lines: Vec<Value> = r.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rv = lines[0]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        s.post_json("/api/v1/persistentvolumes", &pv("w2"))
+            .await
+            .status,
+        201
+    );
+    let r = s
+        .get(&format!(
+            "/api/v1/persistentvolumes?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+        ))
+        .await;
+    let lines: Vec<Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{}", r.text());
     assert_eq!(lines[0]["object"]["metadata"]["name"], "w2");
     // Metrics.
     let m = s.get("/metrics").await.text();
     assert!(m.contains("apiserver_request_total{code=\"201\",group=\"\",resource=\"persistentvolumes\",subresource=\"\",verb=\"POST\"} 2"), "{m}");
     assert!(m.contains("apiserver_request_duration_seconds_bucket{group=\"\",resource=\"persistentvolumes\",subresource=\"\",verb=\"POST\",le=\"+Inf\"} 2"));
-    assert!(m.contains("apiserver_registered_watchers{group=\"\",kind=\"PersistentVolume\",version=\"v1\"} 0"));
+    assert!(m.contains(
+        "apiserver_registered_watchers{group=\"\",kind=\"PersistentVolume\",version=\"v1\"} 0"
+    ));
     assert!(m.contains("bonsai_test_metric 1"));
     s.stop().await;
 }
@@ -357,8 +686,14 @@ async fn busy_port_is_named() {
     let s = start().await;
     let store = s.store.clone();
     let cfg = apiserver::http::ServerConfig::new(s.addr, "t", store);
-    let err = apiserver::http::serve(cfg).await.err().expect("second bind must fail");
+    let err = apiserver::http::serve(cfg)
+        .await
+        .err()
+        .expect("second bind must fail");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("port {}", s.addr.port())) && msg.contains("in use"), "{msg}");
+    assert!(
+        msg.contains(&format!("port {}", s.addr.port())) && msg.contains("in use"),
+        "{msg}"
+    );
     s.stop().await;
 }

@@ -18,6 +18,8 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub struct TestServer {
     pub handle: Option<ServerHandle>,
     pub addr: std::net::SocketAddr,
+    /// The HTTPS front for kubectl (started on first use of [`TestServer::kubectl`]).
+    pub tls_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub dir: tempfile::TempDir,
     pub store: Store,
 }
@@ -30,7 +32,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { watch_window_events: None, event_ttl: None, reaper_interval: None }
+        Options {
+            watch_window_events: None,
+            event_ttl: None,
+            reaper_interval: None,
+        }
     }
 }
 
@@ -42,7 +48,10 @@ pub async fn start_with(o: Options) -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = StoreConfig::durable(BackendKind::DEFAULT, dir.path().join("store"));
     if let Some(n) = o.watch_window_events {
-        cfg.watch_window = WatchWindow { max_age: Duration::from_secs(300), max_events: n };
+        cfg.watch_window = WatchWindow {
+            max_age: Duration::from_secs(300),
+            max_events: n,
+        };
     }
     let store = Store::open(cfg).expect("open store");
     let mut sc = ServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN, store.clone());
@@ -50,10 +59,17 @@ pub async fn start_with(o: Options) -> TestServer {
         sc.event_ttl = t;
     }
     sc.reaper_interval = o.reaper_interval;
-    sc.extra_metrics.push(std::sync::Arc::new(|| "bonsai_test_metric 1\n".to_string()));
+    sc.extra_metrics
+        .push(std::sync::Arc::new(|| "bonsai_test_metric 1\n".to_string()));
     let handle = serve(sc).await.expect("serve");
     let addr = handle.local_addr();
-    TestServer { handle: Some(handle), addr, dir, store }
+    TestServer {
+        handle: Some(handle),
+        addr,
+        tls_addr: std::sync::OnceLock::new(),
+        dir,
+        store,
+    }
 }
 
 pub struct Resp {
@@ -93,7 +109,9 @@ impl TestServer {
         auth: bool,
         extra: &[(&str, &str)],
     ) -> Resp {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -102,7 +120,10 @@ impl TestServer {
             .method(method)
             .uri(path)
             .header("host", self.addr.to_string());
-        if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("user-agent")) {
+        if !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+        {
             b = b.header("user-agent", "bonsai-http-test/v0");
         }
         if auth {
@@ -114,44 +135,79 @@ impl TestServer {
         for (k, v) in extra {
             b = b.header(*k, *v);
         }
-        let resp = sender.send_request(b.body(Full::new(Bytes::from(body))).unwrap()).await.expect("request");
+        let resp = sender
+            .send_request(b.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .expect("request");
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
-        let body = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
-        Resp { status, headers, body }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        self.req_full("GET", path, None, Vec::new(), true, &[]).await
+        self.req_full("GET", path, None, Vec::new(), true, &[])
+            .await
     }
 
     pub async fn send(&self, method: &str, path: &str, ct: &str, body: &str) -> Resp {
-        self.req_full(method, path, Some(ct), body.as_bytes().to_vec(), true, &[]).await
+        self.req_full(method, path, Some(ct), body.as_bytes().to_vec(), true, &[])
+            .await
     }
 
     pub async fn post_json(&self, path: &str, v: &Value) -> Resp {
-        self.send("POST", path, "application/json", &v.to_string()).await
+        self.send("POST", path, "application/json", &v.to_string())
+            .await
     }
 
-    /// Writes a kubeconfig with the token (or a wrong one) and returns a kubectl runner.
+    /// `https://127.0.0.1:<port>`: a TLS front splicing to the server, as `bonsai up` has —
+    /// client-go sends a kubeconfig's token only to https servers.
+    pub fn https_url(&self) -> String {
+        let addr = *self.tls_addr.get_or_init(|| spawn_tls_front(self.addr));
+        format!("https://{addr}")
+    }
+
+    /// Writes a kubeconfig with the token (or none) and returns a kubectl runner.
     pub fn kubectl(&self, with_token: bool) -> Kubectl {
-        let home = self.dir.path().join(if with_token { "home" } else { "home-anon" });
+        let home = self
+            .dir
+            .path()
+            .join(if with_token { "home" } else { "home-anon" });
         std::fs::create_dir_all(&home).unwrap();
         let kc = home.join("kubeconfig");
-        let user = if with_token { format!("{{token: {TOKEN}}}") } else { "{}".to_string() };
+        // Without the right token: a wrong one (with none at all, kubectl prompts for a username).
+        let user = if with_token {
+            format!("{{token: {TOKEN}}}")
+        } else {
+            "{token: not-the-token}".to_string()
+        };
         std::fs::write(
             &kc,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: bonsai\n  cluster: {{server: \"{}\"}}\nusers:\n- name: bonsai\n  user: {user}\ncontexts:\n- name: bonsai\n  context: {{cluster: bonsai, user: bonsai, namespace: default}}\ncurrent-context: bonsai\n",
-                self.url()
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: bonsai\n  cluster: {{server: \"{}\", insecure-skip-tls-verify: true}}\nusers:\n- name: bonsai\n  user: {user}\ncontexts:\n- name: bonsai\n  context: {{cluster: bonsai, user: bonsai, namespace: default}}\ncurrent-context: bonsai\n",
+                self.https_url()
             ),
         )
         .unwrap();
-        Kubectl { kubeconfig: kc, cache: home.join("cache"), home }
+        Kubectl {
+            kubeconfig: kc,
+            cache: home.join("cache"),
+            home,
+        }
     }
 
     pub async fn stop(mut self) {
@@ -226,7 +282,12 @@ impl Kubectl {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .expect("spawn kubectl");
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
             child.wait_with_output().unwrap()
         })
         .await
@@ -241,7 +302,11 @@ impl Kubectl {
     /// Runs kubectl and asserts success.
     pub async fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args).await;
-        assert_eq!(o.code, 0, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        assert_eq!(
+            o.code, 0,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            o.stdout, o.stderr
+        );
         o.stdout
     }
 }
@@ -260,4 +325,44 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A TLS listener on 127.0.0.1:0 with a fresh self-signed certificate that splices every
+/// connection to `backend` (HTTP/1.1 bytes unchanged, so watches and upgrades pass).
+fn spawn_tls_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::sync::Arc;
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("self-signed certificate");
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        while let Ok((client, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                let Ok(mut up) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    addr
 }
