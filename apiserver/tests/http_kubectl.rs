@@ -285,3 +285,171 @@ async fn kubectl_drives_the_server() {
     );
     s.stop().await;
 }
+
+/// A stand-in for kubelet-lite: serves the real kubelet's `/containerLogs` and `/exec` paths,
+/// checks the bearer token, and answers exec with a v5.channel.k8s.io WebSocket session.
+async fn fake_kubelet() -> std::net::SocketAddr {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::extract::{Path, RawQuery};
+    use axum::http::HeaderMap;
+    use axum::routing::get;
+
+    fn authorized(h: &HeaderMap) -> bool {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+    }
+    let app = axum::Router::new()
+        .route(
+            "/containerLogs/{ns}/{pod}/{container}",
+            get(
+                |Path((ns, pod, c)): Path<(String, String, String)>,
+                 RawQuery(q): RawQuery,
+                 h: HeaderMap| async move {
+                    if !authorized(&h) {
+                        return (axum::http::StatusCode::UNAUTHORIZED, "no token".to_string());
+                    }
+                    (
+                        axum::http::StatusCode::OK,
+                        format!("log of {ns}/{pod}/{c} query={}\n", q.unwrap_or_default()),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(
+                |Path((_ns, _pod, c)): Path<(String, String, String)>,
+                 RawQuery(q): RawQuery,
+                 h: HeaderMap,
+                 ws: WebSocketUpgrade| async move {
+                    use axum::response::IntoResponse;
+                    if !authorized(&h) {
+                        return (axum::http::StatusCode::UNAUTHORIZED, "no token").into_response();
+                    }
+                    let q = q.unwrap_or_default();
+                    let args: Vec<String> = form_urlencoded::parse(q.as_bytes())
+                        .filter(|(k, _)| k == "command")
+                        .map(|(_, v)| v.into_owned())
+                        .collect();
+                    ws.protocols(["v5.channel.k8s.io"])
+                        .on_upgrade(move |mut socket| async move {
+                            let mut out = vec![1u8];
+                            out.extend_from_slice(format!("{c}: {}\n", args.join(" ")).as_bytes());
+                            let _ = socket.send(Message::Binary(out.into())).await;
+                            let mut status = vec![3u8];
+                            status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
+                            let _ = socket.send(Message::Binary(status.into())).await;
+                            let _ = socket
+                                .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                                    code: 1000,
+                                    reason: "".into(),
+                                })))
+                                .await;
+                            // Drain until the client closes too.
+                            while let Some(Ok(m)) = socket.recv().await {
+                                if matches!(m, Message::Close(_)) {
+                                    break;
+                                }
+                            }
+                        })
+                        .into_response()
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_exec_are_proxied_to_the_kubelet() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = start().await;
+    let kubelet = fake_kubelet().await;
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}});
+    assert_eq!(s.post_json("/api/v1/nodes", &node).await.status, 201);
+    let st = json!({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port()}}}});
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/nodes/node-1/status",
+            "application/merge-patch+json",
+            &st.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "nginx"}]},
+        "status": {"phase": "Running"}});
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/pods", &pod)
+            .await
+            .status,
+        201
+    );
+    // Whatever create did to the status, kubectl exec wants a Running pod.
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/namespaces/default/pods/web/status",
+            "application/merge-patch+json",
+            r#"{"status":{"phase":"Running"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let k = s.kubectl(true);
+    let out = k.ok(&["logs", "web", "--tail=5"]).await;
+    assert!(
+        out.starts_with("log of default/web/app query=") && out.contains("tailLines=5"),
+        "{out}"
+    );
+    let out = k.ok(&["exec", "web", "--", "echo", "hi there"]).await;
+    assert_eq!(out, "app: echo hi there\n");
+
+    // Errors as upstream.
+    let r = s
+        .get("/api/v1/namespaces/default/pods/web/log?container=nope")
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "container nope is not valid for pod web"
+    );
+    let r = s.get("/api/v1/namespaces/default/pods/ghost/log").await;
+    assert_eq!(r.status, 404);
+    let free = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "free"},
+        "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}});
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/pods", &free)
+            .await
+            .status,
+        201
+    );
+    let r = s.get("/api/v1/namespaces/default/pods/free/log").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "a container name must be specified for pod free, choose one of: [a b]"
+    );
+    let r = s
+        .req_full(
+            "GET",
+            "/api/v1/namespaces/default/pods/free/exec?command=ls&container=a&stdout=true",
+            None,
+            vec![],
+            true,
+            &[("connection", "Upgrade"), ("upgrade", "websocket")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "pod free does not have a host assigned"
+    );
+    s.stop().await;
+}
