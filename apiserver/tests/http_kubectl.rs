@@ -259,18 +259,71 @@ async fn kubectl_drives_the_server() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("condition met"));
 
-    // delete --wait (the default) returns once the objects are gone.
+    // delete --wait (the default) returns once the objects are gone: for an object held by a
+    // finalizer that means watching until the DELETED event.
+    let mut held = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp"}}});
+    assert_eq!(
+        s.post_json("/api/v1/persistentvolumes", &held).await.status,
+        201
+    );
+    let deleter = k.command(&["delete", "pv", "held", "--timeout=60s"]);
+    let deleter = tokio::task::spawn_blocking(move || {
+        let mut deleter = deleter;
+        deleter.output().unwrap()
+    });
+    wait_for(
+        "pv held to be marked for deletion",
+        Duration::from_secs(20),
+        || async {
+            s.get("/api/v1/persistentvolumes/held").await.json()["metadata"]["deletionTimestamp"]
+                .as_str()
+                .map(|_| ())
+        },
+    )
+    .await;
+    held = json!({"metadata": {"finalizers": null}});
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/persistentvolumes/held",
+            "application/merge-patch+json",
+            &held.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let o = deleter.await.unwrap();
+    assert!(
+        o.status.success(),
+        "delete --wait failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("persistentvolume \"held\" deleted"));
     let out = k.ok(&["delete", "pod", "example-pv-pod"]).await;
     assert!(out.contains("pod \"example-pv-pod\" deleted"), "{out}");
+    // The PV and PVC may carry protection finalizers that only a volume controller removes.
     let out = k
-        .ok(&["delete", "-f", file.to_str().unwrap(), "--ignore-not-found"])
+        .ok(&[
+            "delete",
+            "-f",
+            file.to_str().unwrap(),
+            "--ignore-not-found",
+            "--wait=false",
+        ])
         .await;
     assert!(
         out.contains("persistentvolume \"example-pv\" deleted"),
         "{out}"
     );
+    assert!(
+        out.contains("storageclass.storage.k8s.io \"local-storage\" deleted"),
+        "{out}"
+    );
     assert_eq!(
-        s.get("/api/v1/persistentvolumes/example-pv").await.status,
+        s.get("/apis/storage.k8s.io/v1/storageclasses/local-storage")
+            .await
+            .status,
         404
     );
 

@@ -27,6 +27,21 @@ fn pod(name: &str) -> Value {
     })
 }
 
+/// Drops every finalizer of the object at `path` if it still exists (what a controller does).
+async fn release(s: &TestServer, path: &str) {
+    if s.get(path).await.status == 200 {
+        let r = s
+            .send(
+                "PATCH",
+                path,
+                "application/merge-patch+json",
+                r#"{"metadata":{"finalizers":null}}"#,
+            )
+            .await;
+        assert!(r.status == 200 || r.status == 404, "{}", r.text());
+    }
+}
+
 async fn count(s: &TestServer, path: &str) -> usize {
     s.get(path).await.json()["items"]
         .as_array()
@@ -394,6 +409,8 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["kind"], "PersistentVolume");
+    // Admission may add kubernetes.io/pv-protection (a volume controller removes it).
+    release(&s, "/api/v1/persistentvolumes/a").await;
     assert_eq!(s.get("/api/v1/persistentvolumes/a").await.status, 404);
     // Table output.
     let r = s
@@ -422,6 +439,17 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    let gone = r.json();
+    for item in gone["items"].as_array().unwrap() {
+        release(
+            &s,
+            &format!(
+                "/api/v1/persistentvolumes/{}",
+                item["metadata"]["name"].as_str().unwrap()
+            ),
+        )
+        .await;
+    }
     assert_eq!(
         count(&s, "/api/v1/persistentvolumes?labelSelector=tier%3Dgold").await,
         0
@@ -553,6 +581,59 @@ async fn finalizers_pods_binding_namespaces() {
     assert_eq!(r.status, 200);
     assert_eq!(
         s.get("/api/v1/namespaces/default/pods/web").await.status,
+        404
+    );
+
+    // A pod on a node that also has a finalizer: graceful mark, the kubelet's grace-0 delete
+    // shortens it to 0, and removing the finalizer then deletes it.
+    let mut held = pod("held");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    held["spec"]["nodeName"] = json!("node-1");
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/pods", &held)
+            .await
+            .status,
+        201
+    );
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/held",
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(r.json()["metadata"]["deletionGracePeriodSeconds"], 30);
+    let r = s
+        .send(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/held",
+            "application/json",
+            r#"{"gracePeriodSeconds":0}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["metadata"]["deletionGracePeriodSeconds"],
+        0,
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        s.get("/api/v1/namespaces/default/pods/held").await.status,
+        200
+    );
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/namespaces/default/pods/held",
+            "application/merge-patch+json",
+            r#"{"metadata":{"finalizers":null}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.get("/api/v1/namespaces/default/pods/held").await.status,
         404
     );
 

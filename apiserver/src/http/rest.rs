@@ -1206,18 +1206,17 @@ pub(crate) async fn delete_object(
             .and_then(Value::as_i64);
         let pending_finalizers = !finalizers_of(&cur).is_empty();
 
-        // Namespaces always go through Terminating: their contents are deleted first.
-        let pending_namespace = is_ns;
-        let mut graceful = grace > 0;
-        if already {
-            match old_grace {
-                // A pending graceful deletion: only a shorter grace period changes it.
-                Some(g) if g > 0 && grace < g => graceful = grace > 0,
-                Some(g) if g > 0 => return Ok(Deleted::Pending(cur)),
-                _ => graceful = false,
+        // A deletion already in progress (kube-apiserver's BeforeDelete): a graceful one changes
+        // only when the new grace period is shorter; a finalizer-held one not at all.
+        let shorten = already && old_grace.is_some_and(|g| g > 0 && grace < g);
+        if already && !shorten {
+            if old_grace.is_some_and(|g| g > 0) || pending_finalizers || is_ns {
+                return Ok(Deleted::Pending(cur));
             }
         }
-        if !graceful && !pending_finalizers && !pending_namespace && !(already && is_ns) {
+        let graceful = grace > 0;
+        // Namespaces always go through Terminating: their contents are deleted first.
+        if !graceful && !pending_finalizers && !is_ns {
             if o.dry_run {
                 return Ok(Deleted::Gone(cur));
             }
@@ -1236,10 +1235,6 @@ pub(crate) async fn delete_object(
                 }
                 Err(e) => return Err(e.into()),
             }
-        }
-        if already && !graceful {
-            // Finalizers (or the namespace's contents) still pending; nothing changes.
-            return Ok(Deleted::Pending(cur));
         }
         let mut new = (*cur).clone();
         {
