@@ -19,7 +19,16 @@
 //!   `apply_patch(.., None, Apply, ..)` then `prepare_create(.., &mut new, ..)` (which sees
 //!   the Apply operation through `opts` and records an Apply managedFields entry).
 
-use serde_json::Value;
+pub mod decode;
+pub mod defaults;
+pub mod field;
+pub mod managed;
+pub mod meta;
+pub mod patch;
+pub mod quantity;
+pub mod validate;
+
+use serde_json::{json, Map, Value};
 
 use crate::status::ApiError;
 
@@ -98,37 +107,392 @@ pub struct WriteOptions {
     pub now: String,
 }
 
-/// Kind of a served resource (`group` empty for core).
-pub fn kind_of(group: &str, resource: &str) -> Option<&'static str> {
+/// What the semantics need to know about a served resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    /// Has a `status` subresource: status is reset on create and ignored on the main resource.
+    pub status_subresource: bool,
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// The resources whose semantics this module implements (`group` empty for core).
+pub fn resource_info(group: &str, resource: &str) -> Option<ResourceInfo> {
+    let r = |group, version, kind, namespaced, status_subresource| ResourceInfo {
+        group,
+        version,
+        kind,
+        namespaced,
+        status_subresource,
+    };
     Some(match (group, resource) {
-        ("", "namespaces") => "Namespace",
-        ("", "nodes") => "Node",
-        ("", "pods") => "Pod",
-        ("", "persistentvolumes") => "PersistentVolume",
-        ("", "persistentvolumeclaims") => "PersistentVolumeClaim",
-        ("", "events") => "Event",
-        ("events.k8s.io", "events") => "Event",
-        ("storage.k8s.io", "storageclasses") => "StorageClass",
-        ("storage.k8s.io", "csistoragecapacities") => "CSIStorageCapacity",
-        ("storage.k8s.io", "csidrivers") => "CSIDriver",
-        ("coordination.k8s.io", "leases") => "Lease",
-        ("", "bindings") => "Binding",
+        ("", "namespaces") => r("", "v1", "Namespace", false, true),
+        ("", "nodes") => r("", "v1", "Node", false, true),
+        ("", "pods") => r("", "v1", "Pod", true, true),
+        ("", "persistentvolumes") => r("", "v1", "PersistentVolume", false, true),
+        ("", "persistentvolumeclaims") => r("", "v1", "PersistentVolumeClaim", true, true),
+        ("", "events") => r("", "v1", "Event", true, false),
+        ("", "bindings") => r("", "v1", "Binding", true, false),
+        ("events.k8s.io", "events") => r("events.k8s.io", "v1", "Event", true, false),
+        ("storage.k8s.io", "storageclasses") => {
+            r("storage.k8s.io", "v1", "StorageClass", false, false)
+        }
+        ("storage.k8s.io", "csistoragecapacities") => {
+            r("storage.k8s.io", "v1", "CSIStorageCapacity", true, false)
+        }
+        ("storage.k8s.io", "csidrivers") => r("storage.k8s.io", "v1", "CSIDriver", false, false),
+        ("coordination.k8s.io", "leases") => r("coordination.k8s.io", "v1", "Lease", true, false),
         _ => return None,
     })
 }
 
+/// Kind of a served resource (`group` empty for core).
+pub fn kind_of(group: &str, resource: &str) -> Option<&'static str> {
+    resource_info(group, resource).map(|i| i.kind)
+}
+
+fn info_or_404(group: &str, resource: &str) -> Result<ResourceInfo, ApiError> {
+    resource_info(group, resource).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    })
+}
+
+/// The field manager of a write: `?fieldManager=`, else the user agent up to its first `/`
+/// (kube-apiserver's `managerOrUserAgent`), at most 128 characters.
+pub fn manager_name(opts: &WriteOptions) -> String {
+    match &opts.field_manager {
+        Some(m) if !m.is_empty() => m.clone(),
+        _ => opts
+            .user_agent
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(128)
+            .collect(),
+    }
+}
+
+fn obj_name(obj: &Value) -> String {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Fills a missing apiVersion/kind from the endpoint (as the decoder's defaults do) and
+/// rejects a body of another version or kind.
+fn check_type_meta(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(m) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(format!(
+            "{k} in version \"{v}\" cannot be handled as a {k}: json: cannot unmarshal {t} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}",
+            k = info.kind,
+            v = info.version,
+            t = if obj.is_array() { "array" } else { "non-object" }
+        )));
+    };
+    let want = info.api_version();
+    match m.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("apiVersion".into(), Value::String(want.clone()));
+        }
+        Some(v) if v != want => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({want})"
+            )))
+        }
+        _ => {}
+    }
+    match m.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("kind".into(), Value::String(info.kind.to_string()));
+        }
+        Some(k) if k != info.kind => {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: the object provided is unrecognized (must be of type {kind}): kind {k}",
+                kind = info.kind,
+                v = info.version
+            )))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Decodes against the v1.33 type, then prunes the JSON in place per `fieldValidation`.
+/// Returns the unknown-field warnings.
+fn schema_prune(
+    info: &ResourceInfo,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    use k8s_openapi::api as k;
+    let r = match (info.group, info.kind) {
+        ("", "Namespace") => decode::decode::<k::core::v1::Namespace>(obj).map(|x| x.1),
+        ("", "Node") => decode::decode::<k::core::v1::Node>(obj).map(|x| x.1),
+        ("", "Pod") => decode::decode::<k::core::v1::Pod>(obj).map(|x| x.1),
+        ("", "PersistentVolume") => {
+            decode::decode::<k::core::v1::PersistentVolume>(obj).map(|x| x.1)
+        }
+        ("", "PersistentVolumeClaim") => {
+            decode::decode::<k::core::v1::PersistentVolumeClaim>(obj).map(|x| x.1)
+        }
+        ("", "Event") => decode::decode::<k::core::v1::Event>(obj).map(|x| x.1),
+        ("", "Binding") => decode::decode::<k::core::v1::Binding>(obj).map(|x| x.1),
+        ("events.k8s.io", _) => decode::decode::<k::events::v1::Event>(obj).map(|x| x.1),
+        (_, "StorageClass") => decode::decode::<k::storage::v1::StorageClass>(obj).map(|x| x.1),
+        (_, "CSIStorageCapacity") => {
+            decode::decode::<k::storage::v1::CSIStorageCapacity>(obj).map(|x| x.1)
+        }
+        (_, "CSIDriver") => decode::decode::<k::storage::v1::CSIDriver>(obj).map(|x| x.1),
+        (_, "Lease") => decode::decode::<k::coordination::v1::Lease>(obj).map(|x| x.1),
+        _ => return Ok(Vec::new()),
+    };
+    let cannot = |msg: String| {
+        ApiError::bad_request(format!(
+            "{k} in version \"{v}\" cannot be handled as a {k}: {msg}",
+            k = info.kind,
+            v = info.version
+        ))
+    };
+    let f = r.map_err(|e| cannot(e.to_string()))?;
+    let unknown: Vec<String> = f.unknown.iter().map(|p| decode::render(p)).collect();
+    if fv == FieldValidation::Strict && !unknown.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect();
+        return Err(cannot(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
+    }
+    for (p, canon) in &f.quantities {
+        decode::set_at(obj, p, Value::String(canon.clone()));
+    }
+    for p in f.unknown.iter().chain(f.nulls.iter()) {
+        decode::remove_at(obj, p);
+    }
+    Ok(match fv {
+        FieldValidation::Warn => unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// The empty object kube-apiserver's field manager compares a creation against (Go zero
+/// values of non-pointer structs serialize as `{}`, so they are not "added").
+fn skeleton(info: &ResourceInfo) -> Value {
+    match info.kind {
+        "Pod" | "PersistentVolume" | "Node" | "Namespace" => {
+            json!({"metadata": {}, "spec": {}, "status": {}})
+        }
+        "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {"resources": {}}, "status": {}}),
+        "Lease" | "CSIDriver" => json!({"metadata": {}, "spec": {}}),
+        "Event" if info.group.is_empty() => {
+            json!({"metadata": {}, "involvedObject": {}, "source": {}})
+        }
+        "Event" => json!({"metadata": {}, "regarding": {}, "deprecatedSource": {}}),
+        _ => json!({"metadata": {}}),
+    }
+}
+
+/// Fields a write on (`info`, `subresource`) does not own (the strategies' reset fields).
+fn ignore_for(info: &ResourceInfo, subresource: Option<&str>) -> managed::Ignore {
+    match subresource {
+        None if info.status_subresource => managed::Ignore::new(&[&["status"]]),
+        Some("status") if info.kind == "Pod" => managed::Ignore::new(&[
+            &["spec"],
+            &["metadata", "deletionTimestamp"],
+            &["metadata", "ownerReferences"],
+        ]),
+        Some("status") => managed::Ignore::new(&[&["spec"]]),
+        _ => managed::Ignore::new(&[]),
+    }
+}
+
+/// True when `new` is the result of [`apply_patch`] with `PatchType::Apply` for this
+/// request: its Apply entry for the manager is new or changed. Such writes already carry
+/// their managedFields; recording an Update on top would double the ownership.
+fn is_apply_result(old: Option<&Value>, new: &Value, manager: &str, sub: &str) -> bool {
+    let find = |o: &Value| {
+        managed::read_entries(o)
+            .into_iter()
+            .find(|e| e.manager == manager && e.operation == "Apply" && e.subresource == sub)
+    };
+    match find(new) {
+        None => false,
+        Some(e) => old.and_then(find).as_ref() != Some(&e),
+    }
+}
+
+fn invalid(info: &ResourceInfo, obj: &Value, errs: field::Errs) -> ApiError {
+    let causes = errs.0.iter().map(field::FieldError::to_cause).collect();
+    ApiError::invalid(info.group, info.kind, &obj_name(obj), causes)
+}
+
+fn create_warnings(info: &ResourceInfo, obj: &Value, warnings: &mut Vec<String>) {
+    if info.kind == "PersistentVolume"
+        && obj
+            .pointer("/spec/persistentVolumeReclaimPolicy")
+            .and_then(Value::as_str)
+            == Some("Recycle")
+    {
+        warnings.push("spec.persistentVolumeReclaimPolicy: The Recycle reclaim policy is deprecated. Instead, the recommended approach is to use dynamic provisioning.".into());
+    }
+    if info.kind == "Pod" {
+        let name = obj_name(obj);
+        let msgs = field::dns1123_label(&name);
+        if !name.is_empty() && !msgs.is_empty() {
+            warnings.push(format!(
+                "metadata.name: this is used in the Pod's hostname, which can result in surprising behavior; a DNS label is recommended: [{}]",
+                msgs.join(" ")
+            ));
+        }
+    }
+    if let Some(list) = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+    {
+        for f in list.iter().filter_map(Value::as_str) {
+            if !f.contains('/')
+                && !["kubernetes", "orphan", "foregroundDeletion"].contains(&f)
+                && field::qualified_name(f).is_empty()
+            {
+                warnings.push(format!(
+                    "metadata.finalizers: {}: prefer a domain-qualified finalizer name including a path (/) to avoid accidental conflicts with other finalizer writers",
+                    field::go_quote(f)
+                ));
+            }
+        }
+    }
+}
+
+fn set_path(obj: &mut Value, keys: &[&str], v: Value) {
+    let mut cur = obj;
+    for k in &keys[..keys.len() - 1] {
+        if !cur.get(*k).is_some_and(Value::is_object) {
+            cur[*k] = json!({});
+        }
+        cur = cur.get_mut(*k).expect("object");
+    }
+    cur[keys[keys.len() - 1]] = v;
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"].as_object_mut().expect("object")
+}
+
 /// Validates, defaults and prunes a new object; see the module docs. Returns the warnings.
+///
+/// The caller assigns `metadata.name` from `generateName`, `uid`, `creationTimestamp` and
+/// `resourceVersion` (the store's business) and sets `metadata.namespace` from the URL.
+/// Order as kube-apiserver: decode (prune, default) → managedFields → admission →
+/// `PrepareForCreate` → validation.
 pub fn prepare_create(
     group: &str,
     resource: &str,
     obj: &mut Value,
     opts: &WriteOptions,
 ) -> Result<Vec<String>, ApiError> {
-    let _ = (group, resource, obj, opts);
-    Ok(Vec::new())
+    let info = info_or_404(group, resource)?;
+    check_type_meta(&info, obj)?;
+    let mut warnings = schema_prune(&info, obj, opts.field_validation)?;
+    let manager = manager_name(opts);
+    let applied = is_apply_result(None, obj, &manager, "");
+    defaults::apply(info.kind, obj);
+    {
+        let m = meta_mut(obj);
+        m.shift_remove("deletionTimestamp");
+        m.shift_remove("deletionGracePeriodSeconds");
+        m.shift_remove("generation");
+    }
+    if info.kind != "Binding" && !applied {
+        let base = skeleton(&info);
+        let api_version = info.api_version();
+        // A create body's own managedFields are ignored (kube-apiserver resets them).
+        meta_mut(obj).shift_remove("managedFields");
+        managed::record_update(
+            None,
+            &base,
+            obj,
+            &manager,
+            &api_version,
+            "",
+            &ignore_for(&info, None),
+            &opts.now,
+        );
+    }
+    // Admission (mutating).
+    defaults::admit_protection_finalizer(info.kind, obj);
+    if info.kind == "Pod" {
+        defaults::admit_pod(obj);
+    }
+    // PrepareForCreate.
+    match info.kind {
+        "PersistentVolume" => {
+            let mut status = json!({"phase": "Pending"});
+            if !opts.now.is_empty() {
+                status["lastPhaseTransitionTime"] = json!(opts.now);
+            }
+            obj["status"] = status;
+        }
+        "PersistentVolumeClaim" => obj["status"] = json!({"phase": "Pending"}),
+        "Pod" => {
+            let qos = defaults::pod_qos(obj);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+            meta_mut(obj).insert("generation".into(), json!(1));
+        }
+        "Namespace" => {
+            obj["status"] = json!({"phase": "Active"});
+            let fins = obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !fins.iter().any(|f| f == "kubernetes") {
+                let mut fins = fins;
+                fins.push(json!("kubernetes"));
+                set_path(obj, &["spec", "finalizers"], Value::Array(fins));
+            }
+        }
+        _ => {}
+    }
+    let errs = validate::validate_create(info.kind, &info.api_version(), obj);
+    if !errs.is_empty() {
+        return Err(invalid(&info, obj, errs));
+    }
+    create_warnings(&info, obj, &mut warnings);
+    Ok(warnings)
 }
 
 /// Checks an update of `old` into `new` (PUT body or a patch result) and fixes `new` up.
+///
+/// `subresource`: `None` (main resource: status kept from `old` for kinds with a status
+/// subresource), `Some("status")` (spec and most metadata kept from `old`), or
+/// `Some("finalize")` for namespaces (only `spec.finalizers` taken from `new`).
+/// The caller checks the resourceVersion precondition and the name/namespace against the URL.
 pub fn prepare_update(
     group: &str,
     resource: &str,
@@ -137,11 +501,196 @@ pub fn prepare_update(
     new: &mut Value,
     opts: &WriteOptions,
 ) -> Result<Vec<String>, ApiError> {
-    let _ = (group, resource, subresource, old, new, opts);
-    Ok(Vec::new())
+    let info = info_or_404(group, resource)?;
+    check_type_meta(&info, new)?;
+    let warnings = schema_prune(&info, new, opts.field_validation)?;
+    let manager = manager_name(opts);
+    let sub = subresource.unwrap_or("");
+    let applied = is_apply_result(Some(old), new, &manager, sub);
+    defaults::apply(info.kind, new);
+    // rest.BeforeUpdate: system metadata comes from the stored object.
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    {
+        let m = meta_mut(new);
+        if m.get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            if let Some(u) = old_meta.get("uid") {
+                m.insert("uid".into(), u.clone());
+            }
+        }
+        for k in ["creationTimestamp", "deletionTimestamp"] {
+            match old_meta.get(k) {
+                Some(v) => {
+                    m.insert(k.into(), v.clone());
+                }
+                None => {
+                    if k == "deletionTimestamp" {
+                        m.shift_remove(k);
+                    }
+                }
+            }
+        }
+        if m.get("deletionGracePeriodSeconds").is_none() {
+            if let Some(v) = old_meta.get("deletionGracePeriodSeconds") {
+                m.insert("deletionGracePeriodSeconds".into(), v.clone());
+            }
+        }
+        match old_meta.get("generation") {
+            Some(g) => {
+                m.insert("generation".into(), g.clone());
+            }
+            None => {
+                m.shift_remove("generation");
+            }
+        }
+    }
+    if !applied {
+        let api_version = info.api_version();
+        let ignore = ignore_for(&info, subresource);
+        managed::record_update(
+            Some(old),
+            old,
+            new,
+            &manager,
+            &api_version,
+            sub,
+            &ignore,
+            &opts.now,
+        );
+    }
+    // PrepareForUpdate.
+    let copy = |new: &mut Value, k: &str| match old.get(k) {
+        Some(v) => new[k] = v.clone(),
+        None => {
+            if let Some(m) = new.as_object_mut() {
+                m.shift_remove(k);
+            }
+        }
+    };
+    match subresource {
+        None => {
+            if info.status_subresource {
+                copy(new, "status");
+            }
+            if info.kind == "Namespace" {
+                let f = old.pointer("/spec/finalizers").cloned();
+                match f {
+                    Some(f) => set_path(new, &["spec", "finalizers"], f),
+                    None => {
+                        if let Some(s) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                            s.shift_remove("finalizers");
+                        }
+                    }
+                }
+            }
+            if info.kind == "Pod" && old.get("spec") != new.get("spec") {
+                let g = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                meta_mut(new).insert("generation".into(), json!(g + 1));
+            }
+        }
+        Some("status") => {
+            copy(new, "spec");
+            match info.kind {
+                "Pod" => {
+                    match old.pointer("/metadata/ownerReferences") {
+                        Some(o) => {
+                            meta_mut(new).insert("ownerReferences".into(), o.clone());
+                        }
+                        None => {
+                            meta_mut(new).shift_remove("ownerReferences");
+                        }
+                    }
+                    if new
+                        .pointer("/status/qosClass")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        if let Some(q) = old.pointer("/status/qosClass") {
+                            set_path(new, &["status", "qosClass"], q.clone());
+                        }
+                    }
+                }
+                "PersistentVolume" => {
+                    let op = old.pointer("/status/phase");
+                    let np = new.pointer("/status/phase");
+                    let ot = old.pointer("/status/lastPhaseTransitionTime").cloned();
+                    let nt = new.pointer("/status/lastPhaseTransitionTime").cloned();
+                    if op == np && nt.is_none() {
+                        if let Some(t) = ot {
+                            set_path(new, &["status", "lastPhaseTransitionTime"], t);
+                        }
+                    } else if op != np && (nt.is_none() || nt == ot) && !opts.now.is_empty() {
+                        set_path(new, &["status", "lastPhaseTransitionTime"], json!(opts.now));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some("finalize") if info.kind == "Namespace" => {
+            let fins = new.pointer("/spec/finalizers").cloned();
+            *new = Value::Object(
+                old.as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| k != "metadata")
+                    .collect(),
+            );
+            new["metadata"] = old_meta.clone();
+            match fins {
+                Some(f) => set_path(new, &["spec", "finalizers"], f),
+                None => {
+                    if let Some(s) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        s.shift_remove("finalizers");
+                    }
+                }
+            }
+            let errs = namespace_finalizers_errors(new);
+            if !errs.is_empty() {
+                return Err(invalid(&info, new, errs));
+            }
+            return Ok(warnings);
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({other})"),
+            ))
+        }
+    }
+    let errs = validate::validate_update(info.kind, &info.api_version(), subresource, old, new);
+    if !errs.is_empty() {
+        return Err(invalid(&info, new, errs));
+    }
+    Ok(warnings)
 }
 
-/// Applies a patch body to `current` and returns the new full object.
+fn namespace_finalizers_errors(ns: &Value) -> field::Errs {
+    let mut e = field::Errs::default();
+    if let Some(list) = ns.pointer("/spec/finalizers").and_then(Value::as_array) {
+        for (i, f) in list.iter().enumerate() {
+            meta::finalizer_errors(
+                f.as_str().unwrap_or(""),
+                &field::index("spec.finalizers", i),
+                &mut e,
+            );
+        }
+    }
+    e
+}
+
+/// Applies a patch body to `current` and returns the new full object, which the caller then
+/// passes through [`prepare_update`] (or [`prepare_create`] for an apply that creates).
+/// `subresource` of the write is taken as the main resource; use [`apply_patch_sub`] for
+/// patches of `/status`.
 pub fn apply_patch(
     group: &str,
     resource: &str,
@@ -150,38 +699,262 @@ pub fn apply_patch(
     body: &[u8],
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
-    let _ = (group, resource, opts);
-    let patch: Value = match patch_type {
-        PatchType::Apply => serde_norway::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
-        _ => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
-    };
-    match (current, patch_type) {
-        (None, _) => Ok(patch),
-        (Some(cur), PatchType::Merge | PatchType::StrategicMerge | PatchType::Apply) => {
-            let mut out = cur.clone();
-            merge_patch_stub(&mut out, &patch);
-            Ok(out)
-        }
-        (Some(cur), PatchType::Json) => Ok(cur.clone()),
-    }
+    apply_patch_sub(group, resource, None, current, patch_type, body, opts)
 }
 
-fn merge_patch_stub(target: &mut Value, patch: &Value) {
-    if let Value::Object(p) = patch {
-        if !target.is_object() {
-            *target = Value::Object(Default::default());
-        }
-        let t = target.as_object_mut().expect("object");
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch_stub(t.entry(k.clone()).or_insert(Value::Null), v);
+/// [`apply_patch`] for a subresource (`Some("status")`): server-side apply records the
+/// manager with that subresource and ignores the fields the subresource cannot change.
+pub fn apply_patch_sub(
+    group: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    current: Option<&Value>,
+    patch_type: PatchType,
+    body: &[u8],
+    opts: &WriteOptions,
+) -> Result<Value, ApiError> {
+    let info = info_or_404(group, resource)?;
+    let parse_json = |b: &[u8]| -> Result<Value, ApiError> {
+        serde_json::from_slice(b)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    };
+    if patch_type != PatchType::Apply {
+        let Some(cur) = current else {
+            return Err(ApiError::not_found(group, resource, ""));
+        };
+        let mut doc = cur.clone();
+        match patch_type {
+            PatchType::Json => {
+                let ops = parse_json(body)?;
+                patch::json_patch(&mut doc, &ops)?;
             }
+            PatchType::Merge => {
+                let p = parse_json(body)?;
+                if !p.is_object() {
+                    return Err(ApiError::bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}"));
+                }
+                patch::merge_patch(&mut doc, &p);
+            }
+            PatchType::StrategicMerge => {
+                let p = parse_json(body)?;
+                patch::strategic_merge(&mut doc, &p)?;
+            }
+            PatchType::Apply => unreachable!("handled below"),
         }
-    } else {
-        *target = patch.clone();
+        return Ok(doc);
+    }
+    // Server-side apply.
+    let manager = match &opts.field_manager {
+        Some(m) if !m.is_empty() => m.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "PATCH, fieldManager is required for apply requests",
+            ))
+        }
+    };
+    let mut config: Value = serde_norway::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the applied configuration must be an object",
+        ));
+    }
+    let api_version = info.api_version();
+    let gvk = format!("{}/{}, Kind={}", info.group, info.version, info.kind);
+    match config.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            return Err(ApiError::bad_request(format!("failed to create typed patch object ({gvk}): apiVersion must be set")))
+        }
+        Some(v) if v != api_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )))
+        }
+        _ => {}
+    }
+    if config.get("kind").and_then(Value::as_str).unwrap_or("") != info.kind {
+        return Err(ApiError::bad_request(format!(
+            "failed to create typed patch object ({gvk}): kind must be {}",
+            info.kind
+        )));
+    }
+    // Unknown fields: Strict rejects them as the typed converter does; otherwise dropped.
+    let mut probe = config.clone();
+    let unknown = match schema_prune(&info, &mut probe, FieldValidation::Warn) {
+        Ok(w) => w,
+        Err(mut e) => {
+            e.message = e.message.replace(
+                &format!(
+                    "{k} in version \"{v}\" cannot be handled as a {k}: ",
+                    k = info.kind,
+                    v = info.version
+                ),
+                &format!("failed to create typed patch object ({gvk}): "),
+            );
+            return Err(e);
+        }
+    };
+    if opts.field_validation == FieldValidation::Strict && !unknown.is_empty() {
+        let first = unknown[0]
+            .trim_start_matches("unknown field \"")
+            .trim_end_matches('"');
+        return Err(ApiError::bad_request(format!(
+            "failed to create typed patch object ({gvk}): .{first}: field not declared in schema"
+        )));
+    }
+    config = probe;
+    let ignore = ignore_for(&info, subresource);
+    let base = match current {
+        Some(c) => c.clone(),
+        None => {
+            let mut s = skeleton(&info);
+            s["apiVersion"] = json!(api_version);
+            s["kind"] = json!(info.kind);
+            s
+        }
+    };
+    let args = managed::ApplyArgs {
+        manager: &manager,
+        api_version: &api_version,
+        subresource: subresource.unwrap_or(""),
+        force: opts.force,
+        now: &opts.now,
+        ignore: &ignore,
+    };
+    let mut out = managed::apply(current, &base, &config, &args)?;
+    if current.is_none() {
+        // Drop the skeleton's empty structs the configuration did not fill.
+        if let Some(m) = out.as_object_mut() {
+            m.retain(|k, v| {
+                !(v.as_object().is_some_and(Map::is_empty)
+                    && config.get(k).is_none()
+                    && k != "metadata")
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------ pods/binding
+
+/// `POST pods/NAME/binding`: validates the Binding and returns the pod to store
+/// (`spec.nodeName` set, the binding's annotations merged, condition PodScheduled=True),
+/// or 409 Conflict when the pod is already assigned or being deleted (as kube-apiserver's
+/// `setPodNodeAndMetadata`). `now` is the condition's transition time.
+pub fn bind_pod(pod: &Value, binding: &mut Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    let info = info_or_404("", "bindings")?;
+    check_type_meta(&info, binding)?;
+    schema_prune(&info, binding, opts.field_validation)?;
+    let errs = validate::validate_create("Binding", "v1", binding);
+    if !errs.is_empty() {
+        return Err(invalid(&info, binding, errs));
+    }
+    let name = obj_name(pod);
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(ApiError::new(409, "Conflict", format!(
+            "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"
+        )).with_details("", "pods/binding", &name));
+    }
+    let current = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !current.is_empty() {
+        return Err(ApiError::new(409, "Conflict", format!(
+            "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{current}\""
+        )).with_details("", "pods/binding", &name));
+    }
+    let _ = ns;
+    let mut out = pod.clone();
+    set_path(&mut out, &["spec", "nodeName"], json!(node));
+    if let Some(anns) = binding
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let m = meta_mut(&mut out);
+        if !m.get("annotations").is_some_and(Value::is_object) {
+            m.insert("annotations".into(), json!({}));
+        }
+        let a = m
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+            .expect("object");
+        for (k, v) in anns {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+    let mut cond = json!({"type": "PodScheduled", "status": "True"});
+    cond["lastProbeTime"] = Value::Null;
+    if !opts.now.is_empty() {
+        cond["lastTransitionTime"] = json!(opts.now);
+    }
+    let conds = out
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut conds: Vec<Value> = conds
+        .into_iter()
+        .filter(|c| c.get("type") != Some(&json!("PodScheduled")))
+        .collect();
+    conds.push(cond);
+    set_path(&mut out, &["status", "conditions"], Value::Array(conds));
+    Ok(out)
+}
+
+// ------------------------------------------------------------------ DefaultStorageClass
+
+/// The DefaultStorageClass admission plugin: on PVC *create*, a claim without
+/// `spec.storageClassName` (and without the beta annotation) gets the default class — the
+/// newest class annotated `storageclass.kubernetes.io/is-default-class: "true"` (or the beta
+/// key), ties broken by name. The HTTP layer calls this before [`prepare_create`] with the
+/// stored StorageClasses; returns whether it changed the claim.
+pub fn admit_default_storage_class(pvc: &mut Value, storage_classes: &[Value]) -> bool {
+    if pvc
+        .pointer("/spec/storageClassName")
+        .is_some_and(|v| !v.is_null())
+    {
+        return false;
+    }
+    if pvc
+        .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+        .is_some()
+    {
+        return false;
+    }
+    let is_default = |sc: &Value| {
+        let a = sc.pointer("/metadata/annotations");
+        let get = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_str);
+        get("storageclass.kubernetes.io/is-default-class") == Some("true")
+            || get("storageclass.beta.kubernetes.io/is-default-class") == Some("true")
+    };
+    let best = storage_classes
+        .iter()
+        .filter(|sc| is_default(sc))
+        .max_by(|a, b| {
+            let t = |v: &Value| {
+                v.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            // newest wins; on equal times the name sorting first wins
+            t(a).cmp(&t(b)).then_with(|| obj_name(b).cmp(&obj_name(a)))
+        });
+    match best {
+        Some(sc) => {
+            set_path(pvc, &["spec", "storageClassName"], json!(obj_name(sc)));
+            true
+        }
+        None => false,
     }
 }

@@ -1,0 +1,898 @@
+//! `metadata.managedFields` and server-side apply, after sigs.k8s.io/structured-merge-diff
+//! as kube-apiserver v1.33 drives it.
+//!
+//! - A field set is a set of paths ([`Path`]); `fieldsV1` is its tree encoding (`f:name`,
+//!   `k:{"name":"a"}` for items of associative lists, `v:"x"` for set items, `.` when a node
+//!   is itself a member).
+//! - Update (POST/PUT/non-apply PATCH): the writer gains every path the write added or
+//!   changed; others lose what was changed or removed (updates always "force").
+//! - Apply: the applier owns exactly the paths of its configuration; fields it applied before
+//!   and no longer applies are removed unless someone else owns them; changing a value
+//!   another manager owns is a conflict (409) unless `force`.
+//!
+//! The schema knowledge needed (which lists are associative and by which keys, which structs
+//! are atomic, which objects are free-form maps) is the OpenAPI `x-kubernetes-list-type` /
+//! `-map-keys` / `structType` of the v1.33 types these kinds use.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+use crate::status::{ApiError, Cause};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PE {
+    Field(String),
+    /// Compact JSON object of the list's map-key fields, sorted by name.
+    Key(String),
+    /// Compact JSON of a set item.
+    Value(String),
+    Index(usize),
+}
+
+pub type Path = Vec<PE>;
+pub type Set = BTreeSet<Path>;
+
+impl PE {
+    fn encode(&self) -> String {
+        match self {
+            PE::Field(f) => format!("f:{f}"),
+            PE::Key(k) => format!("k:{k}"),
+            PE::Value(v) => format!("v:{v}"),
+            PE::Index(i) => format!("i:{i}"),
+        }
+    }
+    fn decode(s: &str) -> Option<PE> {
+        let (t, rest) = s.split_at_checked(2)?;
+        match t {
+            "f:" => Some(PE::Field(rest.to_string())),
+            "k:" => Some(PE::Key(rest.to_string())),
+            "v:" => Some(PE::Value(rest.to_string())),
+            "i:" => rest.parse().ok().map(PE::Index),
+            _ => None,
+        }
+    }
+    /// `fieldpath.PathElement.String()`: `.name`, `[name="a"]`, `[="x"]`, `[0]`.
+    fn display(&self) -> String {
+        match self {
+            PE::Field(f) => format!(".{f}"),
+            PE::Key(k) => {
+                let m: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+                let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("[{}]", parts.join(","))
+            }
+            PE::Value(v) => format!("[={v}]"),
+            PE::Index(i) => format!("[{i}]"),
+        }
+    }
+}
+
+pub fn path_string(p: &[PE]) -> String {
+    p.iter().map(PE::display).collect()
+}
+
+// ------------------------------------------------------------------ schema knowledge
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListType {
+    Atomic,
+    Set,
+    Map(&'static [&'static str]),
+}
+
+/// `x-kubernetes-list-type` of the list at `fpath` (dotted field names, no indices).
+pub fn list_type(fpath: &str) -> ListType {
+    use ListType::*;
+    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    match last {
+        "finalizers" if fpath == "metadata.finalizers" => Set,
+        "podCIDRs" | "volumeLifecycleModes" => Set,
+        "ownerReferences" => Map(&["uid"]),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "imagePullSecrets"
+        | "env"
+        | "resourceClaims"
+        | "schedulingGates" => Map(&["name"]),
+        "volumeMounts" => Map(&["mountPath"]),
+        "volumeDevices" => Map(&["devicePath"]),
+        "ports" if fpath.ends_with("ontainers.ports") => Map(&["containerPort", "protocol"]),
+        "hostAliases" | "podIPs" | "hostIPs" => Map(&["ip"]),
+        "topologySpreadConstraints" => Map(&["topologyKey", "whenUnsatisfiable"]),
+        "conditions" if fpath.starts_with("status.") => Map(&["type"]),
+        "addresses" if fpath == "status.addresses" => Map(&["type"]),
+        _ => Atomic,
+    }
+}
+
+/// Structs marked `+structType=atomic` (replaced and owned as a whole).
+pub fn atomic_struct(fpath: &str) -> bool {
+    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    matches!(
+        last,
+        "claimRef"
+            | "selector"
+            | "nodeTopology"
+            | "dataSource"
+            | "dataSourceRef"
+            | "labelSelector"
+            | "fieldRef"
+            | "resourceFieldRef"
+            | "configMapKeyRef"
+            | "secretKeyRef"
+            | "involvedObject"
+            | "regarding"
+            | "related"
+            | "target"
+            | "namespaceSelector"
+    ) || fpath.ends_with("nodeAffinity.required")
+}
+
+/// Free-form `map[string]...` fields: their keys are members of a field set.
+pub fn map_type(fpath: &str) -> bool {
+    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    matches!(
+        last,
+        "labels"
+            | "annotations"
+            | "capacity"
+            | "allocatable"
+            | "requests"
+            | "limits"
+            | "nodeSelector"
+            | "parameters"
+            | "volumeAttributes"
+            | "overhead"
+            | "allocatedResources"
+            | "matchLabels"
+            | "data"
+            | "attributes"
+    )
+}
+
+fn child_fpath(fpath: &str, k: &str) -> String {
+    if fpath.is_empty() {
+        k.to_string()
+    } else {
+        format!("{fpath}.{k}")
+    }
+}
+
+fn is_granular_list(v: &Value, fpath: &str) -> bool {
+    v.is_array() && list_type(fpath) != ListType::Atomic
+}
+fn is_granular_obj(v: &Value, fpath: &str) -> bool {
+    v.is_object() && !atomic_struct(fpath)
+}
+
+/// The path element of a list item, or `None` when the item lacks its keys.
+fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
+    match lt {
+        ListType::Set => PE::Value(item.to_string()),
+        ListType::Map(keys) => {
+            let mut m = BTreeMap::new();
+            for k in keys {
+                if let Some(v) = item.get(*k) {
+                    m.insert(k.to_string(), v.clone());
+                }
+            }
+            let obj: Map<String, Value> = m.into_iter().collect();
+            PE::Key(Value::Object(obj).to_string())
+        }
+        ListType::Atomic => PE::Index(idx),
+    }
+}
+
+fn with(path: &[PE], pe: PE) -> Path {
+    let mut p = path.to_vec();
+    p.push(pe);
+    p
+}
+
+// ------------------------------------------------------------------ sets from objects
+
+/// `TypedValue.ToFieldSet`: the set an applied configuration claims.
+pub fn to_set(v: &Value) -> Set {
+    let mut s = Set::new();
+    walk_to_set(v, &[], "", &mut s);
+    s
+}
+
+fn walk_to_set(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
+    if let Value::Object(m) = v {
+        let parent_is_map = map_type(fpath);
+        for (k, c) in m {
+            let cp = with(path, PE::Field(k.clone()));
+            let cf = child_fpath(fpath, k);
+            if is_granular_obj(c, &cf) {
+                walk_to_set(c, &cp, &cf, s);
+                if parent_is_map || c.as_object().is_some_and(Map::is_empty) {
+                    s.insert(cp);
+                }
+            } else if is_granular_list(c, &cf) {
+                let lt = list_type(&cf);
+                for (i, item) in c.as_array().expect("array").iter().enumerate() {
+                    let ip = with(&cp, item_pe(item, lt, i));
+                    if lt != ListType::Set {
+                        walk_to_set(item, &ip, &cf, s);
+                    }
+                    s.insert(ip);
+                }
+            } else {
+                s.insert(cp);
+            }
+        }
+    }
+}
+
+/// Every node of `v` (used for added/removed subtrees).
+fn insert_all(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
+    if is_granular_list(v, fpath) {
+        let lt = list_type(fpath);
+        for (i, item) in v.as_array().expect("array").iter().enumerate() {
+            let ip = with(path, item_pe(item, lt, i));
+            s.insert(ip.clone());
+            if lt != ListType::Set {
+                if let Value::Object(m) = item {
+                    for (k, c) in m {
+                        insert_all(
+                            c,
+                            &with(&ip, PE::Field(k.clone())),
+                            &child_fpath(fpath, k),
+                            s,
+                        );
+                    }
+                }
+            }
+        }
+        return;
+    }
+    if !path.is_empty() {
+        s.insert(path.to_vec());
+    }
+    if is_granular_obj(v, fpath) {
+        for (k, c) in v.as_object().expect("object") {
+            insert_all(
+                c,
+                &with(path, PE::Field(k.clone())),
+                &child_fpath(fpath, k),
+                s,
+            );
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Comparison {
+    pub added: Set,
+    pub modified: Set,
+    pub removed: Set,
+}
+
+/// `TypedValue.Compare(old, new)`.
+pub fn compare(old: &Value, new: &Value) -> Comparison {
+    let mut c = Comparison::default();
+    cmp(Some(old), Some(new), &[], "", &mut c);
+    c
+}
+
+fn cmp(o: Option<&Value>, n: Option<&Value>, path: &[PE], fpath: &str, c: &mut Comparison) {
+    let o = o.filter(|v| !v.is_null());
+    let n = n.filter(|v| !v.is_null());
+    match (o, n) {
+        (None, None) => {}
+        (None, Some(n)) => insert_all(n, path, fpath, &mut c.added),
+        (Some(o), None) => insert_all(o, path, fpath, &mut c.removed),
+        (Some(o), Some(n)) => {
+            if is_granular_obj(o, fpath) && is_granular_obj(n, fpath) {
+                let (om, nm) = (o.as_object().expect("obj"), n.as_object().expect("obj"));
+                let keys: BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
+                for k in keys {
+                    cmp(
+                        om.get(k),
+                        nm.get(k),
+                        &with(path, PE::Field(k.clone())),
+                        &child_fpath(fpath, k),
+                        c,
+                    );
+                }
+            } else if is_granular_list(o, fpath) && is_granular_list(n, fpath) {
+                let lt = list_type(fpath);
+                let index = |l: &Value| -> Vec<(PE, Value)> {
+                    l.as_array()
+                        .expect("array")
+                        .iter()
+                        .enumerate()
+                        .map(|(i, it)| (item_pe(it, lt, i), it.clone()))
+                        .collect()
+                };
+                let (oi, ni) = (index(o), index(n));
+                for (pe, ov) in &oi {
+                    let ip = with(path, pe.clone());
+                    match ni.iter().find(|(p, _)| p == pe) {
+                        None => {
+                            c.removed.insert(ip.clone());
+                            if lt != ListType::Set {
+                                insert_fields(ov, &ip, fpath, &mut c.removed);
+                            }
+                        }
+                        Some((_, nv)) => {
+                            if lt != ListType::Set {
+                                if let (Some(om), Some(nm)) = (ov.as_object(), nv.as_object()) {
+                                    let keys: BTreeSet<&String> =
+                                        om.keys().chain(nm.keys()).collect();
+                                    for k in keys {
+                                        cmp(
+                                            om.get(k),
+                                            nm.get(k),
+                                            &with(&ip, PE::Field(k.clone())),
+                                            &child_fpath(fpath, k),
+                                            c,
+                                        );
+                                    }
+                                } else if ov != nv {
+                                    c.modified.insert(ip);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (pe, nv) in &ni {
+                    if !oi.iter().any(|(p, _)| p == pe) {
+                        let ip = with(path, pe.clone());
+                        c.added.insert(ip.clone());
+                        if lt != ListType::Set {
+                            insert_fields(nv, &ip, fpath, &mut c.added);
+                        }
+                    }
+                }
+            } else if o != n {
+                c.modified.insert(path.to_vec());
+            }
+        }
+    }
+}
+
+fn insert_fields(item: &Value, ip: &[PE], fpath: &str, s: &mut Set) {
+    if let Value::Object(m) = item {
+        for (k, c) in m {
+            insert_all(
+                c,
+                &with(ip, PE::Field(k.clone())),
+                &child_fpath(fpath, k),
+                s,
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ fieldsV1 encoding
+
+pub fn encode(set: &Set) -> Value {
+    #[derive(Default)]
+    struct Node {
+        member: bool,
+        children: BTreeMap<PE, Node>,
+    }
+    let mut root = Node::default();
+    for p in set {
+        let mut cur = &mut root;
+        for pe in p {
+            cur = cur.children.entry(pe.clone()).or_default();
+        }
+        cur.member = true;
+    }
+    fn out(n: &Node) -> Value {
+        let mut m = Map::new();
+        if n.member && !n.children.is_empty() {
+            m.insert(".".into(), json!({}));
+        }
+        for (pe, c) in &n.children {
+            m.insert(pe.encode(), out(c));
+        }
+        Value::Object(m)
+    }
+    out(&root)
+}
+
+pub fn decode(v: &Value) -> Set {
+    let mut s = Set::new();
+    fn walk(v: &Value, path: &mut Path, s: &mut Set) {
+        let Some(m) = v.as_object() else { return };
+        if m.is_empty() && !path.is_empty() {
+            s.insert(path.clone());
+        }
+        for (k, c) in m {
+            if k == "." {
+                s.insert(path.clone());
+                continue;
+            }
+            if let Some(pe) = PE::decode(k) {
+                path.push(pe);
+                walk(c, path, s);
+                path.pop();
+            }
+        }
+    }
+    walk(v, &mut Vec::new(), &mut s);
+    s
+}
+
+// ------------------------------------------------------------------ managers
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub subresource: String,
+    pub time: Option<String>,
+    pub set: Set,
+}
+
+impl Entry {
+    fn key(&self) -> (String, String, String, String) {
+        let av = if self.operation == "Apply" {
+            String::new()
+        } else {
+            self.api_version.clone()
+        };
+        (
+            self.manager.clone(),
+            self.operation.clone(),
+            self.subresource.clone(),
+            av,
+        )
+    }
+    /// `printManager`: how conflicts name this manager.
+    fn printed(&self) -> String {
+        let mut s = super::field::go_quote(&self.manager);
+        if !self.subresource.is_empty() {
+            s = format!(
+                "{s} with subresource {}",
+                super::field::go_quote(&self.subresource)
+            );
+        }
+        if self.operation == "Update" {
+            s = format!("{s} using {}", self.api_version);
+        }
+        s
+    }
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("manager".into(), json!(self.manager));
+        m.insert("operation".into(), json!(self.operation));
+        m.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(t) = &self.time {
+            m.insert("time".into(), json!(t));
+        }
+        m.insert("fieldsType".into(), json!("FieldsV1"));
+        m.insert("fieldsV1".into(), encode(&self.set));
+        if !self.subresource.is_empty() {
+            m.insert("subresource".into(), json!(self.subresource));
+        }
+        Value::Object(m)
+    }
+}
+
+pub fn read_entries(obj: &Value) -> Vec<Entry> {
+    let list = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    list.iter()
+        .map(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            Entry {
+                manager: s("manager"),
+                operation: s("operation"),
+                api_version: s("apiVersion"),
+                subresource: s("subresource"),
+                time: e.get("time").and_then(Value::as_str).map(String::from),
+                set: e.get("fieldsV1").map(decode).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Writes the entries sorted as upstream does (Apply before Update, then by time, manager…).
+pub fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
+    entries.retain(|e| !e.set.is_empty());
+    entries.sort_by(|a, b| {
+        (
+            &a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if entries.is_empty() {
+        meta.shift_remove("managedFields");
+    } else {
+        meta.insert(
+            "managedFields".into(),
+            Value::Array(entries.iter().map(Entry::to_json).collect()),
+        );
+    }
+}
+
+/// What a write may own: upstream's strip set plus the strategy's reset fields.
+#[derive(Clone, Debug)]
+pub struct Ignore {
+    /// Path prefixes (field names) whose whole subtree is not tracked.
+    pub prefixes: Vec<Vec<&'static str>>,
+}
+
+impl Ignore {
+    pub fn new(reset: &[&[&'static str]]) -> Ignore {
+        let mut prefixes: Vec<Vec<&'static str>> = vec![
+            vec!["apiVersion"],
+            vec!["kind"],
+            vec!["metadata", "name"],
+            vec!["metadata", "namespace"],
+            vec!["metadata", "creationTimestamp"],
+            vec!["metadata", "selfLink"],
+            vec!["metadata", "uid"],
+            vec!["metadata", "clusterName"],
+            vec!["metadata", "generation"],
+            vec!["metadata", "managedFields"],
+            vec!["metadata", "resourceVersion"],
+        ];
+        prefixes.extend(reset.iter().map(|r| r.to_vec()));
+        Ignore { prefixes }
+    }
+    fn ignored(&self, p: &[PE]) -> bool {
+        if p.len() == 1 && p[0] == PE::Field("metadata".into()) {
+            return true;
+        }
+        self.prefixes.iter().any(|pre| {
+            pre.len() <= p.len()
+                && pre
+                    .iter()
+                    .zip(p)
+                    .all(|(a, b)| matches!(b, PE::Field(f) if f == a))
+        })
+    }
+    pub fn filter(&self, s: Set) -> Set {
+        s.into_iter().filter(|p| !self.ignored(p)).collect()
+    }
+}
+
+/// The managers of `new` for this write: user-supplied managedFields (a changed list in the
+/// request body) replace the stored ones, as kube-apiserver honours them.
+fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
+    let nm = new.pointer("/metadata/managedFields");
+    let om = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    match (nm, om) {
+        (Some(n), o) if Some(n) != o => read_entries(new),
+        _ => old.map(read_entries).unwrap_or_default(),
+    }
+}
+
+/// Records an Update-operation write of `old` → `new` by `manager` into `new`'s managedFields.
+/// `old_for_compare` is the stored object, or the kind's empty skeleton on create.
+#[allow(clippy::too_many_arguments)]
+pub fn record_update(
+    old: Option<&Value>,
+    old_for_compare: &Value,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: &str,
+    ignore: &Ignore,
+    now: &str,
+) {
+    let mut entries = base_entries(old, new);
+    let c = compare(old_for_compare, new);
+    let changed: Set = ignore.filter(c.added.union(&c.modified).cloned().collect());
+    let removed = ignore.filter(c.removed);
+    let me = Entry {
+        manager: manager.to_string(),
+        operation: "Update".into(),
+        api_version: api_version.to_string(),
+        subresource: subresource.to_string(),
+        time: None,
+        set: Set::new(),
+    };
+    let my_key = me.key();
+    for e in entries.iter_mut().filter(|e| e.key() != my_key) {
+        e.set = e.set.difference(&changed).cloned().collect();
+        e.set = e.set.difference(&removed).cloned().collect();
+    }
+    let idx = match entries.iter().position(|e| e.key() == my_key) {
+        Some(i) => i,
+        None => {
+            entries.push(me);
+            entries.len() - 1
+        }
+    };
+    let prev = entries[idx].set.clone();
+    let mut set: Set = prev.difference(&removed).cloned().collect();
+    set.extend(changed);
+    if set != prev || entries[idx].time.is_none() {
+        entries[idx].time = (!now.is_empty()).then(|| now.to_string());
+    }
+    entries[idx].set = set;
+    entries[idx].api_version = api_version.to_string();
+    write_entries(new, entries);
+}
+
+// ------------------------------------------------------------------ server-side apply
+
+/// Merges an applied configuration into the live object (SMD `Merge`).
+pub fn ssa_merge(live: &Value, config: &Value, fpath: &str) -> Value {
+    match (live, config) {
+        (Value::Object(l), Value::Object(r)) if !atomic_struct(fpath) => {
+            let mut out = l.clone();
+            for (k, rv) in r {
+                let cf = child_fpath(fpath, k);
+                if rv.is_null() {
+                    out.shift_remove(k);
+                    continue;
+                }
+                let merged = match l.get(k) {
+                    Some(lv) => ssa_merge(lv, rv, &cf),
+                    None => rv.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Value::Array(l), Value::Array(r)) if list_type(fpath) != ListType::Atomic => {
+            let lt = list_type(fpath);
+            let rp: Vec<PE> = r
+                .iter()
+                .enumerate()
+                .map(|(i, it)| item_pe(it, lt, i))
+                .collect();
+            let mut out = Vec::new();
+            let mut used = vec![false; r.len()];
+            for (i, it) in l.iter().enumerate() {
+                let pe = item_pe(it, lt, i);
+                match rp.iter().position(|p| *p == pe) {
+                    Some(j) => {
+                        used[j] = true;
+                        out.push(if lt == ListType::Set {
+                            it.clone()
+                        } else {
+                            ssa_merge(it, &r[j], fpath)
+                        });
+                    }
+                    None => out.push(it.clone()),
+                }
+            }
+            for (j, it) in r.iter().enumerate() {
+                if !used[j] {
+                    out.push(it.clone());
+                }
+            }
+            Value::Array(out)
+        }
+        (_, r) => r.clone(),
+    }
+}
+
+/// Removes the node at `path` (a field, or a list item) from `v`.
+fn remove_path(v: &mut Value, path: &[PE], fpath: &str) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    match (first, v) {
+        (PE::Field(f), Value::Object(m)) => {
+            if rest.is_empty() {
+                m.shift_remove(f);
+            } else if let Some(c) = m.get_mut(f) {
+                let cf = child_fpath(fpath, f);
+                remove_path(c, rest, &cf);
+            }
+        }
+        (pe, Value::Array(a)) => {
+            let lt = list_type(fpath);
+            if let Some(i) = a
+                .iter()
+                .enumerate()
+                .position(|(i, it)| item_pe(it, lt, i) == *pe)
+            {
+                if rest.is_empty() {
+                    a.remove(i);
+                } else {
+                    remove_path(&mut a[i], rest, fpath);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+pub struct ApplyArgs<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    pub subresource: &'a str,
+    pub force: bool,
+    pub now: &'a str,
+    pub ignore: &'a Ignore,
+}
+
+/// Server-side apply of `config` onto `live` (`live_for_compare` is the skeleton when the
+/// object is absent). Returns the new object with its managedFields, or a 409 conflict.
+pub fn apply(
+    live: Option<&Value>,
+    live_for_compare: &Value,
+    config: &Value,
+    a: &ApplyArgs,
+) -> Result<Value, ApiError> {
+    let mut entries = live.map(read_entries).unwrap_or_default();
+    let mut cfg = config.clone();
+    if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.shift_remove("managedFields");
+    }
+    let config_set = a.ignore.filter(to_set(&cfg));
+    let mut merged = ssa_merge(live_for_compare, &cfg, "");
+    let me = Entry {
+        manager: a.manager.to_string(),
+        operation: "Apply".into(),
+        api_version: a.api_version.to_string(),
+        subresource: a.subresource.to_string(),
+        time: None,
+        set: Set::new(),
+    };
+    let my_key = me.key();
+    let last = entries
+        .iter()
+        .find(|e| e.key() == my_key)
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
+    let others: Set = entries
+        .iter()
+        .filter(|e| e.key() != my_key)
+        .flat_map(|e| e.set.iter().cloned())
+        .collect();
+    // Prune what this manager stopped applying and nobody else owns (deepest first, and
+    // never a node under which another manager still owns something).
+    let mut to_remove: Vec<Path> = last
+        .difference(&config_set)
+        .filter(|p| !others.contains(*p))
+        .cloned()
+        .collect();
+    to_remove.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in to_remove {
+        let owned_below = others
+            .iter()
+            .chain(config_set.iter())
+            .any(|o| o.len() > p.len() && o.starts_with(&p));
+        if !owned_below {
+            remove_path(&mut merged, &p, "");
+        }
+    }
+    // Conflicts: values another manager owns that this apply changes.
+    let c = compare(live_for_compare, &merged);
+    let changed: Set = a
+        .ignore
+        .filter(c.added.union(&c.modified).cloned().collect());
+    let removed = a.ignore.filter(c.removed);
+    let mut conflicts: Vec<(String, Path)> = Vec::new();
+    for e in entries.iter().filter(|e| e.key() != my_key) {
+        for p in e.set.intersection(&changed) {
+            conflicts.push((e.printed(), p.clone()));
+        }
+    }
+    if !conflicts.is_empty() && !a.force {
+        return Err(conflict_error(conflicts));
+    }
+    for e in entries.iter_mut().filter(|e| e.key() != my_key) {
+        if a.force {
+            e.set = e.set.difference(&changed).cloned().collect();
+        }
+        e.set = e.set.difference(&removed).cloned().collect();
+    }
+    match entries.iter_mut().find(|e| e.key() == my_key) {
+        Some(e) => {
+            e.set = config_set;
+            e.time = (!a.now.is_empty()).then(|| a.now.to_string());
+        }
+        None => entries.push(Entry {
+            set: config_set,
+            time: (!a.now.is_empty()).then(|| a.now.to_string()),
+            ..me
+        }),
+    }
+    write_entries(&mut merged, entries);
+    Ok(merged)
+}
+
+/// kube-apiserver's `NewConflictError`: 409 Conflict, one FieldManagerConflict cause each.
+pub fn conflict_error(mut conflicts: Vec<(String, Path)>) -> ApiError {
+    conflicts.sort();
+    let causes: Vec<Cause> = conflicts
+        .iter()
+        .map(|(m, p)| Cause {
+            reason: "FieldManagerConflict".into(),
+            message: format!("conflict with {m}"),
+            field: path_string(p),
+        })
+        .collect();
+    let message = if conflicts.len() == 1 {
+        format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            conflicts[0].0,
+            path_string(&conflicts[0].1)
+        )
+    } else {
+        let mut lines = Vec::new();
+        let mut last: Option<&str> = None;
+        for (m, p) in &conflicts {
+            if last != Some(m.as_str()) {
+                lines.push(format!("conflicts with {m}:"));
+                last = Some(m.as_str());
+            }
+            lines.push(format!("- {}", path_string(p)));
+        }
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            lines.join("\n")
+        )
+    };
+    let mut e = ApiError::new(409, "Conflict", message);
+    e.causes = causes;
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_v1_round_trip_and_dot() {
+        let mut s = Set::new();
+        s.insert(vec![
+            PE::Field("metadata".into()),
+            PE::Field("labels".into()),
+        ]);
+        s.insert(vec![
+            PE::Field("metadata".into()),
+            PE::Field("labels".into()),
+            PE::Field("a".into()),
+        ]);
+        s.insert(vec![
+            PE::Field("spec".into()),
+            PE::Field("containers".into()),
+            PE::Key(r#"{"name":"x"}"#.into()),
+        ]);
+        let v = encode(&s);
+        assert_eq!(
+            v,
+            json!({"f:metadata":{"f:labels":{".":{},"f:a":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"x\"}":{}}}})
+        );
+        assert_eq!(decode(&v), s);
+    }
+
+    #[test]
+    fn conflict_message_single_and_multi() {
+        let e = conflict_error(vec![(
+            "\"kubectl-client-side-apply\" using v1".into(),
+            vec![
+                PE::Field("spec".into()),
+                PE::Field("capacity".into()),
+                PE::Field("storage".into()),
+            ],
+        )]);
+        assert_eq!(e.message, "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using v1: .spec.capacity.storage");
+        assert_eq!(e.causes[0].field, ".spec.capacity.storage");
+        assert_eq!(e.causes[0].reason, "FieldManagerConflict");
+    }
+}

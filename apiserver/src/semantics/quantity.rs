@@ -1,0 +1,224 @@
+//! `resource.Quantity` as apimachinery parses and canonicalizes it.
+//!
+//! Kept exact (an `i128` count of nano-units) because binding compares sizes numerically
+//! (1Gi > 1G) and because kube-apiserver stores quantities in canonical form
+//! (`1.5Gi` → `1536Mi`, `1000` → `1k`), which is what clients read back.
+
+/// The regular expression kube-apiserver quotes when a quantity does not parse.
+pub const QUANTITY_ERROR: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    BinarySI,
+    DecimalSI,
+    DecimalExponent,
+}
+
+/// A parsed quantity: `nanos` is the value × 10⁹ (values finer than 1n round up, as upstream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quantity {
+    pub nanos: i128,
+    pub format: Format,
+}
+
+const NANO: i128 = 1_000_000_000;
+
+impl Quantity {
+    pub fn parse(s: &str) -> Result<Quantity, String> {
+        let s = s.trim();
+        let err = || QUANTITY_ERROR.to_string();
+        if s.is_empty() {
+            return Err("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'".into());
+        }
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut neg = false;
+        if b[0] == b'+' || b[0] == b'-' {
+            neg = b[0] == b'-';
+            i = 1;
+        }
+        let num_start = i;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        let number = &s[num_start..i];
+        if number.is_empty() || number.matches('.').count() > 1 || number == "." {
+            return Err(err());
+        }
+        let suffix = &s[i..];
+        let (int_part, frac_part) = match number.split_once('.') {
+            Some((a, f)) => (a, f),
+            None => (number, ""),
+        };
+        // value = digits × 10^(-frac_len) × multiplier
+        let digits: String = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > 30 {
+            return Err(err());
+        }
+        let mant: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| err())?
+        };
+        let frac_len = frac_part.len() as i32;
+        let (format, base2, exp10): (Format, u32, i32) = match suffix {
+            "" => (Format::DecimalSI, 0, 0),
+            "n" => (Format::DecimalSI, 0, -9),
+            "u" => (Format::DecimalSI, 0, -6),
+            "m" => (Format::DecimalSI, 0, -3),
+            "k" => (Format::DecimalSI, 0, 3),
+            "M" => (Format::DecimalSI, 0, 6),
+            "G" => (Format::DecimalSI, 0, 9),
+            "T" => (Format::DecimalSI, 0, 12),
+            "P" => (Format::DecimalSI, 0, 15),
+            "E" => (Format::DecimalSI, 0, 18),
+            "Ki" => (Format::BinarySI, 10, 0),
+            "Mi" => (Format::BinarySI, 20, 0),
+            "Gi" => (Format::BinarySI, 30, 0),
+            "Ti" => (Format::BinarySI, 40, 0),
+            "Pi" => (Format::BinarySI, 50, 0),
+            "Ei" => (Format::BinarySI, 60, 0),
+            s if s.starts_with('e') || s.starts_with('E') => {
+                let e: i32 = s[1..].parse().map_err(|_| err())?;
+                if !(-30..=30).contains(&e) {
+                    return Err(err());
+                }
+                (Format::DecimalExponent, 0, e)
+            }
+            _ => return Err(err()),
+        };
+        // nanos = mant × 2^base2 × 10^(exp10 - frac_len + 9), rounding up any remainder.
+        let mut v = mant.checked_mul(1i128 << base2).ok_or_else(err)?;
+        let e = exp10 - frac_len + 9;
+        if e >= 0 {
+            v = v
+                .checked_mul(10i128.checked_pow(e as u32).ok_or_else(err)?)
+                .ok_or_else(err)?;
+        } else {
+            let d = 10i128.checked_pow((-e) as u32).unwrap_or(i128::MAX);
+            let q = v / d;
+            v = if v % d != 0 { q + 1 } else { q };
+        }
+        // Upstream caps at 2^63-1 (in the unit); keep the same bound.
+        let max = (i64::MAX as i128) * NANO;
+        if v > max {
+            v = max;
+        }
+        Ok(Quantity {
+            nanos: if neg { -v } else { v },
+            format,
+        })
+    }
+
+    /// The value in whole units, rounded up (like `Quantity.Value()`).
+    pub fn value(&self) -> i128 {
+        let q = self.nanos / NANO;
+        if self.nanos % NANO > 0 {
+            q + 1
+        } else {
+            q
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    /// Canonical form, as `Quantity.MarshalJSON` writes it.
+    pub fn canonical(&self) -> String {
+        let mut format = self.format;
+        if self.nanos == 0 {
+            return "0".into();
+        }
+        if format == Format::BinarySI {
+            let abs = self.nanos.abs();
+            if abs < 1024 * NANO || abs % NANO != 0 {
+                format = Format::DecimalSI;
+            }
+        }
+        let sign = if self.nanos < 0 { "-" } else { "" };
+        let abs = self.nanos.abs();
+        match format {
+            Format::BinarySI => {
+                let mut v = abs / NANO;
+                let mut k = 0;
+                while k < 6 && v % 1024 == 0 {
+                    v /= 1024;
+                    k += 1;
+                }
+                let suf = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][k];
+                format!("{sign}{v}{suf}")
+            }
+            Format::DecimalSI | Format::DecimalExponent => {
+                // largest exponent e (multiple of 3, from -9) with abs divisible by 10^(e+9)
+                let mut e = -9;
+                let mut v = abs;
+                while e < 18 && v % 1000 == 0 {
+                    v /= 1000;
+                    e += 3;
+                }
+                let suf = if format == Format::DecimalExponent {
+                    if e == 0 {
+                        String::new()
+                    } else {
+                        format!("e{e}")
+                    }
+                } else {
+                    match e {
+                        -9 => "n",
+                        -6 => "u",
+                        -3 => "m",
+                        0 => "",
+                        3 => "k",
+                        6 => "M",
+                        9 => "G",
+                        12 => "T",
+                        15 => "P",
+                        _ => "E",
+                    }
+                    .to_string()
+                };
+                format!("{sign}{v}{suf}")
+            }
+        }
+    }
+}
+
+/// Parses a quantity given as JSON (a string, or a number as YAML often produces).
+pub fn parse_json(v: &serde_json::Value) -> Option<Quantity> {
+    match v {
+        serde_json::Value::String(s) => Quantity::parse(s).ok(),
+        serde_json::Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms_match_apimachinery() {
+        for (i, o) in [
+            ("5Gi", "5Gi"),
+            ("1.5Gi", "1536Mi"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("1G", "1G"),
+            ("100m", "100m"),
+            ("0.5", "500m"),
+            ("1e3", "1e3"),
+            ("1024", "1024"),
+            ("512", "512"),
+            ("0", "0"),
+            ("2048Ki", "2Mi"),
+        ] {
+            assert_eq!(Quantity::parse(i).unwrap().canonical(), o, "{i}");
+        }
+        assert!(Quantity::parse("5Gx").is_err());
+        assert!(Quantity::parse("abc").is_err());
+        assert!(Quantity::parse("1Gi").unwrap().nanos > Quantity::parse("1G").unwrap().nanos);
+    }
+}
