@@ -36,6 +36,7 @@ pub mod binder;
 pub mod cache;
 pub mod events;
 pub mod metrics;
+pub mod model;
 pub mod protection;
 pub mod provision;
 pub mod types;
@@ -295,9 +296,8 @@ impl VolumeControllerCore {
             }
             WatchEvent::Deleted(p) => {
                 let key = meta_key(&p.metadata);
-                if let Some(old) = self.cache.remove_pod(&key) {
-                    self.enqueue_protection_for(cache::pod_claim_keys(&old));
-                }
+                let old = self.cache.remove_pod(&key).unwrap_or(p);
+                self.enqueue_protection_for(cache::pod_claim_keys(&old));
             }
             WatchEvent::Relisted(list) => {
                 let keys: BTreeSet<String> = list.iter().map(|p| meta_key(&p.metadata)).collect();
