@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Event, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -55,11 +57,14 @@ pub fn client_config(url: &str, token: &str) -> Result<kube::Config, Error> {
         .parse()
         .map_err(|e| Error::Client(format!("invalid server URL {url:?}: {e}")))?;
     let mut cfg = kube::Config::new(uri);
-    cfg.auth_info.token = Some(token.to_string().into());
     cfg.headers.push((
         hyper::header::USER_AGENT,
         hyper::header::HeaderValue::from_static(FIELD_MANAGER),
     ));
+    // The token goes in as a plain header: bonsai's API server speaks HTTP on loopback.
+    let auth = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| Error::Client(format!("invalid bearer token: {e}")))?;
+    cfg.headers.push((hyper::header::AUTHORIZATION, auth));
     Ok(cfg)
 }
 
@@ -89,13 +94,19 @@ fn now_millis() -> Millis {
 }
 
 /// Folds a kube watcher stream (Init/InitApply/InitDone) into `WatchEvent`s.
-fn spawn_watch<K, F>(api: Api<K>, tx: mpsc::UnboundedSender<Input>, wrap: F) -> tokio::task::JoinHandle<()>
+fn spawn_watch<K, F>(
+    api: Api<K>,
+    tx: mpsc::UnboundedSender<Input>,
+    wrap: F,
+) -> tokio::task::JoinHandle<()>
 where
     K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: Fn(WatchEvent<K>) -> Input + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         let mut buffer: Vec<K> = Vec::new();
         while let Some(ev) = stream.next().await {
             let out = match ev {
@@ -107,7 +118,9 @@ where
                     buffer.push(o);
                     None
                 }
-                Ok(watcher::Event::InitDone) => Some(WatchEvent::Restarted(std::mem::take(&mut buffer))),
+                Ok(watcher::Event::InitDone) => {
+                    Some(WatchEvent::Restarted(std::mem::take(&mut buffer)))
+                }
                 Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(o)),
                 Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(o)),
                 Err(e) => {
@@ -146,11 +159,19 @@ async fn perform(client: Client, request: Request) -> Completion {
     match request {
         Request::UpdatePersistentVolume(pv) => {
             let name = pv.metadata.name.clone().unwrap_or_default();
-            completion_of(Api::<PersistentVolume>::all(client).replace(&name, &pp, &pv).await)
+            completion_of(
+                Api::<PersistentVolume>::all(client)
+                    .replace(&name, &pp, &pv)
+                    .await,
+            )
         }
         Request::UpdatePersistentVolumeClaim(pvc) => {
             let name = pvc.metadata.name.clone().unwrap_or_default();
-            let ns = pvc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let ns = pvc
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
             completion_of(
                 Api::<PersistentVolumeClaim>::namespaced(client, &ns)
                     .replace(&name, &pp, &pvc)
@@ -179,20 +200,38 @@ async fn perform(client: Client, request: Request) -> Completion {
             };
             completion_of(
                 Api::<Pod>::namespaced(client, &namespace)
-                    .create_subresource::<Binding, serde_json::Value>("binding", &name, &pp, &binding)
+                    .create_subresource::<Binding, serde_json::Value>(
+                        "binding", &name, &pp, &binding,
+                    )
                     .await,
             )
         }
-        Request::PatchPodStatus { namespace, name, patch } => completion_of(
+        Request::PatchPodStatus {
+            namespace,
+            name,
+            patch,
+        } => completion_of(
             Api::<Pod>::namespaced(client, &namespace)
                 .patch_status(&name, &patch_params, &Patch::Merge(&patch))
                 .await,
         ),
         Request::CreateEvent(event) => {
-            let ns = event.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-            completion_of(Api::<Event>::namespaced(client, &ns).create(&pp, &event).await)
+            let ns = event
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            completion_of(
+                Api::<Event>::namespaced(client, &ns)
+                    .create(&pp, &event)
+                    .await,
+            )
         }
-        Request::PatchEvent { namespace, name, patch } => completion_of(
+        Request::PatchEvent {
+            namespace,
+            name,
+            patch,
+        } => completion_of(
             Api::<Event>::namespaced(client, &namespace)
                 .patch(&name, &patch_params, &Patch::Merge(&patch))
                 .await,
@@ -201,16 +240,36 @@ async fn perform(client: Client, request: Request) -> Completion {
 }
 
 /// Runs the scheduler until `shutdown` resolves.
-pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let mut core = Scheduler::new(config.core.clone());
     let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
     let watches = vec![
         spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
         spawn_watch(Api::<Node>::all(client.clone()), tx.clone(), Input::Node),
-        spawn_watch(Api::<PersistentVolume>::all(client.clone()), tx.clone(), Input::Pv),
-        spawn_watch(Api::<PersistentVolumeClaim>::all(client.clone()), tx.clone(), Input::Pvc),
-        spawn_watch(Api::<StorageClass>::all(client.clone()), tx.clone(), Input::Sc),
-        spawn_watch(Api::<CSIStorageCapacity>::all(client.clone()), tx.clone(), Input::Cap),
+        spawn_watch(
+            Api::<PersistentVolume>::all(client.clone()),
+            tx.clone(),
+            Input::Pv,
+        ),
+        spawn_watch(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            tx.clone(),
+            Input::Pvc,
+        ),
+        spawn_watch(
+            Api::<StorageClass>::all(client.clone()),
+            tx.clone(),
+            Input::Sc,
+        ),
+        spawn_watch(
+            Api::<CSIStorageCapacity>::all(client.clone()),
+            tx.clone(),
+            Input::Cap,
+        ),
     ];
     tracing::info!(scheduler_name = %config.core.scheduler_name, "scheduler started");
     tokio::pin!(shutdown);
