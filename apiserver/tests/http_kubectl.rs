@@ -180,6 +180,13 @@ async fn kubectl_drives_the_server() {
     let o = k.run(&["get", "widgets"]).await;
     assert_eq!(o.code, 1);
 
+    // `kubectl create namespace` sends a protobuf body (typed client).
+    let out = k.ok(&["create", "namespace", "lab"]).await;
+    assert!(out.contains("namespace/lab created"), "{out}");
+    let out = k.ok(&["delete", "namespace", "lab", "--timeout=30s"]).await;
+    assert!(out.contains("namespace \"lab\" deleted"), "{out}");
+    assert_eq!(s.get("/api/v1/namespaces/lab").await.status, 404);
+
     // describe pv/pvc/pod/node.
     s.post_json("/api/v1/nodes", &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1", "labels": {"kubernetes.io/hostname": "node-1"}}})).await;
     for what in [

@@ -24,6 +24,7 @@
 //! - `watch`        — chunked NDJSON watch streams (initial ADDED, bookmarks, 410 ERROR).
 //! - `proxy`        — pods/log and pods/exec proxied to the node's kubelet (upgrade splice).
 //! - `background`   — startup namespaces, the namespace finalizer, the event TTL reaper.
+//! - `protobuf`     — the one protobuf body kubectl sends us (`kubectl create namespace`).
 //! - `metrics`      — Prometheus counters/histograms with kube-apiserver's metric names.
 //! - `util`         — query parsing, body decoding, Status responses, RFC 3339.
 //! - `table`        — server-side Table printers (owned by the table columns work).
@@ -31,6 +32,7 @@
 pub mod background;
 pub mod discovery;
 pub mod metrics;
+pub mod protobuf;
 pub mod proxy;
 pub mod resources;
 pub mod rest;

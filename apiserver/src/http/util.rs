@@ -136,6 +136,8 @@ pub fn decode_object(ct: &str, body: &[u8], expected_kind: &str) -> Result<Value
                 unrecognized(format!("couldn't get version/kind; yaml parse error: {e}"))
             })?
         }
+        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(body)
+            .map_err(|why| ApiError::new(415, "UnsupportedMediaType", why))?,
         other => {
             return Err(ApiError::new(
                 415,
