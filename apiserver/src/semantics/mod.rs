@@ -345,8 +345,24 @@ fn is_apply_result(old: Option<&Value>, new: &Value, manager: &str, sub: &str) -
 }
 
 fn invalid(info: &ResourceInfo, obj: &Value, errs: field::Errs) -> ApiError {
-    let causes = errs.0.iter().map(field::FieldError::to_cause).collect();
-    ApiError::invalid(info.group, info.kind, &obj_name(obj), causes)
+    // `ErrorList.ToAggregate` drops duplicate messages.
+    let mut causes: Vec<crate::status::Cause> = Vec::new();
+    for c in errs.0.iter().map(field::FieldError::to_cause) {
+        if !causes.contains(&c) {
+            causes.push(c);
+        }
+    }
+    let mut e = ApiError::invalid(info.group, info.kind, &obj_name(obj), causes);
+    // kube-apiserver names the qualified kind (`StorageClass.storage.k8s.io "x" is invalid`).
+    if !info.group.is_empty() {
+        e.message = format!(
+            "{}.{}{}",
+            info.kind,
+            info.group,
+            &e.message[info.kind.len()..]
+        );
+    }
+    e
 }
 
 fn create_warnings(info: &ResourceInfo, obj: &Value, warnings: &mut Vec<String>) {

@@ -226,9 +226,17 @@ fn no_backsteps(p: &str, path: &str, e: &mut Errs) {
     }
 }
 
-fn go_map_repr(v: &Value) -> Value {
-    // Upstream prints a ResourceList with %#v; the JSON text is the closest faithful rendering.
-    Value::String(v.to_string())
+/// Upstream prints a `core.ResourceList` with `%#v`: nil prints as `core.ResourceList(nil)`;
+/// a populated one is rendered with its JSON (Go would dump the Quantity structs).
+fn go_map_repr(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_object) {
+        None => "core.ResourceList(nil)".into(),
+        Some(m) if m.is_empty() => "core.ResourceList{}".into(),
+        Some(_) => format!(
+            "core.ResourceList{}",
+            v.map(Value::to_string).unwrap_or_default()
+        ),
+    }
 }
 
 pub fn pv_spec(spec: &Value, e: &mut Errs) {
@@ -240,12 +248,12 @@ pub fn pv_spec(spec: &Value, e: &mut Errs) {
         e.push(FieldError::required("spec.capacity", ""));
     }
     if !cap.is_some_and(|c| c.contains_key("storage")) || cap_len > 1 {
-        let shown = go_map_repr(spec.get("capacity").unwrap_or(&json!({})));
-        e.push(FieldError::not_supported(
-            "spec.capacity",
-            &shown,
-            &["storage"],
-        ));
+        let shown = go_map_repr(spec.get("capacity"));
+        e.push(FieldError {
+            field: "spec.capacity".into(),
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {shown}: supported values: \"storage\""),
+        });
     }
     if let Some(c) = cap {
         for (r, q) in c {
@@ -574,7 +582,31 @@ fn pv_update(os: &Value, ns: &Value, e: &mut Errs) {
 
 /// A small `-old`/`+new` rendering standing in for upstream's `cmp.Diff` text.
 fn json_diff(old: &Value, new: &Value) -> String {
-    format!("  -{old}\n  +{new}")
+    // Only the differing top-level fields, one `-`/`+` pair each.
+    let mut out = Vec::new();
+    match (old.as_object(), new.as_object()) {
+        (Some(o), Some(n)) => {
+            let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+            keys.dedup();
+            let mut seen = std::collections::BTreeSet::new();
+            for k in keys {
+                if !seen.insert(k) || o.get(k) == n.get(k) {
+                    continue;
+                }
+                if let Some(v) = o.get(k) {
+                    out.push(format!("  -  {k}: {v}"));
+                }
+                if let Some(v) = n.get(k) {
+                    out.push(format!("  +  {k}: {v}"));
+                }
+            }
+        }
+        _ => {
+            out.push(format!("  -  {old}"));
+            out.push(format!("  +  {new}"));
+        }
+    }
+    out.join("\n")
 }
 
 // ---------------------------------------------------------------- PersistentVolumeClaim
