@@ -18,15 +18,26 @@ pub enum AssumeError {
     /// The object is not in the cache.
     NotFound(String),
     /// The assumed object is older than what the cache holds (`... is out of sync`).
-    OutOfSync { key: String, stored: u64, assumed: u64 },
+    OutOfSync {
+        key: String,
+        stored: u64,
+        assumed: u64,
+    },
 }
 
 impl std::fmt::Display for AssumeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AssumeError::NotFound(k) => write!(f, "{k} not found in assume cache"),
-            AssumeError::OutOfSync { key, stored, assumed } => {
-                write!(f, "{key} is out of sync (stored: {stored}, assume: {assumed})")
+            AssumeError::OutOfSync {
+                key,
+                stored,
+                assumed,
+            } => {
+                write!(
+                    f,
+                    "{key} is out of sync (stored: {stored}, assume: {assumed})"
+                )
             }
         }
     }
@@ -34,7 +45,10 @@ impl std::fmt::Display for AssumeError {
 
 /// The resourceVersion as an integer (the comparison Kubernetes' assume cache makes).
 pub fn revision_of(meta: &ObjectMeta) -> u64 {
-    meta.resource_version.as_deref().and_then(|rv| rv.parse().ok()).unwrap_or(0)
+    meta.resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone)]
@@ -178,9 +192,20 @@ mod tests {
         );
         // The real update replaces it.
         assert!(c.handle_apply("pv-1".into(), pv("6", Some("b"))));
-        assert_eq!(c.get("pv-1").unwrap().metadata.resource_version.as_deref(), Some("6"));
+        assert_eq!(
+            c.get("pv-1").unwrap().metadata.resource_version.as_deref(),
+            Some("6")
+        );
         c.assume("pv-1", pv("6", Some("c"))).unwrap();
         c.restore("pv-1");
-        assert_eq!(c.get("pv-1").unwrap().metadata.annotations.as_ref().unwrap()["claim"], "b");
+        assert_eq!(
+            c.get("pv-1")
+                .unwrap()
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()["claim"],
+            "b"
+        );
     }
 }

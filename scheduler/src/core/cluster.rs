@@ -50,6 +50,8 @@ pub struct ClusterView {
     pub classes: BTreeMap<String, StorageClass>,
     /// CSIStorageCapacities by `namespace/name`.
     pub capacities: BTreeMap<String, CSIStorageCapacity>,
+    /// Names of the nodes that have a Node object, in name order (the Filter scan order).
+    pub node_order: Vec<String>,
     /// CSI drivers with `spec.storageCapacity: true` (§6.4); no CSIDriver objects exist in
     /// bonsai yet, so this stays empty and capacity is ignored, as upstream does then.
     pub capacity_drivers: BTreeSet<String>,
@@ -60,19 +62,17 @@ fn has_required_anti_affinity(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .is_some_and(|t| !t.is_empty())
 }
 
 impl ClusterView {
-    /// Nodes that exist (have a Node object), in name order.
-    pub fn real_nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values().filter(|n| n.node.is_some())
-    }
-
     /// Number of Node objects.
     pub fn num_nodes(&self) -> usize {
-        self.real_nodes().count()
+        self.node_order.len()
     }
 
     /// Counts `pod` on `node` (replacing an earlier placement).
@@ -113,11 +113,23 @@ impl ClusterView {
     /// Node add/update.
     pub fn set_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
-        self.nodes.entry(name).or_default().node = Some(node);
+        let info = self.nodes.entry(name.clone()).or_default();
+        info.allocatable = super::plugins::resources_fit::allocatable_of(&node);
+        let added = info.node.is_none();
+        info.node = Some(node);
+        if added {
+            // Keep the name-ordered list of real nodes for the round-robin scan.
+            if let Err(at) = self.node_order.binary_search(&name) {
+                self.node_order.insert(at, name);
+            }
+        }
     }
 
     /// Node delete (pods still placed there keep a nameless placeholder).
     pub fn remove_node(&mut self, name: &str) {
+        if let Ok(at) = self.node_order.binary_search_by(|n| n.as_str().cmp(name)) {
+            self.node_order.remove(at);
+        }
         if let Some(info) = self.nodes.get_mut(name) {
             info.node = None;
             if info.pods.is_empty() {

@@ -98,17 +98,37 @@ pub struct NodeInfo {
     pub pods: BTreeSet<PodKey>,
     /// Sum of their requests.
     pub requested: Resources,
+    /// Allocatable (falling back to capacity), parsed once per node update: cpu, memory and
+    /// the pod count (None when the node does not say).
+    pub allocatable: Allocatable,
+}
+
+/// A node's allocatable resources, parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allocatable {
+    /// Millicores.
+    pub milli_cpu: i128,
+    /// Bytes.
+    pub memory: i128,
+    /// Pods.
+    pub pods: Option<i128>,
 }
 
 impl NodeInfo {
     /// The node's name.
     pub fn name(&self) -> &str {
-        self.node.as_ref().and_then(|n| n.metadata.name.as_deref()).unwrap_or("")
+        self.node
+            .as_ref()
+            .and_then(|n| n.metadata.name.as_deref())
+            .unwrap_or("")
     }
     /// The node's labels.
     pub fn labels(&self) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-        self.node.as_ref().and_then(|n| n.metadata.labels.as_ref()).unwrap_or(&EMPTY)
+        self.node
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref())
+            .unwrap_or(&EMPTY)
     }
 }
 
@@ -149,7 +169,10 @@ fn histogram<'a>(items: impl Iterator<Item = &'a str>) -> String {
     for r in items {
         *counts.entry(r).or_default() += 1;
     }
-    let mut parts: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut parts: Vec<String> = counts
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     parts.sort();
     parts.join(", ")
 }
@@ -177,7 +200,10 @@ impl Diagnosis {
                 });
             }
         }
-        format!("preemption: 0/{n} nodes are available: {}", histogram(per_node.into_iter()))
+        format!(
+            "preemption: 0/{n} nodes are available: {}",
+            histogram(per_node.into_iter())
+        )
     }
 
     /// The FitError text (`FitError.Error()` in v1.33), including the PostFilter tail.
@@ -186,7 +212,11 @@ impl Diagnosis {
         match &self.pre_filter_msg {
             Some(m) => msg.push_str(&format!(" {m}.")),
             None => {
-                let h = histogram(self.node_reasons.values().flat_map(|(rs, _)| rs.iter().map(String::as_str)));
+                let h = histogram(
+                    self.node_reasons
+                        .values()
+                        .flat_map(|(rs, _)| rs.iter().map(String::as_str)),
+                );
                 if !h.is_empty() {
                     msg.push_str(&format!(" {h}."));
                 }
@@ -202,8 +232,13 @@ mod tests {
     use super::*;
 
     fn node(d: &mut Diagnosis, name: &str, reasons: &[&str], unresolvable: bool) {
-        d.node_reasons
-            .insert(name.into(), (reasons.iter().map(|s| s.to_string()).collect(), unresolvable));
+        d.node_reasons.insert(
+            name.into(),
+            (
+                reasons.iter().map(|s| s.to_string()).collect(),
+                unresolvable,
+            ),
+        );
     }
 
     #[test]
@@ -236,9 +271,24 @@ mod tests {
             num_all_nodes: 3,
             ..Default::default()
         };
-        node(&mut d, "node-1", &["node(s) didn't match Pod's node affinity/selector"], true);
-        node(&mut d, "node-2", &["node(s) didn't match Pod's node affinity/selector"], true);
-        node(&mut d, "node-3", &["node(s) had volume node affinity conflict"], true);
+        node(
+            &mut d,
+            "node-1",
+            &["node(s) didn't match Pod's node affinity/selector"],
+            true,
+        );
+        node(
+            &mut d,
+            "node-2",
+            &["node(s) didn't match Pod's node affinity/selector"],
+            true,
+        );
+        node(
+            &mut d,
+            "node-3",
+            &["node(s) had volume node affinity conflict"],
+            true,
+        );
         assert_eq!(
             d.fit_error_message(),
             "0/3 nodes are available: 1 node(s) had volume node affinity conflict, 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
@@ -251,9 +301,19 @@ mod tests {
             num_all_nodes: 3,
             ..Default::default()
         };
-        node(&mut d, "node-1", &["Insufficient cpu", "Insufficient memory"], false);
+        node(
+            &mut d,
+            "node-1",
+            &["Insufficient cpu", "Insufficient memory"],
+            false,
+        );
         node(&mut d, "node-2", &["Insufficient cpu"], false);
-        node(&mut d, "node-3", &["node(s) had untolerated taint {dedicated: db}"], true);
+        node(
+            &mut d,
+            "node-3",
+            &["node(s) had untolerated taint {dedicated: db}"],
+            true,
+        );
         assert_eq!(
             d.fit_error_message(),
             "0/3 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {dedicated: db}, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."

@@ -21,7 +21,8 @@ pub enum AttemptResult {
 
 /// Histogram bucket upper bounds, in seconds (upstream's exponential 1 ms … ~16 s, plus more).
 const BUCKETS: [f64; 16] = [
-    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384, 60.0,
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192, 16.384, 60.0,
 ];
 
 /// A cumulative histogram of durations in milliseconds.
@@ -47,10 +48,22 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.counts[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.counts[i]
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_ms as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_ms as f64 / 1000.0
+        );
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
 }
@@ -114,16 +127,27 @@ impl Metrics {
         }
         out.push_str("# HELP scheduler_pod_scheduling_sli_duration_seconds E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue.\n");
         out.push_str("# TYPE scheduler_pod_scheduling_sli_duration_seconds histogram\n");
-        self.pod_scheduling
-            .render(&mut out, "scheduler_pod_scheduling_sli_duration_seconds", "");
+        self.pod_scheduling.render(
+            &mut out,
+            "scheduler_pod_scheduling_sli_duration_seconds",
+            "",
+        );
         out.push_str("# HELP scheduler_pending_pods Number of pending pods, by the queue type.\n");
         out.push_str("# TYPE scheduler_pending_pods gauge\n");
         for (i, q) in ["active", "backoff", "unschedulable"].iter().enumerate() {
-            let _ = writeln!(out, "scheduler_pending_pods{{queue=\"{q}\"}} {}", self.pending[i]);
+            let _ = writeln!(
+                out,
+                "scheduler_pending_pods{{queue=\"{q}\"}} {}",
+                self.pending[i]
+            );
         }
         out.push_str("# HELP scheduler_goroutines Number of running binding cycles (PreBind waits included).\n");
         out.push_str("# TYPE scheduler_goroutines gauge\n");
-        let _ = writeln!(out, "scheduler_goroutines{{operation=\"binding\"}} {}", self.pending[3]);
+        let _ = writeln!(
+            out,
+            "scheduler_goroutines{{operation=\"binding\"}} {}",
+            self.pending[3]
+        );
         out
     }
 }

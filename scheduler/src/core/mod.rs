@@ -24,16 +24,17 @@ pub mod selectors;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use k8s_openapi::api::core::v1::{
-    Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
+    Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+    PodCondition,
 };
 use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::json;
 
 use cluster::{is_terminal, key_of, ClusterView};
-use framework::{names, CycleState, Diagnosis, Status};
+use framework::{names, CycleState, Diagnosis, NodeInfo, Status};
 use metrics::{AttemptResult, Metrics};
-use plugins::volume_binding::{self, AssumedVolumes, PvIndex};
+use plugins::volume_binding::{self, AssumedVolumes, PodVolumes, PvIndex};
 use queue::{PodKey, QueueConfig, SchedulingQueue};
 
 /// Milliseconds since the Unix epoch, as the driver's clock reads it. Event timestamps and
@@ -215,6 +216,8 @@ pub struct Scheduler {
     first_seen: BTreeMap<PodKey, Millis>,
     outbox: VecDeque<Output>,
     next_id: RequestId,
+    /// Where the next Filter scan starts (upstream's nextStartNodeIndex).
+    next_start_node: usize,
     event_seq: u64,
     synced: u8,
     metrics: Metrics,
@@ -250,7 +253,8 @@ fn node_changed_for_scheduling(old: &Node, new: &Node) -> bool {
     };
     old.metadata.labels != new.metadata.labels
         || old.spec != new.spec
-        || old.status.as_ref().and_then(|s| s.allocatable.as_ref()) != new.status.as_ref().and_then(|s| s.allocatable.as_ref())
+        || old.status.as_ref().and_then(|s| s.allocatable.as_ref())
+            != new.status.as_ref().and_then(|s| s.allocatable.as_ref())
         || ready(old) != ready(new)
 }
 
@@ -272,6 +276,7 @@ impl Scheduler {
             first_seen: BTreeMap::new(),
             outbox: VecDeque::new(),
             next_id: 0,
+            next_start_node: 0,
             event_seq: 0,
             synced: 0,
             metrics: Metrics::default(),
@@ -346,10 +351,19 @@ impl Scheduler {
             self.delete_pod(now, &key);
             return;
         }
-        let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+        let node_name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
         if let Some(node) = node_name {
-            let newly_placed =
-                self.view.placed.get(&key).map(|(n, _)| n != &node).unwrap_or(true) || self.view.assumed.contains(&key);
+            let newly_placed = self
+                .view
+                .placed
+                .get(&key)
+                .map(|(n, _)| n != &node)
+                .unwrap_or(true)
+                || self.view.assumed.contains(&key);
             self.view.pods.insert(key.clone(), pod.clone());
             self.view.place(&key, &node, &pod);
             self.view.assumed.remove(&key);
@@ -359,7 +373,8 @@ impl Scheduler {
             self.pending_condition.remove(&key);
             if newly_placed {
                 // A pod landing somewhere can satisfy another pod's affinity.
-                self.queue.move_on_event(now, Some(&[names::INTER_POD_AFFINITY]));
+                self.queue
+                    .move_on_event(now, Some(&[names::INTER_POD_AFFINITY]));
             }
             self.wake_waiter(now, &key);
             return;
@@ -404,8 +419,10 @@ impl Scheduler {
         if was_placed {
             self.view.unplace(key);
             // Freed resources or a vanished anti-affinity can help others.
-            self.queue
-                .move_on_event(now, Some(&[names::NODE_RESOURCES_FIT, names::INTER_POD_AFFINITY]));
+            self.queue.move_on_event(
+                now,
+                Some(&[names::NODE_RESOURCES_FIT, names::INTER_POD_AFFINITY]),
+            );
         }
         self.queue.remove(key);
         self.pending_condition.remove(key);
@@ -430,13 +447,23 @@ impl Scheduler {
                 }
             }
             WatchEvent::Deleted(n) => {
-                self.view.remove_node(n.metadata.name.as_deref().unwrap_or(""));
+                self.view
+                    .remove_node(n.metadata.name.as_deref().unwrap_or(""));
                 self.wake_all_waiters(now);
             }
             WatchEvent::Restarted(list) => {
                 self.synced |= kind_bit("Node");
-                let keep: BTreeSet<String> = list.iter().filter_map(|n| n.metadata.name.clone()).collect();
-                let gone: Vec<String> = self.view.nodes.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+                let keep: BTreeSet<String> = list
+                    .iter()
+                    .filter_map(|n| n.metadata.name.clone())
+                    .collect();
+                let gone: Vec<String> = self
+                    .view
+                    .nodes
+                    .keys()
+                    .filter(|k| !keep.contains(*k))
+                    .cloned()
+                    .collect();
                 for g in gone {
                     self.view.remove_node(&g);
                 }
@@ -466,7 +493,10 @@ impl Scheduler {
             }
             WatchEvent::Restarted(list) => {
                 self.synced |= kind_bit("PersistentVolume");
-                let keep: BTreeSet<String> = list.iter().filter_map(|p| p.metadata.name.clone()).collect();
+                let keep: BTreeSet<String> = list
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
                 let gone: Vec<String> = self
                     .view
                     .pvs
@@ -480,16 +510,23 @@ impl Scheduler {
                 self.view.pvs.retain_keys(&keep);
                 for pv in list {
                     self.pv_index.insert(&pv);
-                    self.view.pvs.handle_apply(pv.metadata.name.clone().unwrap_or_default(), pv);
+                    self.view
+                        .pvs
+                        .handle_apply(pv.metadata.name.clone().unwrap_or_default(), pv);
                 }
-                self.queue.move_on_event(now, Some(&[names::VOLUME_BINDING]));
+                self.queue
+                    .move_on_event(now, Some(&[names::VOLUME_BINDING]));
                 self.wake_all_waiters(now);
             }
         }
     }
 
     /// PersistentVolumeClaims.
-    pub fn handle_persistent_volume_claim(&mut self, now: Millis, event: WatchEvent<PersistentVolumeClaim>) {
+    pub fn handle_persistent_volume_claim(
+        &mut self,
+        now: Millis,
+        event: WatchEvent<PersistentVolumeClaim>,
+    ) {
         match event {
             WatchEvent::Applied(pvc) => {
                 let key = key_of(&pvc.metadata);
@@ -508,7 +545,8 @@ impl Scheduler {
                 for pvc in list {
                     self.view.pvcs.handle_apply(key_of(&pvc.metadata), pvc);
                 }
-                self.queue.move_on_event(now, Some(&[names::VOLUME_BINDING]));
+                self.queue
+                    .move_on_event(now, Some(&[names::VOLUME_BINDING]));
                 self.wake_all_waiters(now);
             }
         }
@@ -518,10 +556,14 @@ impl Scheduler {
     pub fn handle_storage_class(&mut self, now: Millis, event: WatchEvent<StorageClass>) {
         match event {
             WatchEvent::Applied(sc) => {
-                self.view.classes.insert(sc.metadata.name.clone().unwrap_or_default(), sc);
+                self.view
+                    .classes
+                    .insert(sc.metadata.name.clone().unwrap_or_default(), sc);
             }
             WatchEvent::Deleted(sc) => {
-                self.view.classes.remove(sc.metadata.name.as_deref().unwrap_or(""));
+                self.view
+                    .classes
+                    .remove(sc.metadata.name.as_deref().unwrap_or(""));
             }
             WatchEvent::Restarted(list) => {
                 self.synced |= kind_bit("StorageClass");
@@ -531,11 +573,16 @@ impl Scheduler {
                     .collect();
             }
         }
-        self.queue.move_on_event(now, Some(&[names::VOLUME_BINDING]));
+        self.queue
+            .move_on_event(now, Some(&[names::VOLUME_BINDING]));
     }
 
     /// CSIStorageCapacities.
-    pub fn handle_csi_storage_capacity(&mut self, now: Millis, event: WatchEvent<CSIStorageCapacity>) {
+    pub fn handle_csi_storage_capacity(
+        &mut self,
+        now: Millis,
+        event: WatchEvent<CSIStorageCapacity>,
+    ) {
         match event {
             WatchEvent::Applied(c) => {
                 self.view.capacities.insert(key_of(&c.metadata), c);
@@ -548,13 +595,15 @@ impl Scheduler {
                 self.view.capacities = list.into_iter().map(|c| (key_of(&c.metadata), c)).collect();
             }
         }
-        self.queue.move_on_event(now, Some(&[names::VOLUME_BINDING]));
+        self.queue
+            .move_on_event(now, Some(&[names::VOLUME_BINDING]));
     }
 
     /// A PV or PVC changed: unschedulable pods rejected by VolumeBinding get another try, and
     /// the binding cycles waiting on that object re-check (unless polling).
     fn volume_event(&mut self, now: Millis, waiter_key: &str) {
-        self.queue.move_on_event(now, Some(&[names::VOLUME_BINDING]));
+        self.queue
+            .move_on_event(now, Some(&[names::VOLUME_BINDING]));
         if self.config.bind_poll {
             return;
         }
@@ -569,7 +618,12 @@ impl Scheduler {
     }
 
     fn wake_waiter(&mut self, now: Millis, pod_key: &str) {
-        if !self.config.bind_poll && matches!(self.binding.get(pod_key).map(|c| &c.stage), Some(Stage::Waiting { .. })) {
+        if !self.config.bind_poll
+            && matches!(
+                self.binding.get(pod_key).map(|c| &c.stage),
+                Some(Stage::Waiting { .. })
+            )
+        {
             self.check_waiting(now, pod_key);
         }
     }
@@ -600,7 +654,11 @@ impl Scheduler {
             consider(Millis(0));
         }
         for c in self.binding.values() {
-            if let Stage::Waiting { deadline, next_poll } = c.stage {
+            if let Stage::Waiting {
+                deadline,
+                next_poll,
+            } = c.stage
+            {
                 consider(deadline);
                 if self.config.bind_poll {
                     consider(next_poll);
@@ -619,7 +677,9 @@ impl Scheduler {
             .iter()
             .filter_map(|(k, c)| match c.stage {
                 Stage::Waiting { deadline, .. } if now >= deadline => Some((k.clone(), true)),
-                Stage::Waiting { next_poll, .. } if self.config.bind_poll && now >= next_poll => Some((k.clone(), false)),
+                Stage::Waiting { next_poll, .. } if self.config.bind_poll && now >= next_poll => {
+                    Some((k.clone(), false))
+                }
                 _ => None,
             })
             .collect();
@@ -657,7 +717,8 @@ impl Scheduler {
             let Some(key) = self.queue.pop() else { break };
             self.schedule_one(now, &key);
         }
-        self.metrics.set_queue_sizes(self.queue.sizes(), self.binding.len());
+        self.metrics
+            .set_queue_sizes(self.queue.sizes(), self.binding.len());
     }
 
     /// One scheduling cycle for `key`.
@@ -687,7 +748,12 @@ impl Scheduler {
             Err(CycleFailure::NoNodes) => {
                 self.metrics.attempt(AttemptResult::Unschedulable, 0);
                 self.queue.unschedulable(key, now, BTreeSet::new());
-                self.record_failure(now, &pod, "Unschedulable", "no nodes available to schedule pods");
+                self.record_failure(
+                    now,
+                    &pod,
+                    "Unschedulable",
+                    "no nodes available to schedule pods",
+                );
             }
             Err(CycleFailure::Error(message)) => {
                 self.metrics.attempt(AttemptResult::Error, 0);
@@ -697,8 +763,69 @@ impl Scheduler {
         }
     }
 
+    /// Filter for one node: the first failing plugin and its status (None: feasible), plus
+    /// VolumeBinding's per-node result.
+    fn filter_node(
+        &self,
+        pod: &Pod,
+        state: &CycleState,
+        info: &NodeInfo,
+    ) -> (Option<(&'static str, Status)>, Option<PodVolumes>) {
+        let checks: [(&'static str, &dyn Fn() -> Status); 5] = [
+            (names::NODE_UNSCHEDULABLE, &|| {
+                plugins::node::node_unschedulable(pod, info)
+            }),
+            (names::NODE_NAME, &|| plugins::node::node_name(pod, info)),
+            (names::TAINT_TOLERATION, &|| {
+                plugins::node::taint_toleration(pod, info)
+            }),
+            (names::NODE_AFFINITY, &|| {
+                plugins::node::node_affinity(pod, info)
+            }),
+            (names::NODE_RESOURCES_FIT, &|| {
+                plugins::resources_fit::filter(&state.pod_requests, info)
+            }),
+        ];
+        for (plugin, check) in checks {
+            let st = check();
+            if !st.is_success() {
+                return (Some((plugin, st)), None);
+            }
+        }
+        let mut volumes = None;
+        if let Some(claims) = state.volume_claims.as_ref() {
+            let (st, v) = volume_binding::filter(&self.view, &self.pv_index, claims, info);
+            if !st.is_success() {
+                return (Some((names::VOLUME_BINDING, st)), None);
+            }
+            volumes = v;
+        }
+        if let Some(ipa) = state.inter_pod.as_ref() {
+            let st = plugins::inter_pod_affinity::filter(ipa, info);
+            if !st.is_success() {
+                return (Some((names::INTER_POD_AFFINITY, st)), None);
+            }
+        }
+        (None, volumes)
+    }
+
+    /// Upstream's `numFeasibleNodesToFind` with the adaptive percentageOfNodesToScore:
+    /// all nodes below 100, else max(100, N × max(5, 50 − N/125) %).
+    fn num_feasible_nodes_to_find(num_all: usize) -> usize {
+        if num_all < 100 {
+            return num_all;
+        }
+        let pct = (50i64 - num_all as i64 / 125).max(5) as usize;
+        (num_all * pct / 100).max(100)
+    }
+
     /// PreFilter, Filter, PostFilter (on failure) and Score.
-    fn find_node(&self, pod: &Pod) -> Result<(String, CycleState), CycleFailure> {
+    ///
+    /// Like upstream, the scan starts where the previous one stopped and ends once enough
+    /// feasible nodes are found. Pods whose bound local PVs pin them to a few hostnames look at
+    /// those nodes first (every other node fails VolumeBinding anyway); only when none fits is
+    /// every node evaluated, so the FitError counts each node's reason as §5.5 describes.
+    fn find_node(&mut self, pod: &Pod) -> Result<(String, CycleState), CycleFailure> {
         let num_nodes = self.view.num_nodes();
         if num_nodes == 0 {
             return Err(CycleFailure::NoNodes);
@@ -720,69 +847,84 @@ impl Scheduler {
         self.pre_filter_outcome(names::INTER_POD_AFFINITY, st, &mut state, &mut diag)?;
         state.inter_pod = ipa;
 
-        // Filter, every node in name order; a node stops at its first failing plugin.
-        let mut best: Option<(usize, &str)> = None;
-        for info in self.view.real_nodes() {
-            let name = info.name();
-            let mut failed: Option<(&'static str, Status)> = None;
-            let checks: [(&'static str, &dyn Fn() -> Status); 5] = [
-                (names::NODE_UNSCHEDULABLE, &|| plugins::node::node_unschedulable(pod, info)),
-                (names::NODE_NAME, &|| plugins::node::node_name(pod, info)),
-                (names::TAINT_TOLERATION, &|| plugins::node::taint_toleration(pod, info)),
-                (names::NODE_AFFINITY, &|| plugins::node::node_affinity(pod, info)),
-                (names::NODE_RESOURCES_FIT, &|| {
-                    plugins::resources_fit::filter(&state.pod_requests, info)
-                }),
-            ];
-            for (plugin, check) in checks {
-                let st = check();
-                if !st.is_success() {
-                    failed = Some((plugin, st));
-                    break;
+        // Score: fewest pods, then node name.
+        fn better(best: &Option<(usize, String)>, pods: usize, name: &str) -> bool {
+            best.as_ref()
+                .is_none_or(|(p, n)| pods < *p || (pods == *p && name < n.as_str()))
+        }
+
+        if let Some(hosts) = state
+            .volume_claims
+            .as_ref()
+            .and_then(|c| volume_binding::eligible_hostnames(&self.view, c))
+        {
+            let mut best: Option<(usize, String)> = None;
+            for info in self.view.nodes.values() {
+                if info.node.is_none()
+                    || !info
+                        .labels()
+                        .get(apiserver::api::LABEL_HOSTNAME)
+                        .is_some_and(|h| hosts.contains(h))
+                {
+                    continue;
                 }
-            }
-            let mut volumes = None;
-            if failed.is_none() {
-                if let Some(claims) = state.volume_claims.as_ref() {
-                    let (st, v) = volume_binding::filter(&self.view, &self.pv_index, claims, info);
-                    if st.is_success() {
-                        volumes = v;
-                    } else {
-                        failed = Some((names::VOLUME_BINDING, st));
+                let (failed, volumes) = self.filter_node(pod, &state, info);
+                match failed {
+                    Some((_, Status::Error(e))) => return Err(CycleFailure::Error(e)),
+                    Some(_) => {}
+                    None => {
+                        let name = info.name().to_string();
+                        if better(&best, info.pods.len(), &name) {
+                            best = Some((info.pods.len(), name.clone()));
+                        }
+                        if let Some(v) = volumes {
+                            state.volumes_by_node.insert(name, v);
+                        }
                     }
                 }
             }
-            if failed.is_none() {
-                if let Some(ipa) = state.inter_pod.as_ref() {
-                    let st = plugins::inter_pod_affinity::filter(ipa, info);
-                    if !st.is_success() {
-                        failed = Some((names::INTER_POD_AFFINITY, st));
-                    }
-                }
+            if let Some((_, name)) = best {
+                return Ok((name, state));
             }
+        }
+
+        let to_find = Self::num_feasible_nodes_to_find(num_nodes);
+        let start = self.next_start_node % num_nodes;
+        let mut best: Option<(usize, String)> = None;
+        let mut feasible = 0usize;
+        let mut processed = 0usize;
+        for i in 0..num_nodes {
+            if feasible >= to_find {
+                break;
+            }
+            processed += 1;
+            let name = &self.view.node_order[(start + i) % num_nodes];
+            let Some(info) = self.view.nodes.get(name) else {
+                continue;
+            };
+            let (failed, volumes) = self.filter_node(pod, &state, info);
             match failed {
                 Some((_, Status::Error(e))) => return Err(CycleFailure::Error(e)),
                 Some((plugin, st)) => {
                     let unresolvable = matches!(st, Status::UnschedulableAndUnresolvable(_));
                     diag.rejected_by.insert(plugin);
                     diag.node_reasons
-                        .insert(name.to_string(), (st.reasons().to_vec(), unresolvable));
+                        .insert(name.clone(), (st.reasons().to_vec(), unresolvable));
                 }
                 None => {
-                    if let Some(v) = volumes {
-                        state.volumes_by_node.insert(name.to_string(), v);
+                    feasible += 1;
+                    if better(&best, info.pods.len(), name) {
+                        best = Some((info.pods.len(), name.clone()));
                     }
-                    // Score: fewest pods, then node name (iteration is in name order, so the
-                    // first of equals is the smallest name).
-                    let pods = info.pods.len();
-                    if best.is_none_or(|(p, _)| pods < p) {
-                        best = Some((pods, name));
+                    if let Some(v) = volumes {
+                        state.volumes_by_node.insert(name.clone(), v);
                     }
                 }
             }
         }
+        self.next_start_node = (start + processed) % num_nodes;
         match best {
-            Some((_, name)) => Ok((name.to_string(), state)),
+            Some((_, name)) => Ok((name, state)),
             None => Err(CycleFailure::Fit(diag)),
         }
     }
@@ -800,10 +942,13 @@ impl Scheduler {
                 state.skip_filter.insert(plugin);
                 Ok(())
             }
-            Status::Error(e) => Err(CycleFailure::Error(format!("running PreFilter plugin \"{plugin}\": {e}"))),
+            Status::Error(e) => Err(CycleFailure::Error(format!(
+                "running PreFilter plugin \"{plugin}\": {e}"
+            ))),
             rejected => {
                 diag.pre_filter_msg = Some(rejected.reasons().join(", "));
-                diag.pre_filter_unresolvable = matches!(rejected, Status::UnschedulableAndUnresolvable(_));
+                diag.pre_filter_unresolvable =
+                    matches!(rejected, Status::UnschedulableAndUnresolvable(_));
                 diag.rejected_by.insert(plugin);
                 Err(CycleFailure::Fit(diag.clone()))
             }
@@ -812,7 +957,14 @@ impl Scheduler {
 
     /// Reserve (VolumeBinding, then the pod is assumed on the node) and the start of the
     /// binding cycle.
-    fn reserve_and_bind(&mut self, now: Millis, key: &str, pod: Pod, node: String, mut state: CycleState) {
+    fn reserve_and_bind(
+        &mut self,
+        now: Millis,
+        key: &str,
+        pod: Pod,
+        node: String,
+        mut state: CycleState,
+    ) {
         let mut volumes = None;
         if let Some(claims) = state.volume_claims.take() {
             let vols = state.volumes_by_node.remove(&node).unwrap_or_default();
@@ -849,22 +1001,35 @@ impl Scheduler {
 
     /// Issues the request of the cycle's current stage.
     fn advance(&mut self, now: Millis, key: &str) {
-        let Some(c) = self.binding.get(key) else { return };
+        let Some(c) = self.binding.get(key) else {
+            return;
+        };
         match c.stage.clone() {
             Stage::WritingPv(i) => {
                 let pv = c.volumes.as_ref().expect("volumes").pvs[i].0.clone();
-                self.push(Request::UpdatePersistentVolume(pv), Pending::Binding(key.to_string()));
+                self.push(
+                    Request::UpdatePersistentVolume(pv),
+                    Pending::Binding(key.to_string()),
+                );
             }
             Stage::WritingPvc(i) => {
                 let pvc = c.volumes.as_ref().expect("volumes").pvcs[i].clone();
-                self.push(Request::UpdatePersistentVolumeClaim(pvc), Pending::Binding(key.to_string()));
+                self.push(
+                    Request::UpdatePersistentVolumeClaim(pvc),
+                    Pending::Binding(key.to_string()),
+                );
             }
             Stage::Waiting { .. } => {
                 self.check_waiting(now, key);
             }
             Stage::Binding => {
                 let req = Request::Bind {
-                    namespace: c.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                    namespace: c
+                        .pod
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
                     name: c.pod.metadata.name.clone().unwrap_or_default(),
                     uid: c.pod.metadata.uid.clone().unwrap_or_default(),
                     node: c.node.clone(),
@@ -877,8 +1042,13 @@ impl Scheduler {
     fn start_waiting(&mut self, now: Millis, key: &str) {
         let deadline = Millis(now.0 + self.config.bind_timeout_ms);
         let next_poll = Millis(now.0 + self.config.bind_poll_interval_ms);
-        let Some(c) = self.binding.get_mut(key) else { return };
-        c.stage = Stage::Waiting { deadline, next_poll };
+        let Some(c) = self.binding.get_mut(key) else {
+            return;
+        };
+        c.stage = Stage::Waiting {
+            deadline,
+            next_poll,
+        };
         if let Some(v) = &c.volumes {
             let mut keys: Vec<String> = Vec::new();
             for (pv, claim) in &v.pvs {
@@ -907,12 +1077,19 @@ impl Scheduler {
 
     /// `checkBindings` for a waiting cycle. Returns true when the cycle is still waiting.
     fn check_waiting(&mut self, now: Millis, key: &str) -> bool {
-        let Some(c) = self.binding.get(key) else { return false };
+        let Some(c) = self.binding.get(key) else {
+            return false;
+        };
         if !matches!(c.stage, Stage::Waiting { .. }) {
             return false;
         }
         let empty = AssumedVolumes::default();
-        let result = volume_binding::check_bindings(&self.view, &c.pod, &c.node, c.volumes.as_ref().unwrap_or(&empty));
+        let result = volume_binding::check_bindings(
+            &self.view,
+            &c.pod,
+            &c.node,
+            c.volumes.as_ref().unwrap_or(&empty),
+        );
         match result {
             Ok(false) => true,
             Ok(true) => {
@@ -927,7 +1104,10 @@ impl Scheduler {
                 self.fail_binding(
                     now,
                     key,
-                    format!("running PreBind plugin \"{}\": binding volumes: {e}", names::VOLUME_BINDING),
+                    format!(
+                        "running PreBind plugin \"{}\": binding volumes: {e}",
+                        names::VOLUME_BINDING
+                    ),
                 );
                 false
             }
@@ -937,7 +1117,9 @@ impl Scheduler {
     /// The binding cycle failed: Unreserve, forget the assumed pod, SchedulerError, backoff.
     fn fail_binding(&mut self, now: Millis, key: &str, message: String) {
         self.stop_waiting(key);
-        let Some(c) = self.binding.remove(key) else { return };
+        let Some(c) = self.binding.remove(key) else {
+            return;
+        };
         if let Some(v) = &c.volumes {
             volume_binding::unreserve(&mut self.view, v);
         }
@@ -966,7 +1148,9 @@ impl Scheduler {
 
     /// The outcome of request `id`.
     pub fn handle_completion(&mut self, now: Millis, id: RequestId, completion: Completion) {
-        let Some(pending) = self.pending.remove(&id) else { return };
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
         match pending {
             Pending::Event => {}
             Pending::PodStatus(key) => match completion {
@@ -981,7 +1165,9 @@ impl Scheduler {
     }
 
     fn binding_completion(&mut self, now: Millis, key: &str, completion: Completion) {
-        let Some(c) = self.binding.get_mut(key) else { return };
+        let Some(c) = self.binding.get_mut(key) else {
+            return;
+        };
         let stage = c.stage.clone();
         match (stage, completion) {
             (Stage::WritingPv(i), Completion::Done(obj)) => {
@@ -1022,7 +1208,10 @@ impl Scheduler {
                 self.fail_binding(
                     now,
                     key,
-                    format!("running PreBind plugin \"{}\": {msg}", names::VOLUME_BINDING),
+                    format!(
+                        "running PreBind plugin \"{}\": {msg}",
+                        names::VOLUME_BINDING
+                    ),
                 );
             }
             (Stage::Binding, Completion::Done(_)) => {
@@ -1043,7 +1232,11 @@ impl Scheduler {
             }
             (Stage::Binding, failure) => {
                 let msg = failure.message();
-                self.fail_binding(now, key, format!("running Bind plugin \"{}\": {msg}", names::DEFAULT_BINDER));
+                self.fail_binding(
+                    now,
+                    key,
+                    format!("running Bind plugin \"{}\": {msg}", names::DEFAULT_BINDER),
+                );
             }
             (Stage::Waiting { .. }, _) => {}
         }
@@ -1053,18 +1246,28 @@ impl Scheduler {
     // Failure reporting: the PodScheduled condition and FailedScheduling events
 
     fn has_condition(&self, pod: &Pod, reason: &str, message: &str) -> bool {
-        pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some(reason)
-                    && c.message.as_deref() == Some(message)
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some(reason)
+                        && c.message.as_deref() == Some(message)
+                })
             })
-        })
     }
 
     fn record_failure(&mut self, now: Millis, pod: &Pod, reason: &str, message: &str) {
-        self.emit_event(now, pod, "Warning", "FailedScheduling", "Scheduling", message);
+        self.emit_event(
+            now,
+            pod,
+            "Warning",
+            "FailedScheduling",
+            "Scheduling",
+            message,
+        );
         if !self.has_condition(pod, reason, message) {
             self.patch_condition(now, pod, reason, message);
         }
@@ -1072,10 +1275,16 @@ impl Scheduler {
 
     fn patch_condition(&mut self, now: Millis, pod: &Pod, reason: &str, message: &str) {
         let key = key_of(&pod.metadata);
-        let existing = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let existing = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         let previous = existing.iter().find(|c| c.type_ == "PodScheduled");
         let transition = match previous {
-            Some(p) if p.status == "False" => p.last_transition_time.clone().unwrap_or_else(|| time(now)),
+            Some(p) if p.status == "False" => {
+                p.last_transition_time.clone().unwrap_or_else(|| time(now))
+            }
             _ => time(now),
         };
         let cond = PodCondition {
@@ -1087,16 +1296,24 @@ impl Scheduler {
             last_transition_time: Some(transition),
             observed_generation: None,
         };
-        let mut conditions: Vec<PodCondition> = existing.into_iter().filter(|c| c.type_ != "PodScheduled").collect();
+        let mut conditions: Vec<PodCondition> = existing
+            .into_iter()
+            .filter(|c| c.type_ != "PodScheduled")
+            .collect();
         conditions.push(cond);
         let patch = json!({
             "metadata": { "resourceVersion": pod.metadata.resource_version },
             "status": { "conditions": conditions },
         });
-        self.pending_condition.insert(key.clone(), (reason.into(), message.into()));
+        self.pending_condition
+            .insert(key.clone(), (reason.into(), message.into()));
         self.push(
             Request::PatchPodStatus {
-                namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                namespace: pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 patch,
             },
@@ -1106,9 +1323,21 @@ impl Scheduler {
 
     /// A core/v1 Event about `pod`; a repeat of the last identical one bumps its count instead,
     /// as client-go's event correlator does.
-    fn emit_event(&mut self, now: Millis, pod: &Pod, type_: &str, reason: &'static str, action: &str, message: &str) {
+    fn emit_event(
+        &mut self,
+        now: Millis,
+        pod: &Pod,
+        type_: &str,
+        reason: &'static str,
+        action: &str,
+        message: &str,
+    ) {
         let key = key_of(&pod.metadata);
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         if let Some(last) = self.last_events.get_mut(&(key.clone(), reason)) {
             if last.message == message {
                 last.count += 1;

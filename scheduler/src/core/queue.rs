@@ -133,7 +133,9 @@ impl SchedulingQueue {
 
     /// Whether the pod is known to the queue (queued or in flight).
     pub fn contains(&self, key: &str) -> bool {
-        self.pods.get(key).is_some_and(|s| s.where_ != Where::Nowhere)
+        self.pods
+            .get(key)
+            .is_some_and(|s| s.where_ != Where::Nowhere)
     }
 
     /// Whether the pod sits in the unschedulable pool.
@@ -157,7 +159,11 @@ impl SchedulingQueue {
 
     /// (active, backoff, unschedulable) sizes.
     pub fn sizes(&self) -> (usize, usize, usize) {
-        (self.active.len(), self.backoff.len(), self.unschedulable.len())
+        (
+            self.active.len(),
+            self.backoff.len(),
+            self.unschedulable.len(),
+        )
     }
 
     fn backoff_duration(&self, attempts: u32) -> u64 {

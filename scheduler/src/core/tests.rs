@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, NodeStatus,
-    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
-    PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, PersistentVolumeStatus, Pod, PodAffinityTerm, PodAntiAffinity,
-    PodCondition, PodSpec, PodStatus, ResourceRequirements, Taint, Volume, VolumeNodeAffinity, VolumeResourceRequirements,
+    Affinity, Container, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, NodeSpec, NodeStatus, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PersistentVolumeClaimVolumeSource,
+    PersistentVolumeSpec, PersistentVolumeStatus, Pod, PodAffinityTerm, PodAntiAffinity,
+    PodCondition, PodSpec, PodStatus, ResourceRequirements, Taint, Volume, VolumeNodeAffinity,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -162,7 +164,8 @@ fn pod(name: &str, claims: &[&str]) -> Pod {
 }
 
 fn only_on(mut p: Pod, node: &str) -> Pod {
-    p.spec.as_mut().unwrap().node_selector = Some([("kubernetes.io/hostname".to_string(), node.to_string())].into());
+    p.spec.as_mut().unwrap().node_selector =
+        Some([("kubernetes.io/hostname".to_string(), node.to_string())].into());
     p
 }
 
@@ -197,7 +200,10 @@ impl Harness {
         };
         let now = Millis(h.now);
         h.s.handle_pod(now, WatchEvent::Restarted(vec![]));
-        h.s.handle_node(now, WatchEvent::Restarted(nodes.iter().map(|n| node(n)).collect()));
+        h.s.handle_node(
+            now,
+            WatchEvent::Restarted(nodes.iter().map(|n| node(n)).collect()),
+        );
         h.s.handle_persistent_volume(now, WatchEvent::Restarted(vec![]));
         h.s.handle_persistent_volume_claim(now, WatchEvent::Restarted(vec![]));
         h.s.handle_storage_class(
@@ -225,18 +231,22 @@ impl Harness {
     fn add_pv(&mut self, mut p: PersistentVolume) {
         p.metadata.resource_version = Some(self.next_rv());
         self.pvs.insert(p.metadata.name.clone().unwrap(), p.clone());
-        self.s.handle_persistent_volume(self.m(), WatchEvent::Applied(p));
+        self.s
+            .handle_persistent_volume(self.m(), WatchEvent::Applied(p));
     }
 
     fn add_pvc(&mut self, mut c: PersistentVolumeClaim) {
         c.metadata.resource_version = Some(self.next_rv());
-        self.pvcs.insert(c.metadata.name.clone().unwrap(), c.clone());
-        self.s.handle_persistent_volume_claim(self.m(), WatchEvent::Applied(c));
+        self.pvcs
+            .insert(c.metadata.name.clone().unwrap(), c.clone());
+        self.s
+            .handle_persistent_volume_claim(self.m(), WatchEvent::Applied(c));
     }
 
     fn add_pod(&mut self, mut p: Pod) {
         p.metadata.resource_version = Some(self.next_rv());
-        self.pods.insert(p.metadata.name.clone().unwrap(), p.clone());
+        self.pods
+            .insert(p.metadata.name.clone().unwrap(), p.clone());
         self.s.handle_pod(self.m(), WatchEvent::Applied(p));
     }
 
@@ -251,7 +261,8 @@ impl Harness {
         p.status.as_mut().unwrap().phase = Some("Bound".into());
         p.metadata.resource_version = Some(self.next_rv());
         self.pvs.insert(volume.into(), p.clone());
-        self.s.handle_persistent_volume(self.m(), WatchEvent::Applied(p));
+        self.s
+            .handle_persistent_volume(self.m(), WatchEvent::Applied(p));
         let mut c = self.pvcs[claim].clone();
         c.spec.as_mut().unwrap().volume_name = Some(volume.into());
         let ann = c.metadata.annotations.get_or_insert_with(Default::default);
@@ -260,7 +271,8 @@ impl Harness {
         c.status.as_mut().unwrap().phase = Some("Bound".into());
         c.metadata.resource_version = Some(self.next_rv());
         self.pvcs.insert(claim.into(), c.clone());
-        self.s.handle_persistent_volume_claim(self.m(), WatchEvent::Applied(c));
+        self.s
+            .handle_persistent_volume_claim(self.m(), WatchEvent::Applied(c));
     }
 
     /// Pre-bound by the controller for Immediate claims: PV claimRef + both halves.
@@ -300,60 +312,85 @@ impl Harness {
         match o.request {
             Request::UpdatePersistentVolume(mut p) => {
                 let name = p.metadata.name.clone().unwrap();
-                if self.conflict_next_pv_update || p.metadata.resource_version != self.pvs[&name].metadata.resource_version {
+                if self.conflict_next_pv_update
+                    || p.metadata.resource_version != self.pvs[&name].metadata.resource_version
+                {
                     self.conflict_next_pv_update = false;
                     let msg = format!(
                         "Operation cannot be fulfilled on persistentvolumes \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
                     );
-                    self.s.handle_completion(now, o.id, Completion::Conflict(msg));
+                    self.s
+                        .handle_completion(now, o.id, Completion::Conflict(msg));
                     return;
                 }
                 p.metadata.resource_version = Some(self.next_rv());
                 self.pvs.insert(name, p.clone());
-                self.s
-                    .handle_completion(now, o.id, Completion::Done(serde_json::to_value(&p).unwrap()));
+                self.s.handle_completion(
+                    now,
+                    o.id,
+                    Completion::Done(serde_json::to_value(&p).unwrap()),
+                );
                 self.s.handle_persistent_volume(now, WatchEvent::Applied(p));
             }
             Request::UpdatePersistentVolumeClaim(mut c) => {
                 let name = c.metadata.name.clone().unwrap();
                 c.metadata.resource_version = Some(self.next_rv());
                 self.pvcs.insert(name, c.clone());
+                self.s.handle_completion(
+                    now,
+                    o.id,
+                    Completion::Done(serde_json::to_value(&c).unwrap()),
+                );
                 self.s
-                    .handle_completion(now, o.id, Completion::Done(serde_json::to_value(&c).unwrap()));
-                self.s.handle_persistent_volume_claim(now, WatchEvent::Applied(c));
+                    .handle_persistent_volume_claim(now, WatchEvent::Applied(c));
             }
             Request::Bind { name, node, .. } => {
                 let Some(mut p) = self.pods.get(&name).cloned() else {
-                    self.s
-                        .handle_completion(now, o.id, Completion::NotFound(format!("pods \"{name}\" not found")));
+                    self.s.handle_completion(
+                        now,
+                        o.id,
+                        Completion::NotFound(format!("pods \"{name}\" not found")),
+                    );
                     return;
                 };
                 p.spec.as_mut().unwrap().node_name = Some(node);
                 p.metadata.resource_version = Some(self.next_rv());
                 self.pods.insert(name, p.clone());
-                self.s
-                    .handle_completion(now, o.id, Completion::Done(json!({"kind": "Status", "status": "Success"})));
+                self.s.handle_completion(
+                    now,
+                    o.id,
+                    Completion::Done(json!({"kind": "Status", "status": "Success"})),
+                );
                 self.s.handle_pod(now, WatchEvent::Applied(p));
             }
             Request::PatchPodStatus { name, patch, .. } => {
                 let Some(mut p) = self.pods.get(&name).cloned() else {
-                    self.s.handle_completion(now, o.id, Completion::NotFound(String::new()));
+                    self.s
+                        .handle_completion(now, o.id, Completion::NotFound(String::new()));
                     return;
                 };
-                if patch["metadata"]["resourceVersion"].as_str() != p.metadata.resource_version.as_deref() {
-                    self.s.handle_completion(now, o.id, Completion::Conflict("modified".into()));
+                if patch["metadata"]["resourceVersion"].as_str()
+                    != p.metadata.resource_version.as_deref()
+                {
+                    self.s
+                        .handle_completion(now, o.id, Completion::Conflict("modified".into()));
                     return;
                 }
-                let conds: Vec<PodCondition> = serde_json::from_value(patch["status"]["conditions"].clone()).unwrap();
+                let conds: Vec<PodCondition> =
+                    serde_json::from_value(patch["status"]["conditions"].clone()).unwrap();
                 p.status.as_mut().unwrap().conditions = Some(conds);
                 p.metadata.resource_version = Some(self.next_rv());
                 self.pods.insert(name, p.clone());
-                self.s
-                    .handle_completion(now, o.id, Completion::Done(serde_json::to_value(&p).unwrap()));
+                self.s.handle_completion(
+                    now,
+                    o.id,
+                    Completion::Done(serde_json::to_value(&p).unwrap()),
+                );
                 self.s.handle_pod(now, WatchEvent::Applied(p));
             }
             Request::CreateEvent(_) | Request::PatchEvent { .. } => {
-                self.s.handle_completion(now, o.id, Completion::Done(json!({})));
+                self.s
+                    .handle_completion(now, o.id, Completion::Done(json!({})));
             }
         }
     }
@@ -365,7 +402,9 @@ impl Harness {
         }
         while let Some(o) = self.s.poll_output() {
             match o.request {
-                Request::UpdatePersistentVolume(_) | Request::UpdatePersistentVolumeClaim(_) => self.held.push(o),
+                Request::UpdatePersistentVolume(_) | Request::UpdatePersistentVolumeClaim(_) => {
+                    self.held.push(o)
+                }
                 _ => self.serve(o),
             }
         }
@@ -395,21 +434,34 @@ impl Harness {
             .as_ref()?
             .iter()
             .find(|c| c.type_ == "PodScheduled")
-            .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default(),
+                )
+            })
     }
 
     fn events(&self) -> Vec<(String, String)> {
         self.log
             .iter()
             .filter_map(|r| match r {
-                Request::CreateEvent(e) => Some((e.reason.clone().unwrap(), e.message.clone().unwrap())),
+                Request::CreateEvent(e) => {
+                    Some((e.reason.clone().unwrap(), e.message.clone().unwrap()))
+                }
                 _ => None,
             })
             .collect()
     }
 
     fn pv_claim(&self, volume: &str) -> Option<String> {
-        self.pvs[volume].spec.as_ref()?.claim_ref.as_ref()?.name.clone()
+        self.pvs[volume]
+            .spec
+            .as_ref()?
+            .claim_ref
+            .as_ref()?
+            .name
+            .clone()
     }
 }
 
@@ -487,7 +539,10 @@ fn trap_immediate_leaves_the_pod_pending_with_the_node_affinity_conflict() {
     assert_eq!(h.node_of("app"), None);
     let msg = "0/2 nodes are available: 1 node(s) didn't match PersistentVolume's node affinity, 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
     assert_eq!(h.condition("app"), unschedulable(msg));
-    assert_eq!(h.events(), vec![("FailedScheduling".to_string(), msg.to_string())]);
+    assert_eq!(
+        h.events(),
+        vec![("FailedScheduling".to_string(), msg.to_string())]
+    );
     assert!(h.s.queue.is_unschedulable("default/app"));
 }
 
@@ -553,7 +608,10 @@ fn pods_without_claims_skip_volume_binding() {
     h.add_pod(pod("plain", &[]));
     h.run();
     assert_eq!(h.node_of("plain").as_deref(), Some("node-1"));
-    assert!(!h.log.iter().any(|r| matches!(r, Request::UpdatePersistentVolume(_))));
+    assert!(!h
+        .log
+        .iter()
+        .any(|r| matches!(r, Request::UpdatePersistentVolume(_))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,7 +622,13 @@ fn bound_claim_to_missing_pv_is_pv_not_exist() {
     let mut h = Harness::new(&["node-1"]);
     let mut c = pvc("c", "1Gi", IMMEDIATE);
     c.spec.as_mut().unwrap().volume_name = Some("nope".into());
-    c.metadata.annotations = Some([("pv.kubernetes.io/bind-completed".to_string(), "yes".to_string())].into());
+    c.metadata.annotations = Some(
+        [(
+            "pv.kubernetes.io/bind-completed".to_string(),
+            "yes".to_string(),
+        )]
+        .into(),
+    );
     h.add_pvc(c);
     h.add_pod(pod("a", &["c"]));
     h.run();
@@ -584,7 +648,10 @@ fn bound_claim_pins_the_pod_to_the_pv_node() {
     h.run();
     assert_eq!(h.node_of("a").as_deref(), Some("node-3"));
     // Bound claims need no PreBind writes.
-    assert!(!h.log.iter().any(|r| matches!(r, Request::UpdatePersistentVolume(_))));
+    assert!(!h
+        .log
+        .iter()
+        .any(|r| matches!(r, Request::UpdatePersistentVolume(_))));
 }
 
 #[test]
@@ -681,7 +748,13 @@ fn reasons_from_bound_and_delay_claims_combine_in_the_fixed_order() {
 fn selected_node_on_another_node_is_bind_conflict_and_provisioning_uses_selected_node() {
     let mut h = Harness::new(&["node-1", "node-2"]);
     let mut c = pvc("c", "1Gi", DYNAMIC);
-    c.metadata.annotations = Some([("volume.kubernetes.io/selected-node".to_string(), "node-2".to_string())].into());
+    c.metadata.annotations = Some(
+        [(
+            "volume.kubernetes.io/selected-node".to_string(),
+            "node-2".to_string(),
+        )]
+        .into(),
+    );
     h.add_pvc(c);
     h.add_pod(pod("p", &["c"]));
     h.run();
@@ -753,10 +826,12 @@ fn allowed_topologies_must_match_the_node() {
     let mut h = Harness::new(&["node-1", "node-2"]);
     let mut sc = class("zoned", "WaitForFirstConsumer", "rancher.io/local-path");
     sc.allowed_topologies = Some(vec![k8s_openapi::api::core::v1::TopologySelectorTerm {
-        match_label_expressions: Some(vec![k8s_openapi::api::core::v1::TopologySelectorLabelRequirement {
-            key: "kubernetes.io/hostname".into(),
-            values: vec!["node-2".into()],
-        }]),
+        match_label_expressions: Some(vec![
+            k8s_openapi::api::core::v1::TopologySelectorLabelRequirement {
+                key: "kubernetes.io/hostname".into(),
+                values: vec!["node-2".into()],
+            },
+        ]),
     }]);
     h.s.handle_storage_class(h.m(), WatchEvent::Applied(sc));
     h.add_pvc(pvc("c", "1Gi", "zoned"));
@@ -799,10 +874,26 @@ fn prebind_conflict_is_a_scheduler_error_and_unreserve_frees_the_pv() {
     h.add_pod(pod("p", &["c"]));
     h.run();
     let msg = "running PreBind plugin \"VolumeBinding\": Operation cannot be fulfilled on persistentvolumes \"pv\": the object has been modified; please apply your changes to the latest version and try again";
-    assert_eq!(h.condition("p"), Some(("SchedulerError".into(), msg.into())));
-    assert_eq!(h.events().last().unwrap(), &("FailedScheduling".to_string(), msg.to_string()));
+    assert_eq!(
+        h.condition("p"),
+        Some(("SchedulerError".into(), msg.into()))
+    );
+    assert_eq!(
+        h.events().last().unwrap(),
+        &("FailedScheduling".to_string(), msg.to_string())
+    );
     // Unreserve restored the cache: the PV is free again for the retry.
-    assert!(h.s.view().pvs.get("pv").unwrap().spec.as_ref().unwrap().claim_ref.is_none());
+    assert!(h
+        .s
+        .view()
+        .pvs
+        .get("pv")
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .claim_ref
+        .is_none());
     assert!(h.s.view().placed.is_empty());
     // Backoff 1 s, then the retry succeeds.
     h.advance(999);
@@ -834,7 +925,8 @@ fn prebind_times_out_with_context_deadline_exceeded() {
         h.condition("p"),
         Some((
             "SchedulerError".into(),
-            "running PreBind plugin \"VolumeBinding\": binding volumes: context deadline exceeded".into()
+            "running PreBind plugin \"VolumeBinding\": binding volumes: context deadline exceeded"
+                .into()
         ))
     );
     // API writes are not rolled back: the PV keeps its claimRef, and on retry the controller's
@@ -948,9 +1040,21 @@ fn repeated_failures_bump_the_event_count_and_leave_the_condition_alone() {
     h.run();
     // The 5-minute flush retries it; same message.
     h.advance(300_000);
-    let creates = h.log.iter().filter(|r| matches!(r, Request::CreateEvent(_))).count();
-    let patches: Vec<&Request> = h.log.iter().filter(|r| matches!(r, Request::PatchEvent { .. })).collect();
-    let status = h.log.iter().filter(|r| matches!(r, Request::PatchPodStatus { .. })).count();
+    let creates = h
+        .log
+        .iter()
+        .filter(|r| matches!(r, Request::CreateEvent(_)))
+        .count();
+    let patches: Vec<&Request> = h
+        .log
+        .iter()
+        .filter(|r| matches!(r, Request::PatchEvent { .. }))
+        .collect();
+    let status = h
+        .log
+        .iter()
+        .filter(|r| matches!(r, Request::PatchPodStatus { .. }))
+        .count();
     assert_eq!((creates, patches.len(), status), (1, 1, 1));
     match patches[0] {
         Request::PatchEvent { patch, .. } => assert_eq!(patch["count"], 2),
@@ -976,7 +1080,10 @@ fn no_nodes() {
     let mut h = Harness::new(&[]);
     h.add_pod(pod("p", &[]));
     h.run();
-    assert_eq!(h.condition("p"), unschedulable("no nodes available to schedule pods"));
+    assert_eq!(
+        h.condition("p"),
+        unschedulable("no nodes available to schedule pods")
+    );
     h.s.handle_node(h.m(), WatchEvent::Applied(node("node-1")));
     h.advance(1_000);
     assert_eq!(h.node_of("p").as_deref(), Some("node-1"));
@@ -1078,7 +1185,9 @@ fn required_node_affinity_is_checked() {
     let mut p = pod("p", &[]);
     p.spec.as_mut().unwrap().affinity = Some(Affinity {
         node_affinity: Some(NodeAffinity {
-            required_during_scheduling_ignored_during_execution: Some(hostname_affinity("node-2").required.unwrap()),
+            required_during_scheduling_ignored_during_execution: Some(
+                hostname_affinity("node-2").required.unwrap(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
@@ -1101,4 +1210,48 @@ fn metrics_render_attempts_by_result() {
     );
     assert!(text.contains("scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"unschedulable\"} 1"));
     assert!(text.contains("scheduler_pod_scheduling_sli_duration_seconds_count{} 1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale paths: percentageOfNodesToScore and the hostname narrowing keep §5.5's diagnosis
+
+#[test]
+fn num_feasible_nodes_to_find_matches_upstream() {
+    assert_eq!(Scheduler::num_feasible_nodes_to_find(50), 50);
+    assert_eq!(Scheduler::num_feasible_nodes_to_find(200), 100);
+    assert_eq!(Scheduler::num_feasible_nodes_to_find(1_000), 420);
+    assert_eq!(Scheduler::num_feasible_nodes_to_find(5_000), 500);
+    assert_eq!(Scheduler::num_feasible_nodes_to_find(10_000), 500);
+}
+
+#[test]
+fn bound_local_pv_narrowing_still_counts_every_node_on_failure() {
+    let names: Vec<String> = (1..=200).map(|i| format!("node-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = Harness::new(&refs);
+    h.add_pv(pv("pv-7", "1Gi", Some("node-7"), IMMEDIATE));
+    h.add_pvc(pvc("c", "1Gi", IMMEDIATE));
+    h.bound_claim("c", "pv-7");
+    h.add_pod(pod("fits", &["c"]));
+    h.add_pod(only_on(pod("stuck", &["c"]), "node-8"));
+    h.run();
+    assert_eq!(h.node_of("fits").as_deref(), Some("node-7"));
+    assert_eq!(
+        h.condition("stuck"),
+        unschedulable("0/200 nodes are available: 1 node(s) didn't match PersistentVolume's node affinity, 199 node(s) didn't match Pod's node affinity/selector. preemption: 0/200 nodes are available: 200 Preemption is not helpful for scheduling.")
+    );
+}
+
+#[test]
+fn scans_resume_where_the_last_one_stopped() {
+    let names: Vec<String> = (1..=200).map(|i| format!("node-{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = Harness::new(&refs);
+    h.add_pod(pod("a", &[]));
+    h.run();
+    h.add_pod(pod("b", &[]));
+    h.run();
+    // 100 feasible nodes are enough: a takes the best of node-001…node-100, b of node-101….
+    assert_eq!(h.node_of("a").as_deref(), Some("node-001"));
+    assert_eq!(h.node_of("b").as_deref(), Some("node-101"));
 }

@@ -17,7 +17,8 @@ pub const ERR_REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 /// The pod's anti-affinity terms match a pod in the node's domain.
 pub const ERR_REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 /// An existing pod's anti-affinity rejects the incoming pod in the node's domain.
-pub const ERR_REASON_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const ERR_REASON_EXISTING_ANTI_AFFINITY: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
 
 type Domain = (String, String);
 
@@ -38,11 +39,15 @@ pub struct InterPodAffinityState {
 fn terms(pod: &Pod, anti: bool) -> &[PodAffinityTerm] {
     let a = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
     let t = if anti {
-        a.and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref())
+        a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
     } else {
-        a.and_then(|a| a.pod_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref())
+        a.and_then(|a| a.pod_affinity.as_ref()).and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
     };
     t.unwrap_or(&[])
 }
@@ -54,7 +59,8 @@ fn term_matches(term: &PodAffinityTerm, owner_ns: &str, target: &Pod) -> bool {
     // namespaceSelector `{}` selects every namespace; bonsai does not watch namespace labels,
     // so a non-empty one selects none beyond the listed namespaces.
     let all_namespaces = term.namespace_selector.as_ref().is_some_and(|s| {
-        s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
     });
     let ns_ok = if all_namespaces {
         true
@@ -64,10 +70,9 @@ fn term_matches(term: &PodAffinityTerm, owner_ns: &str, target: &Pod) -> bool {
         listed.iter().any(|n| n == target_ns)
     };
     ns_ok
-        && term
-            .label_selector
-            .as_ref()
-            .is_some_and(|s| apiserver::api::label_selector_matches(s, labels_of(&target.metadata)).unwrap_or(false))
+        && term.label_selector.as_ref().is_some_and(|s| {
+            apiserver::api::label_selector_matches(s, labels_of(&target.metadata)).unwrap_or(false)
+        })
 }
 
 /// PreFilter: Skip when neither the pod nor any placed pod has required (anti-)affinity.
@@ -79,8 +84,14 @@ pub fn pre_filter(view: &ClusterView, pod: &Pod) -> (Status, Option<InterPodAffi
     }
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut st = InterPodAffinityState {
-        affinity: aff.iter().map(|t| (t.topology_key.clone(), BTreeSet::new())).collect(),
-        anti_affinity: anti.iter().map(|t| (t.topology_key.clone(), BTreeSet::new())).collect(),
+        affinity: aff
+            .iter()
+            .map(|t| (t.topology_key.clone(), BTreeSet::new()))
+            .collect(),
+        anti_affinity: anti
+            .iter()
+            .map(|t| (t.topology_key.clone(), BTreeSet::new()))
+            .collect(),
         ..Default::default()
     };
     let me = crate::core::cluster::key_of(&pod.metadata);
@@ -117,8 +128,9 @@ pub fn pre_filter(view: &ClusterView, pod: &Pod) -> (Status, Option<InterPodAffi
             }
         }
     }
-    st.affinity_self_match =
-        !aff.is_empty() && st.affinity.iter().all(|(_, d)| d.is_empty()) && aff.iter().all(|t| term_matches(t, ns, pod));
+    st.affinity_self_match = !aff.is_empty()
+        && st.affinity.iter().all(|(_, d)| d.is_empty())
+        && aff.iter().all(|t| term_matches(t, ns, pod));
     (Status::Success, Some(st))
 }
 
@@ -143,7 +155,11 @@ pub fn filter(st: &InterPodAffinityState, node: &NodeInfo) -> Status {
     {
         return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
     }
-    if st.existing_anti.iter().any(|(k, v)| labels.get(k) == Some(v)) {
+    if st
+        .existing_anti
+        .iter()
+        .any(|(k, v)| labels.get(k) == Some(v))
+    {
         return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
     }
     Status::Success

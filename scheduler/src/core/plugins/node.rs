@@ -14,7 +14,10 @@ pub const ERR_REASON_NODE_NAME: &str = "node(s) didn't match the requested node 
 pub const ERR_REASON_POD_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
 
 fn tolerations(pod: &Pod) -> &[k8s_openapi::api::core::v1::Toleration] {
-    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[])
 }
 
 /// NodeUnschedulable: `spec.unschedulable` unless the pod tolerates
@@ -88,9 +91,18 @@ pub fn node_affinity(pod: &Pod, node: &NodeInfo) -> Status {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     if let Some(required) = required {
-        if !apiserver::api::node_selector_terms_match(&required.node_selector_terms, labels, node.name()).unwrap_or(false) {
+        if !apiserver::api::node_selector_terms_match(
+            &required.node_selector_terms,
+            labels,
+            node.name(),
+        )
+        .unwrap_or(false)
+        {
             return Status::unresolvable(ERR_REASON_POD_AFFINITY);
         }
     }

@@ -3,12 +3,17 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::core::framework::{NodeInfo, Resources, Status};
+use crate::core::framework::{Allocatable, NodeInfo, Resources, Status};
 use crate::core::quantity::parse_milli;
 
 fn add(
     req: &mut Resources,
-    map: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    map: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
 ) {
     if let Some(m) = map {
         if let Some(q) = m.get("cpu").and_then(|q| parse_milli(&q.0)) {
@@ -25,13 +30,21 @@ fn add(
 /// plus the pod overhead.
 pub fn pod_requests(pod: &Pod) -> Resources {
     let mut sum = Resources::default();
-    let Some(spec) = pod.spec.as_ref() else { return sum };
+    let Some(spec) = pod.spec.as_ref() else {
+        return sum;
+    };
     for c in &spec.containers {
-        add(&mut sum, c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        add(
+            &mut sum,
+            c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+        );
     }
     for c in spec.init_containers.iter().flatten() {
         let mut one = Resources::default();
-        add(&mut one, c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        add(
+            &mut one,
+            c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+        );
         sum.milli_cpu = sum.milli_cpu.max(one.milli_cpu);
         sum.memory = sum.memory.max(one.memory);
     }
@@ -39,26 +52,36 @@ pub fn pod_requests(pod: &Pod) -> Resources {
     sum
 }
 
-/// Filter: "Too many pods", "Insufficient cpu", "Insufficient memory" (every failing one).
-pub fn filter(requests: &Resources, node: &NodeInfo) -> Status {
-    let Some(n) = node.node.as_ref() else { return Status::Success };
+/// Parses a node's allocatable (capacity when allocatable is absent).
+pub fn allocatable_of(n: &k8s_openapi::api::core::v1::Node) -> Allocatable {
     let status = n.status.as_ref();
     let alloc = status
         .and_then(|s| s.allocatable.as_ref())
         .or_else(|| status.and_then(|s| s.capacity.as_ref()));
     let get = |k: &str| alloc.and_then(|m| m.get(k)).and_then(|q| parse_milli(&q.0));
+    Allocatable {
+        milli_cpu: get("cpu").unwrap_or(0),
+        memory: get("memory").map(|m| m / 1000).unwrap_or(0),
+        pods: get("pods").map(|p| p / 1000),
+    }
+}
+
+/// Filter: "Too many pods", "Insufficient cpu", "Insufficient memory" (every failing one).
+pub fn filter(requests: &Resources, node: &NodeInfo) -> Status {
+    if node.node.is_none() {
+        return Status::Success;
+    }
+    let alloc = node.allocatable;
     let mut reasons = Vec::new();
-    if let Some(pods) = get("pods") {
-        if (node.pods.len() as i128 + 1) * 1000 > pods {
+    if let Some(pods) = alloc.pods {
+        if node.pods.len() as i128 + 1 > pods {
             reasons.push("Too many pods".to_string());
         }
     }
-    let cpu = get("cpu").unwrap_or(0);
-    if requests.milli_cpu > 0 && requests.milli_cpu > cpu - node.requested.milli_cpu {
+    if requests.milli_cpu > 0 && requests.milli_cpu > alloc.milli_cpu - node.requested.milli_cpu {
         reasons.push("Insufficient cpu".to_string());
     }
-    let mem = get("memory").map(|m| m / 1000).unwrap_or(0);
-    if requests.memory > 0 && requests.memory > mem - node.requested.memory {
+    if requests.memory > 0 && requests.memory > alloc.memory - node.requested.memory {
         reasons.push("Insufficient memory".to_string());
     }
     if reasons.is_empty() {

@@ -19,11 +19,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use apiserver::api::{
-    annotation, check_volume_node_affinity, claim_requested_storage, claim_storage_class, find_matching_volume, has_annotation,
-    is_volume_bound_to_claim, quantity::quantity_value, volume_storage_class, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
-    ANN_SELECTED_NODE, BINDING_WAIT_FOR_FIRST_CONSUMER, LABEL_HOSTNAME, NOT_SUPPORTED_PROVISIONER,
+    annotation, check_volume_node_affinity, claim_requested_storage, claim_storage_class,
+    find_matching_volume, has_annotation, is_volume_bound_to_claim, quantity::quantity_value,
+    volume_storage_class, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_SELECTED_NODE,
+    BINDING_WAIT_FOR_FIRST_CONSUMER, LABEL_HOSTNAME, NOT_SUPPORTED_PROVISIONER,
 };
-use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::core::cluster::{key_of, ClusterView};
@@ -32,13 +35,15 @@ use crate::core::framework::{NodeInfo, Status};
 /// PreFilter: the pod has a claim that is neither bound nor WaitForFirstConsumer.
 pub const ERR_REASON_UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
 /// Filter: no PV for a delay claim on this node and it cannot be provisioned here.
-pub const ERR_REASON_BIND_CONFLICT: &str = "node(s) didn't find available persistent volumes to bind";
+pub const ERR_REASON_BIND_CONFLICT: &str =
+    "node(s) didn't find available persistent volumes to bind";
 /// Filter: a bound PV's node affinity rejects this node (v1.33 wording).
 pub const ERR_REASON_NODE_CONFLICT: &str = "node(s) didn't match PersistentVolume's node affinity";
 /// Filter: the provisioner reports too little capacity for this node.
 pub const ERR_REASON_NOT_ENOUGH_SPACE: &str = "node(s) did not have enough free storage";
 /// Filter: a bound claim names a PV that does not exist.
-pub const ERR_REASON_PV_NOT_EXIST: &str = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
+pub const ERR_REASON_PV_NOT_EXIST: &str =
+    "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 
 /// The pod's claims, classified by PreFilter (keys are `namespace/name`).
 #[derive(Debug, Clone, Default)]
@@ -110,13 +115,21 @@ pub fn is_claim_bound(claim: &PersistentVolumeClaim) -> bool {
 }
 
 fn volume_name(claim: &PersistentVolumeClaim) -> &str {
-    claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()).unwrap_or("")
+    claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .unwrap_or("")
 }
 
 fn is_wffc(view: &ClusterView, claim: &PersistentVolumeClaim) -> bool {
     let class = claim_storage_class(claim);
     !class.is_empty()
-        && view.classes.get(class).and_then(|c| c.volume_binding_mode.as_deref()) == Some(BINDING_WAIT_FOR_FIRST_CONSUMER)
+        && view
+            .classes
+            .get(class)
+            .and_then(|c| c.volume_binding_mode.as_deref())
+            == Some(BINDING_WAIT_FOR_FIRST_CONSUMER)
 }
 
 /// PreFilter. `Skip` for pods without claims; UnschedulableAndUnresolvable for a missing,
@@ -139,12 +152,10 @@ pub fn pre_filter(view: &ClusterView, pod: &Pod) -> (Status, Option<PodVolumeCla
             );
         };
         if ephemeral {
-            let owned = api
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.controller == Some(true) && Some(&o.uid) == pod.metadata.uid.as_ref());
+            let owned =
+                api.metadata.owner_references.iter().flatten().any(|o| {
+                    o.controller == Some(true) && Some(&o.uid) == pod.metadata.uid.as_ref()
+                });
             if !owned {
                 return (
                     Status::unresolvable(format!(
@@ -186,6 +197,41 @@ pub fn pre_filter(view: &ClusterView, pod: &Pod) -> (Status, Option<PodVolumeCla
     (Status::Success, Some(claims))
 }
 
+/// The hostnames a pod's bound local PVs pin it to (upstream's `GetEligibleNodes`): for each
+/// bound claim whose PV's affinity is one term `kubernetes.io/hostname In [...]`, the values;
+/// intersected over the claims. `None` when no bound PV narrows anything (or a PV is missing,
+/// which Filter reports itself).
+pub fn eligible_hostnames(
+    view: &ClusterView,
+    claims: &PodVolumeClaims,
+) -> Option<BTreeSet<String>> {
+    let mut out: Option<BTreeSet<String>> = None;
+    for key in &claims.bound {
+        let claim = view.pvcs.get(key)?;
+        let pv = view.pvs.get(volume_name(claim))?;
+        let terms = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_affinity.as_ref())
+            .and_then(|a| a.required.as_ref())
+            .map(|r| r.node_selector_terms.as_slice())
+            .unwrap_or(&[]);
+        let [term] = terms else { continue };
+        let hosts: Option<BTreeSet<String>> = term
+            .match_expressions
+            .iter()
+            .flatten()
+            .find(|e| e.key == LABEL_HOSTNAME && e.operator == "In")
+            .map(|e| e.values.iter().flatten().cloned().collect());
+        let Some(hosts) = hosts else { continue };
+        out = Some(match out {
+            None => hosts,
+            Some(prev) => prev.intersection(&hosts).cloned().collect(),
+        });
+    }
+    out
+}
+
 /// Index of PVs by (class, hostname bucket): a PV whose node affinity is one term pinning
 /// `kubernetes.io/hostname` to one value can only ever match nodes with that label value, so
 /// Filter looks only at its node's bucket and the "anywhere" bucket (""). It narrows the
@@ -225,7 +271,10 @@ impl PvIndex {
             return;
         }
         self.remove(&name);
-        self.by_bucket.entry(bucket.clone()).or_default().insert(name.clone());
+        self.by_bucket
+            .entry(bucket.clone())
+            .or_default()
+            .insert(name.clone());
         self.bucket_of.insert(name, bucket);
     }
 
@@ -245,7 +294,12 @@ impl PvIndex {
     pub fn candidates(&self, class: &str, host: Option<&str>) -> Vec<&str> {
         let any = self.by_bucket.get(&(class.to_string(), String::new()));
         let mine = host.and_then(|h| self.by_bucket.get(&(class.to_string(), h.to_string())));
-        let mut out: Vec<&str> = any.into_iter().chain(mine).flatten().map(String::as_str).collect();
+        let mut out: Vec<&str> = any
+            .into_iter()
+            .chain(mine)
+            .flatten()
+            .map(String::as_str)
+            .collect();
         out.sort_unstable();
         out
     }
@@ -278,10 +332,9 @@ fn has_enough_capacity(
     let class_name = class.metadata.name.as_deref().unwrap_or("");
     view.capacities.values().any(|cap| {
         cap.storage_class_name == class_name
-            && cap
-                .node_topology
-                .as_ref()
-                .is_some_and(|sel| apiserver::api::label_selector_matches(sel, node.labels()).unwrap_or(false))
+            && cap.node_topology.as_ref().is_some_and(|sel| {
+                apiserver::api::label_selector_matches(sel, node.labels()).unwrap_or(false)
+            })
             && cap
                 .maximum_volume_size
                 .as_ref()
@@ -305,7 +358,12 @@ fn topology_allows(class: &StorageClass, node: &NodeInfo) -> bool {
 
 /// Filter (`FindPodVolumes` for one node). The reasons come in the fixed order NodeConflict,
 /// BindConflict, NotEnoughSpace, PVNotExist; any reason is UnschedulableAndUnresolvable.
-pub fn filter(view: &ClusterView, index: &PvIndex, claims: &PodVolumeClaims, node: &NodeInfo) -> (Status, Option<PodVolumes>) {
+pub fn filter(
+    view: &ClusterView,
+    index: &PvIndex,
+    claims: &PodVolumeClaims,
+    node: &NodeInfo,
+) -> (Status, Option<PodVolumes>) {
     let mut bound_ok = true;
     let mut pvs_found = true;
     let mut unbound_ok = true;
@@ -314,7 +372,9 @@ pub fn filter(view: &ClusterView, index: &PvIndex, claims: &PodVolumeClaims, nod
     let labels = node.labels();
 
     for key in &claims.bound {
-        let Some(claim) = view.pvcs.get(key) else { continue };
+        let Some(claim) = view.pvcs.get(key) else {
+            continue;
+        };
         match view.pvs.get(volume_name(claim)) {
             None => {
                 pvs_found = false;
@@ -336,7 +396,9 @@ pub fn filter(view: &ClusterView, index: &PvIndex, claims: &PodVolumeClaims, nod
         let mut to_match: Vec<&PersistentVolumeClaim> = Vec::new();
         let mut to_provision: Vec<&PersistentVolumeClaim> = Vec::new();
         for key in &claims.unbound_delay {
-            let Some(claim) = view.pvcs.get(key) else { continue };
+            let Some(claim) = view.pvcs.get(key) else {
+                continue;
+            };
             match annotation(&claim.metadata, ANN_SELECTED_NODE) {
                 Some(sel) if sel != node.name() => {
                     // Fast path: a claim already promised to another node.
@@ -373,13 +435,22 @@ pub fn filter(view: &ClusterView, index: &PvIndex, claims: &PodVolumeClaims, nod
             let class_name = claim_storage_class(claim);
             let claim_name = claim.metadata.name.as_deref().unwrap_or("");
             if class_name.is_empty() {
-                return (Status::Error(format!("no class for claim \"{claim_name}\"")), None);
+                return (
+                    Status::Error(format!("no class for claim \"{claim_name}\"")),
+                    None,
+                );
             }
             let Some(class) = view.classes.get(class_name) else {
-                return (Status::Error(format!("failed to find storage class \"{class_name}\"")), None);
+                return (
+                    Status::Error(format!("failed to find storage class \"{class_name}\"")),
+                    None,
+                );
             };
             let provisioner = class.provisioner.as_str();
-            if provisioner.is_empty() || provisioner == NOT_SUPPORTED_PROVISIONER || !topology_allows(class, node) {
+            if provisioner.is_empty()
+                || provisioner == NOT_SUPPORTED_PROVISIONER
+                || !topology_allows(class, node)
+            {
                 unbound_ok = false;
                 break 'unbound;
             }
@@ -413,7 +484,10 @@ pub fn filter(view: &ClusterView, index: &PvIndex, claims: &PodVolumeClaims, nod
 
 /// `GetBindVolumeToClaim`: the PV with claimRef → claim (with uid), and `bound-by-controller`
 /// when the PV was not already pre-bound to this claim. Returns (pv, dirty).
-pub fn bind_volume_to_claim(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> (PersistentVolume, bool) {
+pub fn bind_volume_to_claim(
+    pv: &PersistentVolume,
+    claim: &PersistentVolumeClaim,
+) -> (PersistentVolume, bool) {
     let should_set_bound_by_controller = !is_volume_bound_to_claim(pv, claim);
     let mut out = pv.clone();
     let mut dirty = false;
@@ -523,7 +597,12 @@ pub fn unreserve(view: &mut ClusterView, assumed: &AssumedVolumes) {
 
 /// `checkBindings` on the informer (API) versions: `Ok(true)` when every claim is bound,
 /// `Ok(false)` to keep waiting, `Err` when the binding can no longer complete.
-pub fn check_bindings(view: &ClusterView, pod: &Pod, node_name: &str, assumed: &AssumedVolumes) -> Result<bool, String> {
+pub fn check_bindings(
+    view: &ClusterView,
+    pod: &Pod,
+    node_name: &str,
+    assumed: &AssumedVolumes,
+) -> Result<bool, String> {
     let pod_key = key_of(&pod.metadata);
     if !view.pods.contains_key(&pod_key) {
         return Err(format!(
@@ -532,21 +611,29 @@ pub fn check_bindings(view: &ClusterView, pod: &Pod, node_name: &str, assumed: &
         ));
     }
     let Some(node) = view.nodes.get(node_name).and_then(|n| n.node.as_ref()) else {
-        return Err(format!("failed to get node \"{node_name}\": node \"{node_name}\" not found"));
+        return Err(format!(
+            "failed to get node \"{node_name}\": node \"{node_name}\" not found"
+        ));
     };
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
     for (written, claim_key) in &assumed.pvs {
         let name = written.metadata.name.as_deref().unwrap_or("");
         let Some(pv) = view.pvs.get_api(name) else {
-            return Err(format!("failed to check binding: persistentvolume \"{name}\" not found"));
+            return Err(format!(
+                "failed to check binding: persistentvolume \"{name}\" not found"
+            ));
         };
         // The informer has not caught up with our own write yet.
-        if crate::core::assume::revision_of(&written.metadata) > crate::core::assume::revision_of(&pv.metadata) {
+        if crate::core::assume::revision_of(&written.metadata)
+            > crate::core::assume::revision_of(&pv.metadata)
+        {
             return Ok(false);
         }
         if let Err(e) = check_volume_node_affinity(pv, labels) {
-            return Err(format!("pv \"{name}\" node affinity doesn't match node \"{node_name}\": {e}"));
+            return Err(format!(
+                "pv \"{name}\" node affinity doesn't match node \"{node_name}\": {e}"
+            ));
         }
         let uid_empty = pv
             .spec
@@ -568,7 +655,9 @@ pub fn check_bindings(view: &ClusterView, pod: &Pod, node_name: &str, assumed: &
                 "failed to check provisioning pvc: persistentvolumeclaim \"{name}\" not found"
             ));
         };
-        if crate::core::assume::revision_of(&written.metadata) > crate::core::assume::revision_of(&claim.metadata) {
+        if crate::core::assume::revision_of(&written.metadata)
+            > crate::core::assume::revision_of(&claim.metadata)
+        {
             return Ok(false);
         }
         if annotation(&claim.metadata, ANN_SELECTED_NODE) != Some(node_name) {
@@ -578,9 +667,13 @@ pub fn check_bindings(view: &ClusterView, pod: &Pod, node_name: &str, assumed: &
         if vn.is_empty() {
             return Ok(false);
         }
-        let Some(pv) = view.pvs.get_api(vn) else { return Ok(false) };
+        let Some(pv) = view.pvs.get_api(vn) else {
+            return Ok(false);
+        };
         if let Err(e) = check_volume_node_affinity(pv, labels) {
-            return Err(format!("pv \"{vn}\" node affinity doesn't match node \"{node_name}\": {e}"));
+            return Err(format!(
+                "pv \"{vn}\" node affinity doesn't match node \"{node_name}\": {e}"
+            ));
         }
         if !is_claim_bound(claim) {
             return Ok(false);
