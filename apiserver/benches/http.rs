@@ -1,0 +1,626 @@
+//! API benchmark: bonsai's HTTP API (durable sled store) side by side with etcd 3.4 in the same
+//! run, plus list, watch fan-out and `bonsai up` start-up. Prints figures; asserts nothing.
+//!
+//! `cargo bench -p apiserver --bench http` (add `-- --quick` for a short run).
+//!
+//! - creates: realistic PV and Pod JSON (alternating) POSTed by 1, 16, 64 and 256 concurrent
+//!   loopback clients, each on its own keep-alive HTTP/1.1 connection; etcd gets puts of the
+//!   same bytes through its v3 JSON gateway (`/v3/kv/put`) at the same concurrency. Both are
+//!   durable: bonsai acknowledges after fdatasync (group commit), etcd fsyncs its WAL.
+//! - list: ~10k PVs as JSON and as a kubectl Table, against an etcd range over the same keys.
+//! - watch fan-out: W watchers on pods, E creates; time until every watcher saw every event.
+//! - start-up: `bonsai up` (API server alone) to ready, when the bonsai binary is built.
+//!
+//! etcd comes from Debian's etcd-server package (`/usr/bin/etcd`); without it the etcd columns
+//! say "skipped" and why.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apiserver::http::{serve, ServerConfig};
+use apiserver::store::{BackendKind, Store, StoreConfig};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "bench-token";
+
+fn pv_json(i: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": format!("bench-pv-{i:06}"),
+            "labels": {"bench": "true", "disk": format!("vol{}", i % 3 + 1)}},
+        "spec": {
+            "capacity": {"storage": "5Gi"}, "volumeMode": "Filesystem",
+            "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "local-storage",
+            "local": {"path": format!("/mnt/disks/vol{}", i % 3 + 1)},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In",
+                 "values": [format!("node-{}", i % 8 + 1)]}]}]}}
+        }
+    }))
+    .unwrap()
+}
+
+fn pod_json(i: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("bench-pod-{i:06}"), "namespace": "default",
+            "labels": {"app": "web", "tier": "frontend", "bench": "true"},
+            "annotations": {"example.com/owner": "bench"}},
+        "spec": {
+            "volumes": [{"name": "example-pv-storage",
+                "persistentVolumeClaim": {"claimName": "example-local-claim"}}],
+            "containers": [{
+                "name": "example-pv-container", "image": "nginx:1.27",
+                "ports": [{"containerPort": 80, "name": "http-server"}],
+                "env": [{"name": "MODE", "value": "bench"}, {"name": "INDEX", "value": i.to_string()}],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                              "limits": {"cpu": "500m", "memory": "128Mi"}},
+                "volumeMounts": [{"mountPath": "/usr/share/nginx/html", "name": "example-pv-storage"}]
+            }],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30
+        }
+    }))
+    .unwrap()
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Conn {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).ok();
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Conn { sender, addr }
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        accept: &str,
+        body: Bytes,
+    ) -> (u16, Bytes) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .header("user-agent", "bonsai-bench")
+            .body(Full::new(body))
+            .unwrap();
+        self.sender.ready().await.expect("connection ready");
+        let resp = self.sender.send_request(req).await.expect("send");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, body)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Bonsai(SocketAddr),
+    Etcd(SocketAddr),
+}
+
+struct Run {
+    ops: usize,
+    errors: usize,
+    wall: Duration,
+    lat: Vec<Duration>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.wall.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.lat.len() as f64 - 1.0) * p).round() as usize;
+        self.lat[i].as_secs_f64() * 1e3
+    }
+}
+
+/// `ops` creates by `clients` concurrent connections; object ids start at `base`.
+async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let addr = match target {
+        Target::Bonsai(a) | Target::Etcd(a) => a,
+    };
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(Conn::open(addr).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let next = next.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= ops {
+                    break;
+                }
+                let i = base + k;
+                let (bytes, path, key) = if i % 2 == 0 {
+                    (
+                        pv_json(i),
+                        "/api/v1/persistentvolumes".to_string(),
+                        format!("/registry/persistentvolumes/bench-pv-{i:06}"),
+                    )
+                } else {
+                    (
+                        pod_json(i),
+                        "/api/v1/namespaces/default/pods".to_string(),
+                        format!("/registry/pods/default/bench-pod-{i:06}"),
+                    )
+                };
+                let t = Instant::now();
+                let ok = match target {
+                    Target::Bonsai(_) => {
+                        let (code, _) = conn
+                            .request("POST", &path, "application/json", bytes.into())
+                            .await;
+                        code == 201
+                    }
+                    Target::Etcd(_) => {
+                        let body = format!(
+                            r#"{{"key":"{}","value":"{}"}}"#,
+                            base64(key.as_bytes()),
+                            base64(&bytes)
+                        );
+                        let (code, _) = conn
+                            .request("POST", "/v3/kv/put", "application/json", body.into())
+                            .await;
+                        code == 200
+                    }
+                };
+                lat.push(t.elapsed());
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed();
+    lat.sort();
+    Run {
+        ops,
+        errors: errors.load(Ordering::Relaxed),
+        wall,
+        lat,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Etcd {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn etcd_binary() -> Option<PathBuf> {
+    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+async fn start_etcd() -> Result<Etcd, String> {
+    let bin = etcd_binary().ok_or("etcd is not installed (apt-get install -y etcd-server)")?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (client, peer) = (free_port(), free_port());
+    let curl = format!("http://127.0.0.1:{client}");
+    let purl = format!("http://127.0.0.1:{peer}");
+    let child = Command::new(bin)
+        .args(["--name", "bench", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--listen-client-urls",
+            &curl,
+            "--advertise-client-urls",
+            &curl,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &purl,
+            "--initial-advertise-peer-urls",
+            &purl,
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("bench={purl}"),
+            "--log-level",
+            "error",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start etcd: {e}"))?;
+    let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
+    let etcd = Etcd {
+        child,
+        addr,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(tcp) = TcpStream::connect(addr).await {
+            drop(tcp);
+            let mut c = Conn::open(addr).await;
+            let (code, body) = c
+                .request("GET", "/health", "application/json", Bytes::new())
+                .await;
+            if code == 200 && String::from_utf8_lossy(&body).contains("true") {
+                return Ok(etcd);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("etcd did not become healthy within 20s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn fmt_run(r: &Run) -> String {
+    format!(
+        "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms{}",
+        r.rate(),
+        r.pct(0.50),
+        r.pct(0.99),
+        if r.errors > 0 {
+            format!("  ({} errors)", r.errors)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Opens `watchers` watch streams on pods from the current revision, creates `events` pods,
+/// and returns the time until every watcher saw every event.
+async fn watch_fanout(
+    addr: SocketAddr,
+    watchers: usize,
+    events: usize,
+    base: usize,
+) -> (Duration, usize) {
+    let mut c = Conn::open(addr).await;
+    let (_, body) = c
+        .request(
+            "GET",
+            "/api/v1/namespaces/default/pods?limit=1",
+            "application/json",
+            Bytes::new(),
+        )
+        .await;
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(watchers);
+    for _ in 0..watchers {
+        let rv = rv.clone();
+        let done = done.clone();
+        let ready_tx = ready_tx.clone();
+        handles.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await;
+            let req = Request::builder()
+                .uri(format!("/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&labelSelector=fanout%3Dtrue"))
+                .header("host", addr.to_string())
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            conn.sender.ready().await.unwrap();
+            let resp = conn.sender.send_request(req).await.unwrap();
+            let _ = ready_tx.send(()).await;
+            let mut body = resp.into_body();
+            let mut seen = 0;
+            while seen < events {
+                match body.frame().await {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            seen += d.iter().filter(|b| **b == b'\n').count();
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if seen >= events {
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for _ in 0..watchers {
+        ready_rx.recv().await;
+    }
+    let start = Instant::now();
+    // 16 writers create the pods.
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..16 {
+        let next = next.clone();
+        writers.push(tokio::spawn(async move {
+            let mut c = Conn::open(addr).await;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= events {
+                    break;
+                }
+                let mut pod: serde_json::Value =
+                    serde_json::from_slice(&pod_json(base + k)).unwrap();
+                pod["metadata"]["labels"]["fanout"] = "true".into();
+                let bytes = serde_json::to_vec(&pod).unwrap();
+                c.request(
+                    "POST",
+                    "/api/v1/namespaces/default/pods",
+                    "application/json",
+                    bytes.into(),
+                )
+                .await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for h in handles {
+        let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
+    }
+    (start.elapsed(), done.load(Ordering::Relaxed))
+}
+
+fn bonsai_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BONSAI_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    // target/<profile>/deps/http-xxxx → target/<profile>/bonsai, else the other profile.
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let target = profile_dir.parent()?;
+    [
+        profile_dir.join("bonsai"),
+        target.join("release/bonsai"),
+        target.join("debug/bonsai"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+fn startup(runs: usize) {
+    let Some(bin) = bonsai_binary() else {
+        println!("  bonsai up: skipped (build it first: cargo build --release -p bonsai, or set BONSAI_BIN)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut reported = Vec::new();
+    let mut wall = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(&bin)
+            .args(["up", "--port", "0", "--data-dir", data])
+            .output()
+            .unwrap();
+        wall.push(t.elapsed().as_secs_f64() * 1e3);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if let Some(ms) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("bonsai is up in "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+        {
+            reported.push(ms);
+        } else {
+            println!(
+                "  bonsai up failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = Command::new(&bin)
+            .args(["down", "--data-dir", data])
+            .output();
+    }
+    wall.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    reported.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if !wall.is_empty() && !reported.is_empty() {
+        println!(
+            "  bonsai up ({}, API server alone, {} runs): ready in median {:.1} ms (reported), \
+             command wall time median {:.1} ms, first (fresh data dir) {:.1} ms",
+            bin.display(),
+            runs,
+            reported[reported.len() / 2],
+            wall[wall.len() / 2],
+            wall[0].max(0.0)
+        );
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    // cargo bench passes --bench; ignore everything else.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        println!("bonsai API benchmark ({} CPUs){}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            if quick { " --quick" } else { "" });
+
+        // In-process start-up: store open + serve + first /readyz.
+        let dir = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let store = Store::open(StoreConfig::durable(BackendKind::Sled, dir.path().join("store"))).unwrap();
+        let handle = serve(ServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN, store)).await.unwrap();
+        let addr = handle.local_addr();
+        let mut c = Conn::open(addr).await;
+        let (code, _) = c.request("GET", "/readyz", "text/plain", Bytes::new()).await;
+        println!("\nstart-up");
+        println!("  in-process (sled open + serve + first /readyz {code}): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        startup(if quick { 3 } else { 7 });
+
+        let etcd = match start_etcd().await {
+            Ok(e) => Some(e),
+            Err(why) => {
+                println!("\netcd: SKIPPED — {why}");
+                None
+            }
+        };
+
+        println!("\ncreates (alternating PV and Pod JSON, {} bytes / {} bytes), both durable",
+            pv_json(0).len(), pod_json(1).len());
+        println!("  {:>7}  {:<52}  {:<52}  {}", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)", "bonsai/etcd");
+        let mut base = 0;
+        for clients in [1usize, 16, 64, 256] {
+            let ops = if quick { (clients * 20).clamp(300, 3000) } else { (clients * 50).clamp(1000, 12800) };
+            let b = creates(Target::Bonsai(addr), clients, ops, base).await;
+            let e = match &etcd {
+                Some(e) => Some(creates(Target::Etcd(e.addr), clients, ops, base).await),
+                None => None,
+            };
+            base += ops;
+            let ratio = e.as_ref().map(|e| format!("{:.2}x", b.rate() / e.rate())).unwrap_or_else(|| "-".into());
+            println!("  {:>7}  {:<52}  {:<52}  {}", clients, fmt_run(&b),
+                e.as_ref().map(fmt_run).unwrap_or_else(|| "skipped".into()), ratio);
+        }
+
+        // Top the PVs up to 10k, then list them.
+        let pvs_now = base / 2;
+        if pvs_now < 10_000 {
+            let extra = (10_000 - pvs_now) * 2;
+            creates(Target::Bonsai(addr), 64, extra, base).await;
+            if let Some(e) = &etcd {
+                creates(Target::Etcd(e.addr), 64, extra, base).await;
+            }
+            base += extra;
+        }
+        println!("\nlist ({} PVs)", base / 2);
+        let reps = if quick { 3 } else { 7 };
+        let mut c = Conn::open(addr).await;
+        for (what, accept) in [
+            ("bonsai JSON list", "application/json"),
+            ("bonsai Table (kubectl get)", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+        ] {
+            let mut times = Vec::new();
+            let mut size = 0;
+            let mut count = 0;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let (code, body) = c.request("GET", "/api/v1/persistentvolumes", accept, Bytes::new()).await;
+                times.push(t.elapsed());
+                size = body.len();
+                if code == 200 {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    count = v["items"].as_array().or(v["rows"].as_array()).map(|a| a.len()).unwrap_or(0);
+                }
+            }
+            times.sort();
+            println!("  {:<28} median {:>7.1} ms  ({} objects, {:.1} MB)", what,
+                times[times.len() / 2].as_secs_f64() * 1e3, count, size as f64 / 1e6);
+        }
+        if let Some(e) = &etcd {
+            let mut ec = Conn::open(e.addr).await;
+            let mut times = Vec::new();
+            let mut count = 0;
+            let body = format!(r#"{{"key":"{}","range_end":"{}"}}"#,
+                base64(b"/registry/persistentvolumes/"), base64(b"/registry/persistentvolumes0"));
+            let mut size = 0;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let (_, resp) = ec.request("POST", "/v3/kv/range", "application/json", Bytes::from(body.clone())).await;
+                times.push(t.elapsed());
+                size = resp.len();
+                let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+                count = v["kvs"].as_array().map(|a| a.len()).unwrap_or(0);
+            }
+            times.sort();
+            println!("  {:<28} median {:>7.1} ms  ({} keys, {:.1} MB base64 JSON)", "etcd range (same keys)",
+                times[times.len() / 2].as_secs_f64() * 1e3, count, size as f64 / 1e6);
+        }
+
+        println!("\nwatch fan-out (pods, 16 writers; time until every watcher saw every event)");
+        let cases: &[(usize, usize)] = if quick { &[(1, 200), (100, 100)] } else { &[(1, 500), (100, 200), (1000, 100)] };
+        for &(w, e) in cases {
+            let (took, complete) = watch_fanout(addr, w, e, base).await;
+            base += e;
+            println!("  {:>5} watchers x {:>4} events: {:>8.1} ms, {:>10.0} deliveries/s, {}/{} watchers complete",
+                w, e, took.as_secs_f64() * 1e3, (w * e) as f64 / took.as_secs_f64(), complete, w);
+        }
+        println!("  (etcd watch fan-out is not measured: its gateway streams are not comparable to kubectl's watch)");
+        drop(etcd);
+        handle.shutdown().await;
+    });
+}

@@ -1,0 +1,7 @@
+//! One module per command.
+
+pub mod apiserver;
+pub mod down;
+pub mod kubeconfig;
+pub mod status;
+pub mod up;
