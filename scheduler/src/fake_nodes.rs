@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -72,7 +74,9 @@ impl Default for FakeNodesConfig {
 impl FakeNodesConfig {
     /// The node names, in order.
     pub fn names(&self) -> Vec<String> {
-        (1..=self.count).map(|i| format!("{}{i}", self.prefix)).collect()
+        (1..=self.count)
+            .map(|i| format!("{}{i}", self.prefix))
+            .collect()
     }
 }
 
@@ -116,7 +120,12 @@ fn conditions(now: &Time, transition: &Time) -> Vec<NodeCondition> {
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
         ),
-        c("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        c(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        ),
     ]
 }
 
@@ -153,7 +162,11 @@ fn node_object(cfg: &FakeNodesConfig, name: &str) -> Node {
     }
 }
 
-fn node_status(_cfg: &FakeNodesConfig, name: &str, resources: &BTreeMap<String, Quantity>) -> NodeStatus {
+fn node_status(
+    _cfg: &FakeNodesConfig,
+    name: &str,
+    resources: &BTreeMap<String, Quantity>,
+) -> NodeStatus {
     let now = now_time();
     NodeStatus {
         capacity: Some(resources.clone()),
@@ -213,7 +226,10 @@ async fn register(client: &Client, cfg: &FakeNodesConfig, name: &str) -> Result<
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    match nodes.patch_status(name, &pparams, &Patch::Merge(&patch)).await {
+    match nodes
+        .patch_status(name, &pparams, &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => {}
         Err(e) if completion_is(&e, 409) => {} // someone else touched it: the heartbeat redoes it
         Err(e) => return Err(e.into()),
@@ -247,7 +263,13 @@ async fn ensure_lease_namespace(client: &Client) -> Result<(), Error> {
 }
 
 /// Creates or renews the node's Lease. Returns the Lease as stored.
-async fn renew_lease(client: &Client, cfg: &FakeNodesConfig, name: &str, uid: &str, last: Option<Lease>) -> Result<Lease, Error> {
+async fn renew_lease(
+    client: &Client,
+    cfg: &FakeNodesConfig,
+    name: &str,
+    uid: &str,
+    last: Option<Lease>,
+) -> Result<Lease, Error> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -333,7 +355,10 @@ async fn heartbeat(client: &Client, name: &str) -> Result<(), Error> {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    match nodes.patch_status(name, &pparams, &Patch::Merge(&patch)).await {
+    match nodes
+        .patch_status(name, &pparams, &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if completion_is(&e, 409) => Ok(()), // next round
         Err(e) => Err(e.into()),
@@ -387,7 +412,11 @@ fn running_status(pod: &Pod) -> serde_json::Value {
 }
 
 async fn sync_pod(client: Client, pod: Pod) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client, &ns);
     if pod.metadata.deletion_timestamp.is_some() {
@@ -418,7 +447,10 @@ async fn sync_pod(client: Client, pod: Pod) {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    match pods.patch_status(&name, &pparams, &Patch::Merge(&patch)).await {
+    match pods
+        .patch_status(&name, &pparams, &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => {}
         // A newer pod is on its way through the watch; it is synced then.
         Err(e) if completion_is(&e, 409) || completion_is(&e, 404) => {}
@@ -427,15 +459,25 @@ async fn sync_pod(client: Client, pod: Pod) {
 }
 
 /// Registers the nodes, then keeps them alive and runs their pods until `shutdown`.
-pub async fn run(client: Client, config: FakeNodesConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let names = config.names();
-    let ours: Arc<BTreeSet<String>> = Arc::new(names.iter().cloned().collect());
-    let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
+pub async fn run(
+    client: Client,
+    config: FakeNodesConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let uids = register_all(&client, &config).await?;
+    serve(client, config, uids, shutdown).await
+}
 
-    // Registration, bounded concurrency.
+/// Registers every node (bounded concurrency); returns name → uid. Benchmarks call this and
+/// `serve` separately, to know when the nodes exist.
+pub async fn register_all(
+    client: &Client,
+    config: &FakeNodesConfig,
+) -> Result<BTreeMap<String, String>, Error> {
+    let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut uids: BTreeMap<String, String> = BTreeMap::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for name in names.iter().cloned() {
+    for name in config.names() {
         let (client, cfg, limit) = (client.clone(), config.clone(), limit.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
@@ -444,17 +486,33 @@ pub async fn run(client: Client, config: FakeNodesConfig, shutdown: impl Future<
         });
     }
     while let Some(r) = tasks.join_next().await {
-        let (name, uid) = r.map_err(|e| Error::Client(format!("fake node registration task: {e}")))??;
+        let (name, uid) =
+            r.map_err(|e| Error::Client(format!("fake node registration task: {e}")))??;
         uids.insert(name, uid);
     }
-    tracing::info!(count = names.len(), prefix = %config.prefix, "fake nodes registered");
+    tracing::info!(count = uids.len(), prefix = %config.prefix, "fake nodes registered");
+    Ok(uids)
+}
+
+/// Keeps registered nodes alive (Leases, Ready heartbeats) and runs their pods until
+/// `shutdown`.
+pub async fn serve(
+    client: Client,
+    config: FakeNodesConfig,
+    uids: BTreeMap<String, String>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let ours: Arc<BTreeSet<String>> = Arc::new(uids.keys().cloned().collect());
+    let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
 
     // Pods bound to our nodes: Running at once, deletions finished at once.
     let pod_task = {
         let (client, ours, limit) = (client.clone(), ours.clone(), limit.clone());
         tokio::spawn(async move {
             let api: Api<Pod> = Api::all(client.clone());
-            let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+            let mut stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(ev) = stream.next().await {
                 let pod = match ev {
                     Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub pod_scheduling: Histogram,
     /// Every first-seen → bound latency in ms, in completion order (the benchmark's p99).
     pub scheduled_latencies_ms: Vec<u64>,
+    /// Every successful attempt's pop → bound latency in ms (the benchmark's p99).
+    pub attempt_latencies_ms: Vec<u64>,
     /// active, backoff, unschedulable, and binding cycles in flight.
     pub pending: [usize; 4],
 }
@@ -91,6 +93,9 @@ impl Metrics {
         let i = result as usize;
         self.attempts[i] += 1;
         self.attempt_duration[i].observe(ms);
+        if result == AttemptResult::Scheduled && self.attempt_latencies_ms.len() < MAX_SAMPLES {
+            self.attempt_latencies_ms.push(ms);
+        }
     }
 
     pub(crate) fn pod_scheduled(&mut self, ms: u64) {

@@ -1,0 +1,508 @@
+//! Scheduler throughput and latency in the style of Kubernetes' scheduler_perf, on fake nodes,
+//! through the real API server (in-process, HTTP) and the real volume controller.
+//!
+//! Scenarios, each on a fresh cluster with `BENCH_NODES` (5,000) fake nodes:
+//! * (a) upstream's shape: `BENCH_PODS_A` (2,000) pods, each with a claim pre-bound to a PV on
+//!   some node (the volume controller binds them before the pods arrive);
+//! * (b) `BENCH_PODS_B` (10,000) pods, each with one WaitForFirstConsumer claim, two free local
+//!   PVs per node; the scheduler picks node + PV, the volume controller completes the binds;
+//! * (c) the same number of pods without volumes.
+//!
+//! All objects are created first; then the scheduler starts and the clock runs until every pod
+//! is bound. Printed: pods/s, p99 of the attempt latency (pop → bound, PreBind's wait included)
+//! and of the end-to-end latency (queued → bound), for durable and relaxed store writes
+//! (`BENCH_DURABILITY=relaxed|durable|both`). Every placement is verified: all pods bound, each
+//! PV's node affinity admits its pod's node, no PV serves two claims.
+//!
+//! Run: `cargo bench -p scheduler --bench scheduler_perf` (env vars above scale it down).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use apiserver::http::{serve, ServerConfig};
+use apiserver::store::{BackendKind, Durability, Store, StoreConfig};
+use futures_util::{stream, StreamExt};
+use k8s_openapi::api::core::v1::{
+    Container, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, Pod, PodSpec, Volume,
+    VolumeNodeAffinity, VolumeResourceRequirements,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use scheduler::fake_nodes::{self, FakeNodesConfig};
+use tokio::sync::watch;
+
+const TOKEN: &str = "bench-token";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scenario {
+    PreBound,
+    Wffc,
+    NoVolumes,
+}
+
+impl Scenario {
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::PreBound => "(a) pre-bound PVs",
+            Scenario::Wffc => "(b) WFFC, 2 PVs/node",
+            Scenario::NoVolumes => "(c) no volumes",
+        }
+    }
+}
+
+struct Outcome {
+    pods: usize,
+    secs: f64,
+    p99_attempt_ms: u64,
+    p99_e2e_ms: u64,
+    verified: Result<(), String>,
+    setup_secs: f64,
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn p99(v: &[u64]) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[((s.len() as f64 * 0.99).ceil() as usize).clamp(1, s.len()) - 1]
+}
+
+fn hostname_affinity(node: &str) -> VolumeNodeAffinity {
+    VolumeNodeAffinity {
+        required: Some(NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: Some(vec![NodeSelectorRequirement {
+                    key: "kubernetes.io/hostname".into(),
+                    operator: "In".into(),
+                    values: Some(vec![node.into()]),
+                }]),
+                match_fields: None,
+            }],
+        }),
+    }
+}
+
+fn pv(name: &str, node: &str, class: &str, claim: Option<&str>) -> PersistentVolume {
+    PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            capacity: Some([("storage".to_string(), Quantity("1Gi".into()))].into()),
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: Some(class.into()),
+            persistent_volume_reclaim_policy: Some("Retain".into()),
+            local: Some(k8s_openapi::api::core::v1::LocalVolumeSource {
+                path: format!("/mnt/disks/{name}"),
+                fs_type: None,
+            }),
+            node_affinity: Some(hostname_affinity(node)),
+            claim_ref: claim.map(|c| ObjectReference {
+                kind: Some("PersistentVolumeClaim".into()),
+                api_version: Some("v1".into()),
+                namespace: Some("default".into()),
+                name: Some(c.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn pvc(name: &str, class: &str, volume: Option<&str>) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_string(), Quantity("1Gi".into()))].into()),
+                limits: None,
+            }),
+            storage_class_name: Some(class.into()),
+            volume_name: volume.map(String::from),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn pod(name: &str, claim: Option<&str>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("pause".into()),
+                ..Default::default()
+            }],
+            volumes: claim.map(|c| {
+                vec![Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: c.into(),
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+async fn create_all<K>(api: Api<K>, objs: Vec<K>)
+where
+    K: kube::Resource
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let pp = PostParams::default();
+    let results: Vec<Result<K, kube::Error>> = stream::iter(objs)
+        .map(|o| {
+            let api = api.clone();
+            let pp = pp.clone();
+            async move { api.create(&pp, &o).await }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for r in results {
+        r.expect("create");
+    }
+}
+
+async fn wait_claims_bound(client: &Client, want: usize) {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let list = api.list(&ListParams::default()).await.expect("list pvcs");
+        let bound = list
+            .items
+            .iter()
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+            .count();
+        if bound >= want || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn verify(client: &Client, scenario: Scenario, n: usize) -> Result<(), String> {
+    let pods = Api::<Pod>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let unbound = pods
+        .items
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none())
+        .count();
+    if pods.items.len() != n || unbound > 0 {
+        return Err(format!("{} pods, {unbound} unbound", pods.items.len()));
+    }
+    if scenario == Scenario::NoVolumes {
+        return Ok(());
+    }
+    let pvcs: BTreeMap<String, PersistentVolumeClaim> =
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .into_iter()
+            .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
+            .collect();
+    let pvs: BTreeMap<String, PersistentVolume> = Api::<PersistentVolume>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.name.clone().unwrap_or_default(), p))
+        .collect();
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    for p in &pods.items {
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let claim = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .and_then(|v| v[0].persistent_volume_claim.as_ref())
+            .unwrap();
+        let c = pvcs.get(&claim.claim_name).ok_or("claim missing")?;
+        let vn = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .ok_or(format!("claim {} unbound", claim.claim_name))?;
+        let v = pvs.get(&vn).ok_or("pv missing")?;
+        let labels = [("kubernetes.io/hostname".to_string(), node.clone())].into();
+        apiserver::api::check_volume_node_affinity(v, &labels)
+            .map_err(|e| format!("pod on {node}, pv {vn}: {e}"))?;
+        let cref = v
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|r| r.name.clone())
+            .unwrap_or_default();
+        if cref != claim.claim_name {
+            return Err(format!("pv {vn} claimRef {cref} != {}", claim.claim_name));
+        }
+        if !used.insert(vn.clone()) {
+            return Err(format!("pv {vn} used twice"));
+        }
+    }
+    Ok(())
+}
+
+async fn run_scenario(
+    scenario: Scenario,
+    durability: Durability,
+    nodes: usize,
+    pods: usize,
+) -> Outcome {
+    let setup = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sc = StoreConfig::durable(BackendKind::DEFAULT, dir.path().join("store"));
+    sc.durability = durability;
+    let store = Store::open(sc).expect("store");
+    let server = serve(ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        TOKEN,
+        store,
+    ))
+    .await
+    .expect("serve");
+    let url = server.url();
+    let client = scheduler::client_for(&url, TOKEN).expect("client");
+    let (stop, rx) = watch::channel(false);
+    let signal = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+
+    // Nodes: registered first, then kept alive (slow heartbeats: we measure the scheduler).
+    let fcfg = FakeNodesConfig {
+        count: nodes,
+        prefix: "node-".into(),
+        cpu: "32".into(),
+        memory: "256Gi".into(),
+        lease_renew_interval: Duration::from_secs(60),
+        status_interval: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let uids = fake_nodes::register_all(&client, &fcfg)
+        .await
+        .expect("register nodes");
+    let names: Vec<String> = fcfg.names();
+    let mut tasks = vec![tokio::spawn(fake_nodes::serve(
+        client.clone(),
+        fcfg,
+        uids,
+        signal(&rx),
+    ))];
+
+    let vc_client = volume_controller::client(&url, TOKEN).expect("vc client");
+    let vc_signal = signal(&rx);
+    tasks.push(tokio::spawn(async move {
+        volume_controller::run(vc_client, volume_controller::Config::default(), vc_signal)
+            .await
+            .expect("volume controller");
+        Ok(())
+    }));
+
+    let sc_api: Api<StorageClass> = Api::all(client.clone());
+    let class = StorageClass {
+        metadata: ObjectMeta {
+            name: Some("local-storage".into()),
+            ..Default::default()
+        },
+        provisioner: "kubernetes.io/no-provisioner".into(),
+        volume_binding_mode: Some(
+            if scenario == Scenario::PreBound {
+                "Immediate"
+            } else {
+                "WaitForFirstConsumer"
+            }
+            .into(),
+        ),
+        ..Default::default()
+    };
+    sc_api
+        .create(&PostParams::default(), &class)
+        .await
+        .expect("class");
+
+    match scenario {
+        Scenario::PreBound => {
+            let pvs = (0..pods)
+                .map(|i| {
+                    pv(
+                        &format!("pv-{i}"),
+                        &names[i % nodes],
+                        "local-storage",
+                        Some(&format!("claim-{i}")),
+                    )
+                })
+                .collect();
+            create_all(Api::all(client.clone()), pvs).await;
+            let claims = (0..pods)
+                .map(|i| {
+                    pvc(
+                        &format!("claim-{i}"),
+                        "local-storage",
+                        Some(&format!("pv-{i}")),
+                    )
+                })
+                .collect();
+            create_all(Api::namespaced(client.clone(), "default"), claims).await;
+            wait_claims_bound(&client, pods).await;
+        }
+        Scenario::Wffc => {
+            let pvs = (0..2 * nodes)
+                .map(|i| pv(&format!("pv-{i}"), &names[i / 2], "local-storage", None))
+                .collect();
+            create_all(Api::all(client.clone()), pvs).await;
+            let claims = (0..pods)
+                .map(|i| pvc(&format!("claim-{i}"), "local-storage", None))
+                .collect();
+            create_all(Api::namespaced(client.clone(), "default"), claims).await;
+        }
+        Scenario::NoVolumes => {}
+    }
+    let with_claim = scenario != Scenario::NoVolumes;
+    let objs = (0..pods)
+        .map(|i| {
+            pod(
+                &format!("pod-{i}"),
+                with_claim.then(|| format!("claim-{i}")).as_deref(),
+            )
+        })
+        .collect();
+    create_all(Api::namespaced(client.clone(), "default"), objs).await;
+    let setup_secs = setup.elapsed().as_secs_f64();
+
+    // The measured part: the scheduler starts with every pod pending.
+    let metrics = scheduler::MetricsHandle::default();
+    let cfg = scheduler::Config {
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let sched_client = scheduler::client_for(&url, TOKEN).expect("client");
+    let sched_signal = signal(&rx);
+    let t0 = Instant::now();
+    tasks.push(tokio::spawn(async move {
+        scheduler::run(sched_client, cfg, sched_signal)
+            .await
+            .map_err(|e| scheduler::Error::Client(e.to_string()))
+    }));
+    let deadline = t0 + Duration::from_secs(1800);
+    let mut last = metrics.snapshot();
+    while (last.attempts[0] as usize) < pods && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        last = metrics.snapshot();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let verified = verify(&client, scenario, pods).await;
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    server.shutdown().await;
+    Outcome {
+        pods: last.attempts[0] as usize,
+        secs,
+        p99_attempt_ms: p99(&last.attempt_latencies_ms),
+        p99_e2e_ms: p99(&last.scheduled_latencies_ms),
+        verified,
+        setup_secs,
+    }
+}
+
+fn main() {
+    let nodes = env_usize("BENCH_NODES", 5_000);
+    let pods_a = env_usize("BENCH_PODS_A", 2_000);
+    let pods_b = env_usize("BENCH_PODS_B", 10_000);
+    let durabilities: Vec<(&str, Durability)> = match std::env::var("BENCH_DURABILITY").as_deref() {
+        Ok("durable") => vec![("durable", Durability::Durable)],
+        Ok("relaxed") => vec![("relaxed", Durability::Relaxed)],
+        _ => vec![
+            ("relaxed", Durability::Relaxed),
+            ("durable", Durability::Durable),
+        ],
+    };
+    let only: Option<String> = std::env::var("BENCH_SCENARIOS").ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("scheduler_perf: {nodes} fake nodes; (a) {pods_a} pods, (b)/(c) {pods_b} pods");
+    println!(
+        "{:<24} {:<8} {:>7} {:>9} {:>10} {:>14} {:>12} {:>9}  verified",
+        "scenario", "writes", "pods", "seconds", "pods/s", "p99 attempt", "p99 e2e", "setup s"
+    );
+    for (dname, d) in &durabilities {
+        for (scenario, pods, key) in [
+            (Scenario::PreBound, pods_a, "a"),
+            (Scenario::Wffc, pods_b, "b"),
+            (Scenario::NoVolumes, pods_b, "c"),
+        ] {
+            if only.as_deref().is_some_and(|o| !o.contains(key)) {
+                continue;
+            }
+            let o = rt.block_on(run_scenario(scenario, *d, nodes, pods));
+            println!(
+                "{:<24} {:<8} {:>7} {:>9.2} {:>10.0} {:>11} ms {:>9} ms {:>9.1}  {}",
+                scenario.label(),
+                dname,
+                o.pods,
+                o.secs,
+                o.pods as f64 / o.secs,
+                o.p99_attempt_ms,
+                o.p99_e2e_ms,
+                o.setup_secs,
+                match &o.verified {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("FAILED: {e}"),
+                }
+            );
+        }
+    }
+    println!("upstream CI floor at 5,000 nodes: (a) ~290 pods/s, (c) 680-810 pods/s; targets: (a) >= 2,900 relaxed, (b) >= 1,000 relaxed / 500 durable");
+}
