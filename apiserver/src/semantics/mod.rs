@@ -6,6 +6,13 @@
 //! round-trip. No tokio, no clock (the write time arrives in [`WriteOptions::now`]), no I/O.
 //!
 //! # Layout
+//! - `decode`    — schema walk of a body against the v1.33 `k8s-openapi` types: unknown
+//!                 fields, type errors, quantities (no lossy round-trip).
+//! - `defaults`  — scheme defaulting and the defaulting admission plugins.
+//! - `validate`, `meta`, `field`, `quantity` — per-kind validation with upstream's messages.
+//! - `patch`     — JSON merge patch, JSON patch, strategic merge patch.
+//! - `managed`   — managedFields (fieldsV1) and server-side apply (ownership, conflicts).
+//! - `namespace` — the namespace deletion decisions (Terminating, contents, finalizer).
 //! - this file — the entry points the HTTP layer calls: [`prepare_create`], [`prepare_update`],
 //!   [`apply_patch`], [`kind_of`], plus the request options ([`WriteOptions`],
 //!   [`FieldValidation`], [`PatchType`]).
@@ -24,6 +31,7 @@ pub mod defaults;
 pub mod field;
 pub mod managed;
 pub mod meta;
+pub mod namespace;
 pub mod patch;
 pub mod quantity;
 pub mod validate;
