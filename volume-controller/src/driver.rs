@@ -144,7 +144,14 @@ pub async fn run(
             let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
             tokio::spawn(async move {
                 let id = out.id;
+                let trace = std::env::var_os("BONSAI_VC_TRACE").is_some();
+                if trace {
+                    eprintln!("vc -> {:?} {}", id, describe_request(&out.request));
+                }
                 let c = perform(client, &pp, out).await;
+                if trace {
+                    eprintln!("vc <- {:?} {}", id, describe_completion(&c));
+                }
                 let _ = tx.send(Input::Done(id, c));
             });
         }
@@ -304,5 +311,45 @@ async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completi
                 .await
                 .map_or_else(classify, Completion::Event)
         }
+    }
+}
+
+/// One-line request description for `BONSAI_VC_TRACE=1` debugging.
+fn describe_request(r: &Request) -> String {
+    match r {
+        Request::UpdateVolume(v) | Request::UpdateVolumeStatus(v) => format!(
+            "{} {} rv={}",
+            r.verb(),
+            v.metadata.name.as_deref().unwrap_or(""),
+            v.metadata.resource_version.as_deref().unwrap_or("")
+        ),
+        Request::UpdateClaim(c) | Request::UpdateClaimStatus(c) => format!(
+            "{} {}/{} rv={}",
+            r.verb(),
+            c.metadata.namespace.as_deref().unwrap_or(""),
+            c.metadata.name.as_deref().unwrap_or(""),
+            c.metadata.resource_version.as_deref().unwrap_or("")
+        ),
+        other => format!("{} {:?}", other.verb(), other)
+            .chars()
+            .take(200)
+            .collect(),
+    }
+}
+
+fn describe_completion(c: &Completion) -> String {
+    match c {
+        Completion::Volume(v) => format!(
+            "pv rv={}",
+            v.metadata.resource_version.as_deref().unwrap_or("")
+        ),
+        Completion::Claim(v) => format!(
+            "pvc rv={}",
+            v.metadata.resource_version.as_deref().unwrap_or("")
+        ),
+        Completion::ClaimRead(c) => format!("read {}", c.is_some()),
+        Completion::PodList(p) => format!("pods {}", p.len()),
+        Completion::Event(_) => "event".into(),
+        other => format!("{other:?}"),
     }
 }

@@ -91,6 +91,23 @@ pub struct Cache {
     by_claim_ref: BTreeMap<String, BTreeSet<String>>,
     /// claim key → pods referencing it.
     pods_by_claim: BTreeMap<String, BTreeSet<String>>,
+    /// Last resourceVersion of deleted PVs / PVCs: a late completion of a write that raced
+    /// with (or caused) the deletion must not bring the object back.
+    volume_tombstones: BTreeMap<String, u64>,
+    claim_tombstones: BTreeMap<String, u64>,
+}
+
+/// Does the object's own state say it no longer exists (a write removed the last finalizer
+/// of an object being deleted)?
+pub fn is_gone(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some() && meta.finalizers.as_ref().is_none_or(|f| f.is_empty())
+}
+
+fn buried(tombs: &BTreeMap<String, u64>, key: &str, meta: &ObjectMeta) -> bool {
+    match (tombs.get(key), rv_of(meta)) {
+        (Some(t), Some(r)) => r <= *t,
+        _ => false,
+    }
 }
 
 impl Cache {
@@ -99,6 +116,9 @@ impl Cache {
     /// Stores `pv` if it is newer than the cached copy. Returns whether it was stored.
     pub fn upsert_volume(&mut self, pv: PersistentVolume) -> bool {
         let name = pv.metadata.name.clone().unwrap_or_default();
+        if buried(&self.volume_tombstones, &name, &pv.metadata) {
+            return false;
+        }
         if let Some(old) = self.volumes.get(&name) {
             if !is_newer(&pv.metadata, &old.metadata) {
                 return false;
@@ -113,7 +133,34 @@ impl Cache {
     /// Removes a volume. Returns the removed copy.
     pub fn remove_volume(&mut self, name: &str) -> Option<PersistentVolume> {
         self.unindex_volume(name);
-        self.volumes.remove(name)
+        let old = self.volumes.remove(name);
+        if let Some(r) = old.as_ref().and_then(|v| rv_of(&v.metadata)) {
+            self.volume_tombstones.insert(name.to_string(), r);
+        }
+        old
+    }
+
+    /// Records that `name` was deleted at `rv` (from the watch's Deleted object).
+    pub fn bury_volume(&mut self, name: &str, meta: &ObjectMeta) {
+        if let Some(r) = rv_of(meta) {
+            let t = self.volume_tombstones.entry(name.to_string()).or_insert(r);
+            *t = (*t).max(r);
+        }
+    }
+
+    pub fn remove_claim(&mut self, key: &str) -> Option<PersistentVolumeClaim> {
+        let old = self.claims.remove(key);
+        if let Some(r) = old.as_ref().and_then(|c| rv_of(&c.metadata)) {
+            self.claim_tombstones.insert(key.to_string(), r);
+        }
+        old
+    }
+
+    pub fn bury_claim(&mut self, key: &str, meta: &ObjectMeta) {
+        if let Some(r) = rv_of(meta) {
+            let t = self.claim_tombstones.entry(key.to_string()).or_insert(r);
+            *t = (*t).max(r);
+        }
     }
 
     fn index_volume(&mut self, name: &str, pv: &PersistentVolume) {
@@ -259,6 +306,9 @@ impl Cache {
 
     pub fn upsert_claim(&mut self, pvc: PersistentVolumeClaim) -> bool {
         let key = meta_key(&pvc.metadata);
+        if buried(&self.claim_tombstones, &key, &pvc.metadata) {
+            return false;
+        }
         if let Some(old) = self.claims.get(&key) {
             if !is_newer(&pvc.metadata, &old.metadata) {
                 return false;

@@ -544,6 +544,10 @@ impl VolumeControllerCore {
     }
 
     fn apply_volume(&mut self, pv: PersistentVolume) {
+        if cache::is_gone(&pv.metadata) {
+            self.delete_volume(&pv);
+            return;
+        }
         let name = pv.metadata.name.clone().unwrap_or_default();
         let rv = rv_of(&pv.metadata);
         if self.cache.upsert_volume(pv) {
@@ -558,6 +562,7 @@ impl VolumeControllerCore {
     fn delete_volume(&mut self, pv: &PersistentVolume) {
         let name = pv.metadata.name.clone().unwrap_or_default();
         let removed = self.cache.remove_volume(&name);
+        self.cache.bury_volume(&name, &pv.metadata);
         let obj = Obj::Volume(name.clone());
         self.stale.remove(&obj);
         self.refresh_busy(&name);
@@ -574,6 +579,10 @@ impl VolumeControllerCore {
     }
 
     fn apply_claim(&mut self, c: PersistentVolumeClaim) {
+        if cache::is_gone(&c.metadata) {
+            self.delete_claim(&c);
+            return;
+        }
         let key = meta_key(&c.metadata);
         let rv = rv_of(&c.metadata);
         if self.cache.upsert_claim(c) {
@@ -587,7 +596,8 @@ impl VolumeControllerCore {
 
     fn delete_claim(&mut self, c: &PersistentVolumeClaim) {
         let key = meta_key(&c.metadata);
-        let removed = self.cache.claims.remove(&key);
+        let removed = self.cache.remove_claim(&key);
+        self.cache.bury_claim(&key, &c.metadata);
         let obj = Obj::Claim(key.clone());
         self.stale.remove(&obj);
         self.wake(&obj);

@@ -958,6 +958,7 @@ fn set2_user_asked_for_a_specific_volume() {
     );
     let mut marked = pv("volume2-9", "1Gi", "", "", "Available", "Retain", &[]);
     marked.metadata.deletion_timestamp = Some(Millis(1).to_time());
+    marked.metadata.finalizers = Some(vec![api::FINALIZER_PV_PROTECTION.into()]);
     let mut block_claim = pvc("claim2-12", "uid2-12", "1Gi", "volume2-12", "Pending", &[]);
     block_claim.spec.as_mut().unwrap().volume_mode = Some("Block".into());
     #[allow(clippy::type_complexity)]
