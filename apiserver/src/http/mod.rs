@@ -344,6 +344,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache, private"),
             );
+            log_request(&method, &path, 401, started);
             return r;
         }
         "/metrics" => {
@@ -385,7 +386,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             }
         }
         p if p == "/api" || p.starts_with("/api/") || p == "/apis" || p.starts_with("/apis/") => {
-            return api(state, req, started).await;
+            let resp = api(state, req, started).await;
+            log_request(&method, &path, resp.status().as_u16(), started);
+            return resp;
         }
         _ => error_response(&route::not_found_path()),
     };
