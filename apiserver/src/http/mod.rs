@@ -404,7 +404,19 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         code,
         Some(started.elapsed()),
     );
+    log_request(&method, &path, code, started);
     resp
+}
+
+/// One structured line per request (debug; server errors at warn). For a watch or an exec,
+/// the time is until the response headers.
+fn log_request(method: &Method, path: &str, code: u16, started: Instant) {
+    let micros = started.elapsed().as_micros() as u64;
+    if code >= 500 {
+        tracing::warn!(%method, path, code, micros, "request failed");
+    } else {
+        tracing::debug!(%method, path, code, micros, "request");
+    }
 }
 
 /// kube-apiserver's request verb for metrics.
