@@ -191,6 +191,8 @@ impl NodeCmd {
                     return Err(NodeError::AlreadyRunning(node.clone(), p.node_pid));
                 }
                 let argv = node::recorded_argv(data_dir, node)?;
+                // Read the disks first: the booting node drops its lost RAM disks from the list.
+                let before = disks::load(&node::node_dir(data_dir, node));
                 let pid = node::spawn(
                     &exe(),
                     &argv,
@@ -199,7 +201,7 @@ impl NodeCmd {
                     std::time::Duration::from_secs(30),
                 )?;
                 println!("node {node} started (pid {pid})");
-                for d in disks::load(&node::node_dir(data_dir, node)) {
+                for d in before {
                     println!(
                         "  disk {}: {}",
                         d.name,

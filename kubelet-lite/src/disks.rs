@@ -113,9 +113,29 @@ pub(crate) fn node_op_helper() -> i32 {
         }
     };
     let pid = spec["init_pid"].as_i64().unwrap_or(0);
-    if let Err(e) = mounter::setns_path(Path::new(&format!("/proc/{pid}/ns/mnt"))) {
-        eprintln!("{e}");
+    // Join the PID namespace too and work in a child: the node's /proc only knows its own
+    // processes, and /proc/self/mountinfo must resolve.
+    for ns in ["pid", "mnt"] {
+        if let Err(e) = mounter::setns_path(Path::new(&format!("/proc/{pid}/ns/{ns}"))) {
+            eprintln!("{e}");
+            return 1;
+        }
+    }
+    // SAFETY: the helper is single-threaded.
+    let child = unsafe { nix::libc::fork() };
+    if child < 0 {
+        eprintln!("fork: {}", std::io::Error::last_os_error());
         return 1;
+    }
+    if child > 0 {
+        let mut st = 0;
+        // SAFETY: waitpid on our child with a valid out-pointer.
+        unsafe { nix::libc::waitpid(child, &mut st, 0) };
+        return if nix::libc::WIFEXITED(st) {
+            nix::libc::WEXITSTATUS(st)
+        } else {
+            1
+        };
     }
     let t = PathBuf::from(spec["target"].as_str().unwrap_or(""));
     let r = match spec["op"].as_str() {

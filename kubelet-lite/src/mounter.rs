@@ -320,10 +320,11 @@ struct LoopInfo64 {
     lo_init: [u64; 2],
 }
 
-/// Attaches `image` to a free loop device with LO_FLAGS_AUTOCLEAR and returns the device path.
-/// Autoclear means the device detaches itself once its last user (the mount) is gone, so a
-/// killed node never leaks a loop device.
-pub fn attach_loop(image: &Path) -> Result<PathBuf> {
+/// Attaches `image` to a free loop device with LO_FLAGS_AUTOCLEAR and returns the device path
+/// and an open handle on it. Autoclear means the device detaches itself once its last user is
+/// gone — so the caller must keep the handle until the mount holds the device, and a killed
+/// node never leaks a loop device.
+pub fn attach_loop(image: &Path) -> Result<(PathBuf, fs::File)> {
     let ctl = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -400,7 +401,7 @@ pub fn attach_loop(image: &Path) -> Result<PathBuf> {
                 source: e,
             });
         }
-        return Ok(dev);
+        return Ok((dev, devf));
     }
     Err(MountError::Sys {
         op: "attach loop device",
@@ -411,24 +412,18 @@ pub fn attach_loop(image: &Path) -> Result<PathBuf> {
 
 /// Mounts an ext4 filesystem image through an auto-clearing loop device.
 pub fn mount_loop_ext4(image: &Path, target: &Path) -> Result<PathBuf> {
-    let dev = attach_loop(image)?;
+    let (dev, handle) = attach_loop(image)?;
+    // Until the mount holds the device, our handle keeps autoclear from releasing it; on any
+    // failure, dropping the handle releases it.
     fs::create_dir_all(target).map_err(sys("mkdir", target))?;
-    let r = mount_raw(
+    mount_raw(
         Some(&dev),
         target,
         Some("ext4"),
         libc::MS_NOSUID | libc::MS_NODEV,
         None,
-    );
-    if let Err(e) = r {
-        // With autoclear set and no mount, closing our fds already released the device; clear
-        // explicitly anyway in case the kernel kept it.
-        if let Ok(f) = fs::OpenOptions::new().read(true).open(&dev) {
-            // SAFETY: no pointer argument.
-            unsafe { libc::ioctl(f.as_raw_fd(), LOOP_CLR_FD as _, 0) };
-        }
-        return Err(e);
-    }
+    )?;
+    drop(handle);
     Ok(dev)
 }
 

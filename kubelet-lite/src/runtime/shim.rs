@@ -11,7 +11,8 @@
 //!    (symlinks such as `/bin -> usr/bin` are recreated as symlinks); a system directory that
 //!    must hold a mountPath is an overlay with a tmpfs upper layer, so the mount point is
 //!    created without touching the host; a minimal /dev; a tmpfs /tmp; then the volumes.
-//! 4. `fork`: the child is PID 1 of the new PID namespace. It mounts a fresh /proc,
+//! 4. `fork`: the child is PID 1 of the new PID namespace. It takes its own copy of the mount
+//!    namespace (pivot_root would otherwise move the shim's root too), mounts a fresh /proc,
 //!    `pivot_root`s, drops to the container capability set, sets no_new_privs and execs the
 //!    command (or becomes a pause process). The parent stays outside as the shim: it writes
 //!    the container's stdout/stderr to the log file in CRI format, forwards SIGTERM, and writes
@@ -28,7 +29,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use nix::libc;
 
@@ -184,18 +184,15 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
     let _ = fs::write(dir.join("init.pid"), pid.to_string());
     report(&format!("started {pid}"));
 
-    let log = Arc::new(Mutex::new(
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("open log {}: {e}", log_path.display()))?,
-    ));
-    let t1 = spawn_log_copier(out_r, "stdout", log.clone());
-    let t2 = spawn_log_copier(err_r, "stderr", log);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("open log {}: {e}", log_path.display()))?;
+    // A process that called unshare(CLONE_NEWPID) cannot create threads (EINVAL): copy both
+    // streams with poll(2) on this one thread, until the container's last writer is gone.
+    copy_logs(out_r, err_r, log);
     let (code, signal) = wait_child(pid);
-    let _ = t1.join();
-    let _ = t2.join();
     let tmp = dir.join("exit.tmp");
     let _ = fs::write(&tmp, format!("{code} {}", signal.unwrap_or(0)));
     let _ = fs::rename(&tmp, dir.join("exit"));
@@ -239,48 +236,91 @@ pub fn cri_timestamp(t: std::time::SystemTime) -> String {
     format!("{}.{:09}Z", base.trim_end_matches('Z'), d.subsec_nanos())
 }
 
-fn spawn_log_copier(
+struct LogStream {
     fd: OwnedFd,
-    stream: &'static str,
-    log: Arc<Mutex<fs::File>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut f = fs::File::from(fd);
-        let mut pending: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 16384];
-        let write = |content: &[u8], tag: &str| {
-            let mut line = format!(
-                "{} {stream} {tag} ",
-                cri_timestamp(std::time::SystemTime::now())
-            )
-            .into_bytes();
-            line.extend_from_slice(content);
-            line.push(b'\n');
-            if let Ok(mut l) = log.lock() {
-                let _ = l.write_all(&line);
+    name: &'static str,
+    pending: Vec<u8>,
+    open: bool,
+}
+
+fn write_record(log: &mut fs::File, stream: &str, tag: &str, content: &[u8]) {
+    let mut line = format!(
+        "{} {stream} {tag} ",
+        cri_timestamp(std::time::SystemTime::now())
+    )
+    .into_bytes();
+    line.extend_from_slice(content);
+    line.push(b'\n');
+    let _ = log.write_all(&line);
+}
+
+fn copy_logs(out: OwnedFd, err: OwnedFd, mut log: fs::File) {
+    let mut streams = [
+        LogStream {
+            fd: out,
+            name: "stdout",
+            pending: Vec::new(),
+            open: true,
+        },
+        LogStream {
+            fd: err,
+            name: "stderr",
+            pending: Vec::new(),
+            open: true,
+        },
+    ];
+    let mut buf = vec![0u8; 16384];
+    while streams.iter().any(|s| s.open) {
+        let mut pfds: Vec<libc::pollfd> = streams
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: if s.open { s.fd.as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a valid array of pollfd for the duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
-        };
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+            break;
+        }
+        for (s, p) in streams.iter_mut().zip(&pfds) {
+            if !s.open || p.revents == 0 {
+                continue;
+            }
+            // SAFETY: reading into our buffer from an fd we own.
+            let r = unsafe {
+                libc::read(
+                    s.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
             };
-            pending.extend_from_slice(&buf[..n]);
-            while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-                write(&pending[..i], "F");
-                pending.drain(..=i);
+            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
             }
-            if pending.len() >= 16384 {
-                write(&pending, "P");
-                pending.clear();
+            if r <= 0 {
+                s.open = false;
+                if !s.pending.is_empty() {
+                    write_record(&mut log, s.name, "P", &s.pending);
+                    s.pending.clear();
+                }
+                continue;
+            }
+            s.pending.extend_from_slice(&buf[..r as usize]);
+            while let Some(i) = s.pending.iter().position(|&b| b == b'\n') {
+                write_record(&mut log, s.name, "F", &s.pending[..i]);
+                s.pending.drain(..=i);
+            }
+            if s.pending.len() >= 16384 {
+                write_record(&mut log, s.name, "P", &s.pending);
+                s.pending.clear();
             }
         }
-        if !pending.is_empty() {
-            write(&pending, "P");
-        }
-    })
+    }
 }
 
 fn mkdir_p(p: &Path) -> Result<(), String> {
@@ -564,6 +604,11 @@ fn exec_argv(argv: &[String], env: &[CString]) -> String {
 fn container_init(root: &Path, launch: &ContainerLaunch, out: RawFd, err: RawFd) -> String {
     // SAFETY: prctl with integer arguments: die with the shim.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // pivot_root moves the root of every process of the mount namespace: take a copy of the
+    // shim's namespace first, so the shim keeps the host's view (its state dir, the log file).
+    if let Err(e) = mounter::unshare(libc::CLONE_NEWNS) {
+        return e.to_string();
+    }
     if let Err(e) = mounter::mount_raw(
         Some(Path::new("proc")),
         &root.join("proc"),
