@@ -913,3 +913,22 @@ fn no_new_finalizers_while_deleting() {
         "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/x\"}"
     );
 }
+
+#[test]
+fn pod_create_managed_fields_own_defaults_but_not_admission_additions() {
+    let mut p = pod("web");
+    p["metadata"]["labels"] = json!({"run":"web"});
+    let (p, _) = create("", "pods", p).unwrap();
+    let mf = &p["metadata"]["managedFields"];
+    assert_eq!(mf.as_array().unwrap().len(), 1);
+    assert_eq!(
+        mf[0]["fieldsV1"],
+        json!({"f:metadata":{"f:labels":{".":{},"f:run":{}}},
+            "f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:command":{},"f:image":{},"f:imagePullPolicy":{},
+                    "f:name":{},"f:resources":{},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{},
+                    "f:volumeMounts":{".":{},"k:{\"mountPath\":\"/data\"}":{".":{},"f:mountPath":{},"f:name":{}}}}},
+                "f:dnsPolicy":{},"f:enableServiceLinks":{},"f:restartPolicy":{},"f:schedulerName":{},
+                "f:securityContext":{},"f:terminationGracePeriodSeconds":{},
+                "f:volumes":{".":{},"k:{\"name\":\"data\"}":{".":{},"f:name":{},"f:persistentVolumeClaim":{".":{},"f:claimName":{}}}}}})
+    );
+}

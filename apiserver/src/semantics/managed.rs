@@ -208,7 +208,9 @@ fn walk_to_set(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
             let cf = child_fpath(fpath, k);
             if is_granular_obj(c, &cf) {
                 walk_to_set(c, &cp, &cf, s);
-                if parent_is_map || c.as_object().is_some_and(Map::is_empty) {
+                // Keys of free-form maps are members; struct fields only through their
+                // leaves (SMD v4 `toFieldSet`: an empty struct claims nothing).
+                if parent_is_map {
                     s.insert(cp);
                 }
             } else if is_granular_list(c, &cf) {
@@ -227,43 +229,6 @@ fn walk_to_set(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
     }
 }
 
-/// Every node of `v` (used for added/removed subtrees).
-fn insert_all(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
-    if is_granular_list(v, fpath) {
-        let lt = list_type(fpath);
-        for (i, item) in v.as_array().expect("array").iter().enumerate() {
-            let ip = with(path, item_pe(item, lt, i));
-            s.insert(ip.clone());
-            if lt != ListType::Set {
-                if let Value::Object(m) = item {
-                    for (k, c) in m {
-                        insert_all(
-                            c,
-                            &with(&ip, PE::Field(k.clone())),
-                            &child_fpath(fpath, k),
-                            s,
-                        );
-                    }
-                }
-            }
-        }
-        return;
-    }
-    if !path.is_empty() {
-        s.insert(path.to_vec());
-    }
-    if is_granular_obj(v, fpath) {
-        for (k, c) in v.as_object().expect("object") {
-            insert_all(
-                c,
-                &with(path, PE::Field(k.clone())),
-                &child_fpath(fpath, k),
-                s,
-            );
-        }
-    }
-}
-
 #[derive(Default, Debug)]
 pub struct Comparison {
     pub added: Set,
@@ -271,100 +236,121 @@ pub struct Comparison {
     pub removed: Set,
 }
 
-/// `TypedValue.Compare(old, new)`.
+/// `TypedValue.Compare(old, new)`: leaves (scalars, atomic lists/structs, and maps or lists
+/// empty on both sides) are added/removed/modified; a granular map or list node absent on one
+/// side is itself added/removed (the "post item hook"), which is what puts `.` into fieldsV1.
+/// A `null` counts as present (Go's zero values of non-omitempty fields).
 pub fn compare(old: &Value, new: &Value) -> Comparison {
     let mut c = Comparison::default();
     cmp(Some(old), Some(new), &[], "", &mut c);
     c
 }
 
-fn cmp(o: Option<&Value>, n: Option<&Value>, path: &[PE], fpath: &str, c: &mut Comparison) {
-    let o = o.filter(|v| !v.is_null());
-    let n = n.filter(|v| !v.is_null());
-    match (o, n) {
-        (None, None) => {}
-        (None, Some(n)) => insert_all(n, path, fpath, &mut c.added),
-        (Some(o), None) => insert_all(o, path, fpath, &mut c.removed),
-        (Some(o), Some(n)) => {
-            if is_granular_obj(o, fpath) && is_granular_obj(n, fpath) {
-                let (om, nm) = (o.as_object().expect("obj"), n.as_object().expect("obj"));
-                let keys: BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
-                for k in keys {
-                    cmp(
-                        om.get(k),
-                        nm.get(k),
-                        &with(path, PE::Field(k.clone())),
-                        &child_fpath(fpath, k),
-                        c,
-                    );
-                }
-            } else if is_granular_list(o, fpath) && is_granular_list(n, fpath) {
-                let lt = list_type(fpath);
-                let index = |l: &Value| -> Vec<(PE, Value)> {
-                    l.as_array()
-                        .expect("array")
-                        .iter()
-                        .enumerate()
-                        .map(|(i, it)| (item_pe(it, lt, i), it.clone()))
-                        .collect()
-                };
-                let (oi, ni) = (index(o), index(n));
-                for (pe, ov) in &oi {
-                    let ip = with(path, pe.clone());
-                    match ni.iter().find(|(p, _)| p == pe) {
-                        None => {
-                            c.removed.insert(ip.clone());
-                            if lt != ListType::Set {
-                                insert_fields(ov, &ip, fpath, &mut c.removed);
-                            }
-                        }
-                        Some((_, nv)) => {
-                            if lt != ListType::Set {
-                                if let (Some(om), Some(nm)) = (ov.as_object(), nv.as_object()) {
-                                    let keys: BTreeSet<&String> =
-                                        om.keys().chain(nm.keys()).collect();
-                                    for k in keys {
-                                        cmp(
-                                            om.get(k),
-                                            nm.get(k),
-                                            &with(&ip, PE::Field(k.clone())),
-                                            &child_fpath(fpath, k),
-                                            c,
-                                        );
-                                    }
-                                } else if ov != nv {
-                                    c.modified.insert(ip);
-                                }
-                            }
-                        }
-                    }
-                }
-                for (pe, nv) in &ni {
-                    if !oi.iter().any(|(p, _)| p == pe) {
-                        let ip = with(path, pe.clone());
-                        c.added.insert(ip.clone());
-                        if lt != ListType::Set {
-                            insert_fields(nv, &ip, fpath, &mut c.added);
-                        }
-                    }
-                }
-            } else if o != n {
-                c.modified.insert(path.to_vec());
-            }
-        }
+fn same_shape(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a.filter(|v| !v.is_null()), b.filter(|v| !v.is_null())) {
+        (Some(x), Some(y)) => (x.is_object() && y.is_object()) || (x.is_array() && y.is_array()),
+        _ => true,
     }
 }
 
-fn insert_fields(item: &Value, ip: &[PE], fpath: &str, s: &mut Set) {
-    if let Value::Object(m) = item {
-        for (k, c) in m {
-            insert_all(
-                c,
-                &with(ip, PE::Field(k.clone())),
-                &child_fpath(fpath, k),
-                s,
-            );
+fn leaf(o: Option<&Value>, n: Option<&Value>, path: &[PE], c: &mut Comparison) {
+    if path.is_empty() {
+        return;
+    }
+    match (o, n) {
+        (None, Some(_)) => {
+            c.added.insert(path.to_vec());
         }
+        (Some(_), None) => {
+            c.removed.insert(path.to_vec());
+        }
+        (Some(a), Some(b)) if a != b => {
+            c.modified.insert(path.to_vec());
+        }
+        _ => {}
+    }
+}
+
+fn post(o: Option<&Value>, n: Option<&Value>, path: &[PE], c: &mut Comparison) {
+    if path.is_empty() {
+        return;
+    }
+    if o.is_none() {
+        c.added.insert(path.to_vec());
+    } else if n.is_none() {
+        c.removed.insert(path.to_vec());
+    }
+}
+
+/// The items of a granular list, first occurrence of each path element.
+fn index_items<'a>(l: Option<&'a Value>, lt: ListType) -> Vec<(PE, &'a Value)> {
+    let mut out: Vec<(PE, &Value)> = Vec::new();
+    for (i, it) in l
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let pe = item_pe(it, lt, i);
+        if !out.iter().any(|(p, _)| *p == pe) {
+            out.push((pe, it));
+        }
+    }
+    out
+}
+
+fn cmp(o: Option<&Value>, n: Option<&Value>, path: &[PE], fpath: &str, c: &mut Comparison) {
+    if o.is_none() && n.is_none() {
+        return;
+    }
+    let sample = n.filter(|v| !v.is_null()).or(o.filter(|v| !v.is_null()));
+    if !same_shape(o, n) {
+        return leaf(o, n, path, c);
+    }
+    match sample {
+        Some(v) if is_granular_obj(v, fpath) => {
+            let om = o.and_then(Value::as_object);
+            let nm = n.and_then(Value::as_object);
+            if om.is_none_or(Map::is_empty) && nm.is_none_or(Map::is_empty) {
+                return leaf(o, n, path, c);
+            }
+            let mut keys: Vec<&String> = om.into_iter().flat_map(|m| m.keys()).collect();
+            for k in nm.into_iter().flat_map(|m| m.keys()) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            for k in keys {
+                cmp(
+                    om.and_then(|m| m.get(k)),
+                    nm.and_then(|m| m.get(k)),
+                    &with(path, PE::Field(k.clone())),
+                    &child_fpath(fpath, k),
+                    c,
+                );
+            }
+            post(o, n, path, c);
+        }
+        Some(v) if is_granular_list(v, fpath) => {
+            let lt = list_type(fpath);
+            let (oi, ni) = (index_items(o, lt), index_items(n, lt));
+            if oi.is_empty() && ni.is_empty() {
+                return leaf(o, n, path, c);
+            }
+            let mut pes: Vec<&PE> = oi.iter().map(|(p, _)| p).collect();
+            for (p, _) in &ni {
+                if !pes.contains(&p) {
+                    pes.push(p);
+                }
+            }
+            for pe in pes {
+                let ov = oi.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+                let nv = ni.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+                cmp(ov, nv, &with(path, pe.clone()), fpath, c);
+            }
+            post(o, n, path, c);
+        }
+        _ => leaf(o, n, path, c),
     }
 }
 
@@ -653,31 +639,67 @@ pub fn ssa_merge(live: &Value, config: &Value, fpath: &str) -> Value {
             Value::Object(out)
         }
         (Value::Array(l), Value::Array(r)) if list_type(fpath) != ListType::Atomic => {
+            // SMD's `visitListItems` ordering: live order, with the items both sides share
+            // appearing in the configuration's order and new items where the configuration
+            // puts them.
             let lt = list_type(fpath);
-            let rp: Vec<PE> = r
+            let lhs = index_items(Some(live), lt);
+            let rhs = index_items(Some(config), lt);
+            let in_rhs = |pe: &PE| rhs.iter().any(|(p, _)| p == pe);
+            let in_lhs = |pe: &PE| lhs.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+            let mut shared: std::collections::VecDeque<&PE> = rhs
                 .iter()
-                .enumerate()
-                .map(|(i, it)| item_pe(it, lt, i))
+                .map(|(p, _)| p)
+                .filter(|p| in_lhs(p).is_some())
                 .collect();
-            let mut out = Vec::new();
-            let mut used = vec![false; r.len()];
-            for (i, it) in l.iter().enumerate() {
-                let pe = item_pe(it, lt, i);
-                match rp.iter().position(|p| *p == pe) {
-                    Some(j) => {
-                        used[j] = true;
-                        out.push(if lt == ListType::Set {
-                            it.clone()
-                        } else {
-                            ssa_merge(it, &r[j], fpath)
-                        });
-                    }
-                    None => out.push(it.clone()),
+            let mut next_shared = shared.pop_front();
+            let mut merged: Vec<&PE> = Vec::new();
+            let item = |lv: Option<&Value>, rv: Option<&Value>| -> Value {
+                match (lv, rv) {
+                    (Some(a), Some(b)) if lt != ListType::Set => ssa_merge(a, b, fpath),
+                    (_, Some(b)) => b.clone(),
+                    (Some(a), None) => a.clone(),
+                    (None, None) => Value::Null,
                 }
-            }
-            for (j, it) in r.iter().enumerate() {
-                if !used[j] {
-                    out.push(it.clone());
+            };
+            let mut out = Vec::new();
+            let (mut li, mut ri) = (0, 0);
+            while li < lhs.len() || ri < rhs.len() {
+                if li < lhs.len() && ri < rhs.len() {
+                    let pe = &lhs[li].0;
+                    if *pe == rhs[ri].0 {
+                        out.push(item(Some(lhs[li].1), Some(rhs[ri].1)));
+                        merged.push(pe);
+                        li += 1;
+                        ri += 1;
+                        next_shared = shared.pop_front();
+                        continue;
+                    }
+                    if in_rhs(pe) && next_shared.is_some_and(|n| n != pe) {
+                        li += 1;
+                        continue;
+                    }
+                }
+                if li < lhs.len() {
+                    let pe = &lhs[li].0;
+                    if !in_rhs(pe) {
+                        out.push(lhs[li].1.clone());
+                        li += 1;
+                        continue;
+                    }
+                    if merged.contains(&pe) {
+                        li += 1;
+                        continue;
+                    }
+                }
+                if ri < rhs.len() {
+                    let pe = &rhs[ri].0;
+                    out.push(item(in_lhs(pe), Some(rhs[ri].1)));
+                    merged.push(pe);
+                    ri += 1;
+                    if next_shared == Some(pe) {
+                        next_shared = shared.pop_front();
+                    }
                 }
             }
             Value::Array(out)

@@ -306,11 +306,14 @@ fn schema_prune(
     })
 }
 
-/// The empty object kube-apiserver's field manager compares a creation against (Go zero
-/// values of non-pointer structs serialize as `{}`, so they are not "added").
+/// The empty object kube-apiserver's field manager compares a creation against: the Go zero
+/// value as unstructured JSON (non-pointer structs are `{}`, non-omitempty slices `null`), so
+/// those nodes count as present and never get a `.` in fieldsV1.
 fn skeleton(info: &ResourceInfo) -> Value {
     match info.kind {
-        "Pod" | "PersistentVolume" | "Node" | "Namespace" => {
+        // PodSpec.containers has no omitempty: Go writes `"containers": null`.
+        "Pod" => json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
+        "PersistentVolume" | "Node" | "Namespace" => {
             json!({"metadata": {}, "spec": {}, "status": {}})
         }
         "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {"resources": {}}, "status": {}}),
