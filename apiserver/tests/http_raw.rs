@@ -124,6 +124,33 @@ async fn auth_version_discovery_openapi() {
         json!(["sc"])
     );
     assert_eq!(find(&storage, "csistoragecapacities")["namespaced"], true);
+    // Aggregated discovery when asked for (kubectl 1.33 asks first).
+    let accept =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let r = s
+        .req_full("GET", "/apis", None, vec![], true, &[("accept", accept)])
+        .await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    );
+    let agg = r.json();
+    assert_eq!(agg["items"][1]["metadata"]["name"], "storage.k8s.io");
+    let r = s
+        .req_full("GET", "/api", None, vec![], true, &[("accept", accept)])
+        .await
+        .json();
+    let res = r["items"][0]["versions"][0]["resources"]
+        .as_array()
+        .unwrap();
+    let pods = res.iter().find(|x| x["resource"] == "pods").unwrap();
+    assert_eq!(pods["scope"], "Namespaced");
+    assert_eq!(pods["responseKind"]["kind"], "Pod");
+    assert!(pods["subresources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["subresource"] == "exec"));
     // OpenAPI v3: every patchable kind with the fieldValidation parameter.
     let root = s.get("/openapi/v3").await.json();
     let url = root["paths"]["api/v1"]["serverRelativeURL"]

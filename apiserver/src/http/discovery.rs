@@ -1,9 +1,9 @@
-//! Legacy discovery (`/api`, `/api/v1`, `/apis`, `/apis/<g>`, `/apis/<g>/<v>`) and the small
-//! OpenAPI v3 documents kubectl's `--validate=strict` needs (protocol §3, §4).
+//! Discovery (`/api`, `/api/v1`, `/apis`, `/apis/<g>`, `/apis/<g>/<v>`) and the small OpenAPI
+//! v3 documents kubectl's `--validate=strict` needs (protocol §3, §4).
 //!
-//! Aggregated discovery (v2) is not offered: kubectl falls back to the legacy documents when the
-//! response Content-Type is plain `application/json`, which costs one request per group-version
-//! on a cold cache only.
+//! `/api` and `/apis` answer in aggregated form (apidiscovery.k8s.io/v2, one request for all
+//! resources) when the Accept header asks for it, as kubectl 1.33 does first; otherwise in the
+//! legacy form, after which clients fetch each group-version document.
 
 use serde_json::{json, Value};
 
@@ -164,4 +164,79 @@ pub fn openapi_gv(group: &str, version: &str) -> Option<Value> {
         "paths": paths,
         "components": {"schemas": {}},
     }))
+}
+
+/// The media type of aggregated discovery responses; kubectl decides by it.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the Accept header asks for aggregated discovery v2 (kubectl 1.33 offers it first).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|alt| {
+        let params: Vec<&str> = alt.split(';').map(str::trim).collect();
+        params.first() == Some(&"application/json")
+            && params.contains(&"as=APIGroupDiscoveryList")
+            && params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+    })
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let kind = |k: &str| json!({"group": r.group, "version": r.version, "kind": k});
+    let mut v = json!({
+        "resource": r.name,
+        "responseKind": kind(r.kind),
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs,
+    });
+    if !r.short_names.is_empty() {
+        v["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        v["categories"] = json!(r.categories);
+    }
+    if !r.subresources.is_empty() {
+        let subs: Vec<Value> = r
+            .subresources
+            .iter()
+            .map(|s| json!({"subresource": s.name, "responseKind": kind(s.kind), "verbs": s.verbs}))
+            .collect();
+        v["subresources"] = json!(subs);
+    }
+    v
+}
+
+fn aggregated_group(name: Option<&str>, group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = of_group_version(group, version)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| aggregated_resource(r))
+        .collect();
+    let metadata = match name {
+        Some(n) => json!({"name": n, "creationTimestamp": null}),
+        None => json!({"creationTimestamp": null}),
+    };
+    json!({
+        "metadata": metadata,
+        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
+    })
+}
+
+/// Aggregated discovery for `/api` (`core = true`) or `/apis`.
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![aggregated_group(None, "", "v1")]
+    } else {
+        GROUPS
+            .iter()
+            .map(|(g, v)| aggregated_group(Some(g), g, v))
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
 }

@@ -18,7 +18,8 @@
 //!                    metrics, `/version`, health, `/metrics`, OpenAPI, then [`route`].
 //! - `route`        — parses `/api…`/`/apis…` paths into discovery routes or a resource target.
 //! - `resources`    — the table of served resources (discovery values of a real v1.33 server).
-//! - `discovery`    — legacy discovery documents and the OpenAPI v3 documents for `--validate`.
+//! - `discovery`    — discovery (aggregated v2 when asked for, else legacy) and the OpenAPI v3
+//!                    documents for `--validate`.
 //! - `rest`         — create/get/list/update/patch/delete/deletecollection, binding, the pod and
 //!                    namespace deletion rules, generateName, Table/PartialObjectMetadata output.
 //! - `watch`        — chunked NDJSON watch streams (initial ADDED, bookmarks, 410 ERROR).
@@ -451,7 +452,31 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
             return r;
         }
     };
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let aggregated = discovery::wants_aggregated(accept);
     let discovery_doc = match &route {
+        route::Route::ApiVersions | route::Route::ApiGroups if aggregated => {
+            let doc = discovery::aggregated(matches!(route, route::Route::ApiVersions));
+            let mut r = json_response(StatusCode::OK, &doc);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, private"),
+            );
+            r.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            state
+                .metrics
+                .observe("GET", "", "", "", 200, Some(started.elapsed()));
+            return r;
+        }
         route::Route::ApiVersions => Some(Ok(discovery::api_versions(&state.server_address))),
         route::Route::ApiGroups => Some(Ok(discovery::api_group_list())),
         route::Route::ApiGroup(g) => {
