@@ -361,6 +361,26 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
         )
         .await;
     assert_eq!(r.status, 404);
+    // PUT creates an absent lease (AllowCreateOnUpdate), but not an absent PV.
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "node-1"}, "spec": {"holderIdentity": "node-1"}});
+    let r = s
+        .send(
+            "PUT",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-1",
+            "application/json",
+            &lease.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = s
+        .send(
+            "PUT",
+            "/api/v1/persistentvolumes/absent",
+            "application/json",
+            &pv("absent").to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 404);
     // Merge patch.
     let r = s
         .send(

@@ -886,6 +886,14 @@ async fn write_update(
     }
 }
 
+/// Registries whose PUT creates an absent object (kube-apiserver's `AllowCreateOnUpdate`).
+fn allow_create_on_update(r: &Resource) -> bool {
+    matches!(
+        (r.group, r.name),
+        ("", "events") | ("events.k8s.io", "events") | ("coordination.k8s.io", "leases")
+    )
+}
+
 async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
     let r = ctx.r();
     let name = ctx.t.name.clone().unwrap_or_default();
@@ -904,8 +912,28 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         ),
     };
     for _ in 0..MAX_RETRIES {
-        let old = st_get(&ctx.state, &ctx.key(&name))
-            .ok_or_else(|| ApiError::not_found(r.group, r.name, &name))?;
+        let Some(old) = st_get(&ctx.state, &ctx.key(&name)) else {
+            // Events and leases are created by PUT when absent (AllowCreateOnUpdate upstream).
+            if allow_create_on_update(r) && ctx.t.subresource.is_none() && pinned.is_none() {
+                let body_name = meta_str(&obj, "name").to_string();
+                if !body_name.is_empty() && body_name != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                meta_mut(&mut obj).insert("name".into(), json!(name));
+                match create_object(ctx, obj.clone(), &opts).await {
+                    Ok((stored, warnings)) => {
+                        let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+                        add_warnings(&mut resp, &warnings);
+                        return Ok(resp);
+                    }
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(ApiError::not_found(r.group, r.name, &name));
+        };
         if let Some(p) = pinned {
             if rv_of(&old) != Some(p) {
                 return Err(ApiError::conflict(r.group, r.name, &name));
