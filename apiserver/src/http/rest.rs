@@ -836,9 +836,14 @@ async fn write_update(
     let sub = ctx.t.subresource.as_deref();
     let warnings = semantics::prepare_update(r.group, r.name, sub, old, &mut new, opts)?;
     let old_rv = rv_of(old).unwrap_or(0);
-    let finishing = old
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
+    // The update that removes the last finalizer of an object being deleted deletes it
+    // (kube-apiserver's shouldDeleteDuringUpdate). A Terminating namespace instead goes when
+    // its contents are gone (the namespace finalizer in `background`).
+    let is_namespace = r.group.is_empty() && r.name == "namespaces";
+    let finishing = !is_namespace
+        && old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
         && finalizers_of(&new).is_empty()
         && old
             .pointer("/metadata/deletionGracePeriodSeconds")
