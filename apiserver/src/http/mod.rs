@@ -165,7 +165,16 @@ impl ServerHandle {
     /// Graceful shutdown: stop accepting, end open watches, let running requests finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
-        let _ = self.task.await;
+        let mut task = self.task;
+        // Watches and followed logs end on the signal; a client that keeps an idle connection
+        // open must not hold the process hostage.
+        if tokio::time::timeout(Duration::from_secs(10), &mut task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("API server connections still open after 10s; stopping anyway");
+            task.abort();
+        }
     }
 
     /// Waits until the server stops (after [`ServerHandle::shutdown`] from elsewhere, or a

@@ -12,7 +12,8 @@ const MAGIC: &[u8] = b"k8s\x00";
 
 /// One field of a protobuf message: (number, payload).
 enum Field<'a> {
-    Varint(u64),
+    /// Varints are skipped: none of the decoded fields is one.
+    Varint,
     Bytes(&'a [u8]),
 }
 
@@ -37,7 +38,10 @@ fn fields(b: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
         let key = varint(b, &mut i)?;
         let (num, wire) = (key >> 3, key & 7);
         match wire {
-            0 => out.push((num, Field::Varint(varint(b, &mut i)?))),
+            0 => {
+                varint(b, &mut i)?;
+                out.push((num, Field::Varint));
+            }
             1 => i += 8,
             2 => {
                 let len = varint(b, &mut i)? as usize;
@@ -55,7 +59,7 @@ fn fields(b: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
 fn string(f: &Field<'_>) -> Option<String> {
     match f {
         Field::Bytes(b) => String::from_utf8(b.to_vec()).ok(),
-        Field::Varint(_) => None,
+        Field::Varint => None,
     }
 }
 

@@ -12,7 +12,8 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use http_body_util::Empty;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
@@ -180,7 +181,14 @@ const UPGRADE_HEADERS: &[&str] = &[
 ];
 
 /// GET the kubelet's log stream and pass its response (status, body) through as a stream.
-pub async fn proxy_log(port: u64, path: &str, token: &str) -> Result<Response, ApiError> {
+/// A followed log ends when the server shuts down (`shutdown` flips to true), so graceful
+/// shutdown never waits on a `kubectl logs -f`.
+pub async fn proxy_log(
+    port: u64,
+    path: &str,
+    token: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Response, ApiError> {
     let mut sender = connect(port).await?;
     let req = Request::builder()
         .method(Method::GET)
@@ -200,7 +208,10 @@ pub async fn proxy_log(port: u64, path: &str, token: &str) -> Result<Response, A
     } else {
         out = out.header(header::CONTENT_TYPE, "text/plain");
     }
-    out.body(Body::new(body))
+    let stream = body.into_data_stream().take_until(async move {
+        let _ = shutdown.wait_for(|v| *v).await;
+    });
+    out.body(Body::from_stream(stream))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 

@@ -1589,7 +1589,7 @@ async fn log(ctx: &Ctx) -> Result<Response, ApiError> {
     };
     let ns = meta_str(&pod, "namespace");
     let path = proxy::log_path(ns, meta_str(&pod, "name"), &container, &ctx.q);
-    proxy::proxy_log(port, &path, &ctx.state.token).await
+    proxy::proxy_log(port, &path, &ctx.state.token, ctx.state.shutdown.clone()).await
 }
 
 async fn exec(
