@@ -691,6 +691,15 @@ impl SyncLoop {
                 match self.states.get_mut(uid) {
                     Some(s) => s.handle_pod(p.clone()),
                     None => {
+                        // A pod that already ended (Succeeded/Failed, e.g. stopped by a node
+                        // shutdown) is not run again; it only needs its deletion finished.
+                        let terminal = matches!(
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                            Some("Succeeded") | Some("Failed")
+                        );
+                        if terminal && p.metadata.deletion_timestamp.is_none() {
+                            continue;
+                        }
                         let mut s = PodState::new(p.clone(), now);
                         self.first_seen.insert(uid.clone(), now);
                         // A restarted kubelet adopts the containers that still run.

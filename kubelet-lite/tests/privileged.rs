@@ -211,6 +211,59 @@ async fn exec(
     )
 }
 
+/// exec with a TTY: sends a resize, then `input`; returns (output, status JSON).
+async fn exec_tty(
+    port: u16,
+    pod: &str,
+    container: &str,
+    argv: &[&str],
+    input: &[u8],
+) -> (String, serde_json::Value) {
+    let mut q: Vec<String> = argv
+        .iter()
+        .map(|a| {
+            format!(
+                "command={}",
+                form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    q.extend(["stdin=true".into(), "stdout=true".into(), "tty=true".into()]);
+    let url = format!(
+        "ws://127.0.0.1:{port}/exec/default/{pod}/{container}?{}",
+        q.join("&")
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    let mut resize = vec![4u8];
+    resize.extend_from_slice(br#"{"Width":100,"Height":24}"#);
+    ws.send(Message::Binary(resize.into())).await.unwrap();
+    let mut f = vec![0u8];
+    f.extend_from_slice(input);
+    ws.send(Message::Binary(f.into())).await.unwrap();
+    let (mut out, mut status) = (Vec::new(), serde_json::Value::Null);
+    while let Some(m) = ws.next().await {
+        match m {
+            Ok(Message::Binary(b)) if !b.is_empty() => match b[0] {
+                1 => out.extend_from_slice(&b[1..]),
+                3 => status = serde_json::from_slice(&b[1..]).unwrap(),
+                _ => {}
+            },
+            Ok(Message::Close(_)) | Err(_) => break,
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), status)
+}
+
 async fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -467,6 +520,92 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     assert!(out.contains("tmpfs") && out.contains("size=8192k"), "{out}");
 
     // A pod without a command runs a pause process, and says so.
+    // exec -t: a shell on a pty, resized, fed through stdin.
+    let (out, status) = exec_tty(
+        port,
+        "web",
+        "app",
+        &["/bin/sh"],
+        b"stty size; echo tty-$((1+1)); exit 0\n",
+    )
+    .await;
+    assert_eq!(status["status"], "Success", "{status}");
+    assert!(out.contains("24 100"), "resize applied: {out:?}");
+    assert!(out.contains("tty-2"), "{out:?}");
+
+    // logs -f streams until the container ends.
+    let counter: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "counter"},
+        "spec": {"nodeName": "node-1", "restartPolicy": "Never",
+                 "containers": [{"name": "c", "image": "x", "command": ["/bin/sh", "-c", "echo one; sleep 0.3; echo two"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &counter).await.unwrap();
+    wait_for("counter started", 20, || async {
+        let p = pods.get_opt("counter").await.ok()??;
+        let cs = p.status?.container_statuses?;
+        cs[0].container_id.as_ref().map(|_| ())
+    })
+    .await;
+    let (code, body) = http_get(
+        port,
+        "/containerLogs/default/counter/c?follow=true",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(body.contains("one") && body.contains("two"), "{body:?}");
+    let done = wait_phase(&pods, "counter", "Succeeded").await;
+    let cs = &done.status.unwrap().container_statuses.unwrap()[0];
+    assert_eq!(
+        cs.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("Completed")
+    );
+
+    // A local PV whose path does not exist yet: FailedMount with Kubernetes' message, retried,
+    // and the pod starts once the disk appears.
+    bind_claim(&c, "pv-vol9", "/mnt/disks/vol9", "node-1", "claim9").await;
+    let waiter: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "waiter"},
+        "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 1,
+                 "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "claim9"}}],
+                 "containers": [{"name": "w", "image": "x", "command": ["sleep", "1000"],
+                                 "volumeMounts": [{"name": "v", "mountPath": "/data"}]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &waiter).await.unwrap();
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    wait_for("FailedMount", 20, || async {
+        let l = events.list(&Default::default()).await.ok()?;
+        l.items.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedMount")
+                && e.message.as_deref()
+                    == Some("MountVolume.NewMounter initialization failed for volume \"pv-vol9\" : path \"/mnt/disks/vol9\" does not exist")
+        })
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        pods.get("waiter")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Pending")
+    );
+    let o = c.cli(&["disk", "add", "node-1", "vol9", "--size", "4Mi"]);
+    assert!(o.status.success());
+    wait_phase(&pods, "waiter", "Running").await;
+
     let pause: Pod = serde_json::from_value(json!({
         "metadata": {"name": "nginx"},
         "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 1,
@@ -485,7 +624,6 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     .await;
     assert_eq!(status["status"], "Success");
     assert_eq!(out, "inside\npause\n");
-    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
     wait_for("NoCommand, Created and Started events", 10, || async {
         let l = events.list(&Default::default()).await.ok()?;
         let has = |r: &str| {
@@ -513,7 +651,7 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     ]);
     let mi = String::from_utf8_lossy(&o.stdout);
     assert!(
-        !mi.contains("kubernetes.io~local-volume"),
+        !mi.contains("kubernetes.io~local-volume/pv-vol1"),
         "pod mounts remain: {mi}"
     );
     let o = c.cli(&["node", "exec", "node-1", "--", "ls", "/mnt/disks/vol1"]);
@@ -532,7 +670,7 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     let (code, metrics) = http_get(port, "/metrics", Some(TOKEN)).await;
     assert_eq!(code, 200);
     assert!(
-        metrics.contains("kubelet_started_containers_total{node=\"node-1\"} 2"),
+        metrics.contains("kubelet_started_containers_total{node=\"node-1\"} 4"),
         "{metrics}"
     );
 
@@ -614,7 +752,8 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "sleeper"},
-        "spec": {"nodeName": "node-2", "containers": [{"name": "s", "image": "x", "command": ["sleep", "1000"]}]}
+        "spec": {"nodeName": "node-2", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "s", "image": "x", "command": ["sleep", "1000"]}]}
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -624,6 +763,60 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
     assert!(
         before.len() >= 3,
         "init, kubelet, shim, container: {before:?}"
+    );
+
+    // The kubelet process crashes: init starts a new one, which adopts the running container.
+    let cdir = c
+        .data()
+        .join("nodes/node-2/containers")
+        .join(pods.get("sleeper").await.unwrap().metadata.uid.unwrap());
+    let cinit: i32 = std::fs::read_to_string(cdir.join("s/init.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let kubelet_pid = || -> Option<i32> {
+        std::fs::read_to_string(format!(
+            "/proc/{}/task/{}/children",
+            init.init_pid, init.init_pid
+        ))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+    };
+    let old = kubelet_pid().expect("kubelet is init's child");
+    // SAFETY: SIGKILL to the node's kubelet process, found through its init.
+    unsafe { nix::libc::kill(old, nix::libc::SIGKILL) };
+    wait_for("new kubelet", 20, || async {
+        kubelet_pid().filter(|p| *p != old)
+    })
+    .await;
+    let new_port = wait_for("new kubelet serving", 20, || async {
+        let p: u16 = std::fs::read_to_string(c.data().join("nodes/node-2/kubelet.port"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let (code, _) = http_get(p, "/healthz", None).await;
+        (code == 200).then_some(p)
+    })
+    .await;
+    let (out, _, status) = wait_for("exec after adoption", 20, || async {
+        let r = exec(new_port, "sleeper", "s", &["cat", "/proc/1/comm"], None).await;
+        (r.2["status"] == "Success").then_some(r)
+    })
+    .await;
+    assert_eq!(out, "sleep\n", "{status}");
+    assert!(
+        Path::new(&format!("/proc/{cinit}")).exists(),
+        "the container survived the kubelet crash"
+    );
+    let p = pods.get("sleeper").await.unwrap();
+    assert_eq!(
+        p.status.unwrap().container_statuses.unwrap()[0].restart_count,
+        0
     );
 
     let o = c.cli(&["node", "kill", "node-2"]);
