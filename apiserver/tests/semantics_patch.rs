@@ -198,7 +198,8 @@ fn strategic_merge_lists_by_merge_key() {
         doc,
         json!({"spec":{"containers":[{"name":"a","ports":[{"containerPort":80,"name":"web"},{"containerPort":443}],
             "volumeMounts":[{"name":"v","mountPath":"/a"},{"name":"v","mountPath":"/b","readOnly":true}]}],
-            "volumes":[{"name":"v","emptyDir":{}},{"name":"w","emptyDir":{}}]}})
+            // New items of a merge list come first (upstream's normalizeElementOrder).
+            "volumes":[{"name":"w","emptyDir":{}},{"name":"v","emptyDir":{}}]}})
     );
 }
 
@@ -222,7 +223,8 @@ fn strategic_merge_finalizers_are_a_set_tolerations_and_node_selector_terms_repl
     let p = json!({"metadata":{"finalizers":["c/z","a/x"]},"spec":{"tolerations":[{"key":"k2","operator":"Exists"}],
         "nodeAffinity":{"required":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"b","operator":"Exists"}]}]}}}});
     apiserver::semantics::patch::strategic_merge(&mut doc, &p).unwrap();
-    assert_eq!(doc["metadata"]["finalizers"], json!(["a/x", "b/y", "c/z"]));
+    // Union, in patch order, live-only values placed by their live position.
+    assert_eq!(doc["metadata"]["finalizers"], json!(["c/z", "a/x", "b/y"]));
     assert_eq!(
         doc["spec"]["tolerations"],
         json!([{"key":"k2","operator":"Exists"}])

@@ -13,6 +13,7 @@
 //! - `patch`     — JSON merge patch, JSON patch, strategic merge patch.
 //! - `managed`   — managedFields (fieldsV1) and server-side apply (ownership, conflicts).
 //! - `namespace` — the namespace deletion decisions (Terminating, contents, finalizer).
+//! - `events`    — core/v1 ⇄ events.k8s.io/v1 Event conversion (one object, two views).
 //! - this file — the entry points the HTTP layer calls: [`prepare_create`], [`prepare_update`],
 //!   [`apply_patch`], [`kind_of`], plus the request options ([`WriteOptions`],
 //!   [`FieldValidation`], [`PatchType`]).
@@ -28,6 +29,7 @@
 
 pub mod decode;
 pub mod defaults;
+pub mod events;
 pub mod field;
 pub mod managed;
 pub mod meta;

@@ -319,6 +319,20 @@ fn merge_map(
             .collect();
         orig.retain(|k, _| keys.contains(&k.as_str()));
     }
+    // The live lists named by $setElementOrder, before merging (upstream's `serverOrder`).
+    let server_lists: Vec<(String, Vec<Value>)> = patch
+        .keys()
+        .filter_map(|k| k.strip_prefix("$setElementOrder/"))
+        .map(|l| {
+            (
+                l.to_string(),
+                orig.get(l)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
     for (k, v) in patch {
         if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
             continue;
@@ -367,41 +381,64 @@ fn merge_map(
         if let Some(list) = k.strip_prefix("$setElementOrder/") {
             let order = v.as_array().cloned().unwrap_or_default();
             let strategy = list_strategy(&join(path, list));
+            let server = server_lists
+                .iter()
+                .find(|(l, _)| l == list)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or(&[]);
             if let Some(Value::Array(a)) = orig.get_mut(list) {
-                reorder(a, &order, strategy);
+                reorder(a, &order, server, strategy);
             }
         }
     }
     Ok(())
 }
 
-fn item_key<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
-    item.get(key)
-}
-
-fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
-    let pos = |it: &Value| -> Option<usize> {
+/// Upstream's `normalizeElementOrder`: the items named in `order` (sorted by it) and the
+/// server-only items (sorted by their live position) are merged, a server-only item going
+/// before a named one only when both are in the live list and it came first there. So new
+/// items of a merge patch land in front of server-only ones, as kube-apiserver puts them.
+fn reorder(items: &mut Vec<Value>, order: &[Value], server: &[Value], strategy: ListStrategy) {
+    let key = |it: &Value| -> Value {
         match strategy {
-            ListStrategy::MergeByKey(k) => {
-                let kv = item_key(it, k)?;
-                order.iter().position(|o| o.get(k) == Some(kv))
-            }
-            _ => order.iter().position(|o| o == it),
+            ListStrategy::MergeByKey(k) => it.get(k).cloned().unwrap_or(Value::Null),
+            _ => it.clone(),
         }
     };
-    // Items named in the order come first in that order; server-only items keep their
-    // relative order after them.
-    let mut named: Vec<(usize, Value)> = Vec::new();
-    let mut rest: Vec<Value> = Vec::new();
+    let order_keys: Vec<Value> = order.iter().map(key).collect();
+    let server_keys: Vec<Value> = server.iter().map(key).collect();
+    let pos = |keys: &[Value], it: &Value| keys.iter().position(|k| *k == key(it));
+    let mut named: Vec<Value> = Vec::new();
+    let mut server_only: Vec<Value> = Vec::new();
     for it in items.drain(..) {
-        match pos(&it) {
-            Some(p) => named.push((p, it)),
-            None => rest.push(it),
+        if pos(&order_keys, &it).is_some() {
+            named.push(it);
+        } else {
+            server_only.push(it);
         }
     }
-    named.sort_by_key(|(p, _)| *p);
-    items.extend(named.into_iter().map(|(_, v)| v));
-    items.extend(rest);
+    named.sort_by_key(|it| pos(&order_keys, it).unwrap_or(usize::MAX));
+    server_only.sort_by_key(|it| pos(&server_keys, it).unwrap_or(usize::MAX));
+    let (mut i, mut j) = (0, 0);
+    while i < server_only.len() || j < named.len() {
+        let take_left = if i >= server_only.len() {
+            false
+        } else if j >= named.len() {
+            true
+        } else {
+            matches!(
+                (pos(&server_keys, &server_only[i]), pos(&server_keys, &named[j])),
+                (Some(l), Some(r)) if l < r
+            )
+        };
+        if take_left {
+            items.push(server_only[i].clone());
+            i += 1;
+        } else {
+            items.push(named[j].clone());
+            j += 1;
+        }
+    }
 }
 
 fn strip_directives(v: &Value, path: &str) -> Result<Value, ApiError> {
@@ -431,15 +468,20 @@ fn merge_list(orig: Vec<Value>, patch: &[Value], path: &str) -> Result<Vec<Value
     match strategy {
         ListStrategy::Replace => patch.iter().map(|it| strip_directives(it, path)).collect(),
         ListStrategy::MergePrimitives => {
+            // A set union, then `mergeSlice`'s order normalization: the patch's values in
+            // patch order, live-only values interleaved by their live position.
+            let server = orig.clone();
             let mut out = orig;
             for it in patch {
                 if !out.contains(it) {
                     out.push(it.clone());
                 }
             }
+            reorder(&mut out, patch, &server, strategy);
             Ok(out)
         }
         ListStrategy::MergeByKey(key) => {
+            let server = orig.clone();
             let mut out = orig;
             for it in patch {
                 let Some(m) = it.as_object() else {
@@ -462,6 +504,13 @@ fn merge_list(orig: Vec<Value>, patch: &[Value], path: &str) -> Result<Vec<Value
                     _ => out.push(strip_directives(it, path)?),
                 }
             }
+            // `mergeSlice` ends with the same normalization, ordered by the patch itself.
+            let patch_order: Vec<Value> = patch
+                .iter()
+                .filter(|it| it.get("$patch").and_then(Value::as_str) != Some("delete"))
+                .cloned()
+                .collect();
+            reorder(&mut out, &patch_order, &server, strategy);
             Ok(out)
         }
     }
