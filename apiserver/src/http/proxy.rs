@@ -155,7 +155,7 @@ async fn connect(
 ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
         .await
-        .map_err(|e| dial_error(port, e))?;
+        .map_err(|e| connect_error(port, e))?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
