@@ -150,6 +150,16 @@ fn dial_error(port: u64, e: impl std::fmt::Display) -> ApiError {
     ))
 }
 
+/// A failed connect in Go's words (`connect: connection refused`), as kubectl users know it.
+fn connect_error(port: u64, e: std::io::Error) -> ApiError {
+    let why = match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
+        _ => format!("connect: {e}"),
+    };
+    dial_error(port, why)
+}
+
 async fn connect(
     port: u64,
 ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
