@@ -449,6 +449,35 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     assert_eq!(ts.lines().count(), 1, "{ts}");
     assert!(ts.starts_with("20"), "{ts}");
 
+    // The same through the API server's pods/log and pods/exec proxy, with kube-rs.
+    let l = pods
+        .logs(
+            "web",
+            &kube::api::LogParams {
+                container: Some("app".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(l.contains("hello from web"), "{l}");
+    let mut ap = pods
+        .exec(
+            "web",
+            vec!["hostname"],
+            &kube::api::AttachParams::default()
+                .container("app")
+                .stderr(false),
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut ap.stdout().unwrap(), &mut out)
+        .await
+        .unwrap();
+    ap.join().await.unwrap();
+    assert_eq!(out, "web\n");
+
     // The container sees its volume where the image would have had nginx's html directory.
     let (out, _, status) = exec(port, "web", "app", &["ls", "/usr/share/nginx/html"], None).await;
     assert_eq!(status["status"], "Success", "{status}");
@@ -886,10 +915,78 @@ async fn static_provisioner_publishes_mount_points() {
     let pvs: Api<PersistentVolume> = Api::all(c.client.clone());
     let name = kubelet_lite::core::provisioner::pv_name("vol1", "node-3", "local-storage");
     let pv = wait_for("local PV", 20, || async { pvs.get_opt(&name).await.ok()? }).await;
-    let spec = pv.spec.unwrap();
+    let spec = pv.spec.clone().unwrap();
     assert_eq!(spec.capacity.unwrap()["storage"].0, "20Mi");
     assert_eq!(spec.local.unwrap().path, "/mnt/disks/vol1");
     assert_eq!(spec.storage_class_name.as_deref(), Some("local-storage"));
     let l = pvs.list(&Default::default()).await.unwrap();
     assert_eq!(l.items.len(), 1, "only the mount point is published");
+
+    // Released under Delete: the provisioner cleans the disk, deletes the PV and publishes the
+    // same slot again.
+    let o = c.cli(&[
+        "node",
+        "exec",
+        "node-3",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo old > /mnt/disks/vol1/data && mkdir /mnt/disks/vol1/d",
+    ]);
+    assert!(o.status.success());
+    let old_uid = pv.metadata.uid.clone();
+    pvs.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"claimRef": {"name": "gone", "namespace": "default", "uid": "0000"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    pvs.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Released"}})),
+    )
+    .await
+    .unwrap();
+    wait_for("PV deleted or terminating", 20, || async {
+        match pvs.get_opt(&name).await.ok()? {
+            None => Some(()),
+            Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                // No volume controller here: play the pv-protection controller's part.
+                let _ = pvs
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await;
+                None
+            }
+            Some(_) => None,
+        }
+    })
+    .await;
+    let again = wait_for("PV re-created", 20, || async {
+        let p = pvs.get_opt(&name).await.ok()??;
+        (p.metadata.uid != old_uid).then_some(p)
+    })
+    .await;
+    assert_eq!(again.spec.unwrap().local.unwrap().path, "/mnt/disks/vol1");
+    let o = c.cli(&[
+        "node",
+        "exec",
+        "node-3",
+        "--",
+        "ls",
+        "-A",
+        "/mnt/disks/vol1",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "",
+        "the disk was cleaned"
+    );
 }
