@@ -511,5 +511,35 @@ async fn logs_and_exec_are_proxied_to_the_kubelet() {
         r.json()["message"],
         "pod free does not have a host assigned"
     );
+    // A node whose kubelet is not listening: 500 with Go's dial error, like kube-apiserver.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let node2 = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-2"}});
+    assert_eq!(s.post_json("/api/v1/nodes", &node2).await.status, 201);
+    let st = json!({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": closed}}}});
+    s.send(
+        "PATCH",
+        "/api/v1/nodes/node-2/status",
+        "application/merge-patch+json",
+        &st.to_string(),
+    )
+    .await;
+    let lost = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lost"},
+        "spec": {"nodeName": "node-2", "containers": [{"name": "a", "image": "i"}]}});
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/pods", &lost)
+            .await
+            .status,
+        201
+    );
+    let r = s.get("/api/v1/namespaces/default/pods/lost/log").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json()["message"],
+        format!("error dialing backend: dial tcp 127.0.0.1:{closed}: connect: connection refused")
+    );
     s.stop().await;
 }
