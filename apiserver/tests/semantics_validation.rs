@@ -932,3 +932,48 @@ fn pod_create_managed_fields_own_defaults_but_not_admission_additions() {
                 "f:volumes":{".":{},"k:{\"name\":\"data\"}":{".":{},"f:name":{},"f:persistentVolumeClaim":{".":{},"f:claimName":{}}}}}})
     );
 }
+
+#[test]
+fn lab_manifests_are_accepted_strict_without_warnings() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut obj: Value = serde_norway::from_str(&text).unwrap();
+        let (group, resource) = match obj["kind"].as_str().unwrap() {
+            "Pod" => ("", "pods"),
+            "PersistentVolume" => ("", "persistentvolumes"),
+            "PersistentVolumeClaim" => ("", "persistentvolumeclaims"),
+            "StorageClass" => ("storage.k8s.io", "storageclasses"),
+            other => panic!("unexpected kind {other} in {path:?}"),
+        };
+        if resource == "pods" || resource == "persistentvolumeclaims" {
+            obj["metadata"]["namespace"] = json!("default");
+        }
+        let w = prepare_create(group, resource, &mut obj, &opts(FieldValidation::Strict))
+            .unwrap_or_else(|e| panic!("{path:?}: {e:?}"));
+        assert!(w.is_empty(), "{path:?}: {w:?}");
+        seen += 1;
+    }
+    assert_eq!(seen, 4);
+}
+
+#[test]
+fn pv_host_path_takes_no_mount_options() {
+    let mut pv = local_pv("p");
+    let s = pv["spec"].as_object_mut().unwrap();
+    s.remove("local");
+    s.remove("nodeAffinity");
+    s.insert("hostPath".into(), json!({"path":"/tmp/x"}));
+    s.insert("mountOptions".into(), json!(["ro"]));
+    let e = create_err("", "persistentvolumes", pv);
+    assert_eq!(
+        causes(&e),
+        vec![(
+            "FieldValueForbidden".into(),
+            "spec.mountOptions".into(),
+            "Forbidden: may not specify mount options for this volume type".into()
+        )]
+    );
+}

@@ -349,6 +349,38 @@ pub fn pv_spec(spec: &Value, e: &mut Errs) {
     if n == 0 {
         e.push(FieldError::required(p, "must specify a volume type"));
     }
+    // `checkMountOption`: only these sources take mount options.
+    const MOUNTABLE: &[&str] = &[
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "glusterfs",
+        "nfs",
+        "rbd",
+        "quobyte",
+        "iscsi",
+        "cinder",
+        "cephfs",
+        "azureFile",
+        "vsphereVolume",
+        "azureDisk",
+        "photonPersistentDisk",
+        "local",
+        "csi",
+        "fc",
+        "scaleIO",
+        "storageos",
+        "flexVolume",
+        "portworxVolume",
+    ];
+    if n > 0
+        && !MOUNTABLE.iter().any(|k| get(spec, k).is_some())
+        && !arr(spec, "mountOptions").is_empty()
+    {
+        e.push(FieldError::forbidden(
+            "spec.mountOptions",
+            "may not specify mount options for this volume type",
+        ));
+    }
     if let Some(hp) = get(spec, "hostPath") {
         let clean = s(hp, "path").trim_end_matches('/');
         if clean.is_empty() && s(hp, "path").starts_with('/') && policy == "Recycle" {
