@@ -755,7 +755,11 @@ async fn events_expire_after_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_stream_framing_and_metrics() {
-    let s = start().await;
+    let s = start_with(Options {
+        bookmark_interval: Some(Duration::from_millis(100)),
+        ..Options::default()
+    })
+    .await;
     assert_eq!(
         s.post_json("/api/v1/persistentvolumes", &pv("w1"))
             .await
@@ -798,6 +802,37 @@ async fn watch_stream_framing_and_metrics() {
         .collect();
     assert_eq!(lines.len(), 1, "{}", r.text());
     assert_eq!(lines[0]["object"]["metadata"]["name"], "w2");
+    // Bookmarks (asked for) carry only kind, apiVersion and the revision; the WatchList
+    // protocol ends its initial events with the annotated bookmark.
+    let r = s.get("/api/v1/persistentvolumes?watch=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1").await;
+    let lines: Vec<Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[1]["type"], "ADDED");
+    assert_eq!(lines[2]["type"], "BOOKMARK", "{}", r.text());
+    assert_eq!(
+        lines[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert!(
+        lines[3..].iter().any(|l| l["type"] == "BOOKMARK"),
+        "periodic bookmark: {}",
+        r.text()
+    );
+    let b = &lines[3]["object"];
+    assert_eq!(
+        (b["kind"].as_str(), b["apiVersion"].as_str()),
+        (Some("PersistentVolume"), Some("v1"))
+    );
+    assert!(b["metadata"]["resourceVersion"].is_string() && b.get("spec").is_none());
+    // Without allowWatchBookmarks, none.
+    let r = s
+        .get("/api/v1/persistentvolumes?watch=1&resourceVersion=0&timeoutSeconds=1")
+        .await;
+    assert!(!r.text().contains("BOOKMARK"));
     // Metrics.
     let m = s.get("/metrics").await.text();
     assert!(m.contains("apiserver_request_total{code=\"201\",group=\"\",resource=\"persistentvolumes\",subresource=\"\",verb=\"POST\"} 2"), "{m}");

@@ -974,7 +974,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
             format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
         )
     })?;
-    let mut opts = ctx.write_options()?;
+    let opts = ctx.write_options()?;
     if pt == PatchType::Apply && opts.field_manager.is_none() {
         return Err(ApiError::bad_request(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -986,9 +986,6 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
             "Invalid",
             "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
         ));
-    }
-    if opts.field_manager.is_none() {
-        opts.field_manager = Some(ctx.actor.clone());
     }
     for _ in 0..MAX_RETRIES {
         let current = st_get(&ctx.state, &ctx.key(&name));

@@ -24,20 +24,12 @@ pub struct TestServer {
     pub store: Store,
 }
 
+#[derive(Default)]
 pub struct Options {
     pub watch_window_events: Option<usize>,
     pub event_ttl: Option<Duration>,
     pub reaper_interval: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            watch_window_events: None,
-            event_ttl: None,
-            reaper_interval: None,
-        }
-    }
+    pub bookmark_interval: Option<Duration>,
 }
 
 pub async fn start() -> TestServer {
@@ -52,6 +44,9 @@ pub async fn start_with(o: Options) -> TestServer {
             max_age: Duration::from_secs(300),
             max_events: n,
         };
+    }
+    if let Some(b) = o.bookmark_interval {
+        cfg.bookmark_interval = b;
     }
     let store = Store::open(cfg).expect("open store");
     let mut sc = ServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN, store.clone());
