@@ -1,5 +1,6 @@
 //! Server-side apply and managedFields through `apiserver::semantics`, as the HTTP layer
 //! drives them: `apply_patch(.., Apply, ..)` then `prepare_create` / `prepare_update`.
+#![allow(clippy::result_large_err)]
 
 use apiserver::semantics::{
     apply_patch, prepare_create, prepare_update, FieldValidation, PatchType, WriteOptions,

@@ -1,5 +1,6 @@
 //! The PATCH family through `apiserver::semantics::apply_patch` + `prepare_update`, with the
 //! bodies kubectl sends (kubectl-protocol.md §7.9/§7.10) and expected JSON results.
+#![allow(clippy::result_large_err)]
 
 use apiserver::semantics::{
     apply_patch, prepare_create, prepare_update, FieldValidation, PatchType, WriteOptions,

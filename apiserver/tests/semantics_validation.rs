@@ -1,5 +1,6 @@
 //! Validation, defaulting and unknown-field handling of `apiserver::semantics`, one test per
 //! rule, with kube-apiserver v1.33's messages and field paths.
+#![allow(clippy::result_large_err)]
 
 use apiserver::semantics::{prepare_create, prepare_update, FieldValidation, WriteOptions};
 use apiserver::status::ApiError;

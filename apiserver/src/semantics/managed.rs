@@ -283,7 +283,7 @@ fn post(o: Option<&Value>, n: Option<&Value>, path: &[PE], c: &mut Comparison) {
 }
 
 /// The items of a granular list, first occurrence of each path element.
-fn index_items<'a>(l: Option<&'a Value>, lt: ListType) -> Vec<(PE, &'a Value)> {
+fn index_items(l: Option<&Value>, lt: ListType) -> Vec<(PE, &Value)> {
     let mut out: Vec<(PE, &Value)> = Vec::new();
     for (i, it) in l
         .and_then(Value::as_array)

@@ -6,17 +6,18 @@
 //! round-trip. No tokio, no clock (the write time arrives in [`WriteOptions::now`]), no I/O.
 //!
 //! # Layout
-//! - `decode`    — schema walk of a body against the v1.33 `k8s-openapi` types: unknown
-//!                 fields, type errors, quantities (no lossy round-trip).
-//! - `defaults`  — scheme defaulting and the defaulting admission plugins.
+//! - `decode` — schema walk of a body against the v1.33 `k8s-openapi` types: unknown fields,
+//!   type errors, quantities (no lossy round-trip).
+//! - `defaults` — scheme defaulting and the defaulting admission plugins.
 //! - `validate`, `meta`, `field`, `quantity` — per-kind validation with upstream's messages.
-//! - `patch`     — JSON merge patch, JSON patch, strategic merge patch.
-//! - `managed`   — managedFields (fieldsV1) and server-side apply (ownership, conflicts).
+//! - `patch` — JSON merge patch, JSON patch, strategic merge patch.
+//! - `managed` — managedFields (fieldsV1) and server-side apply (ownership, conflicts).
 //! - `namespace` — the namespace deletion decisions (Terminating, contents, finalizer).
-//! - `events`    — core/v1 ⇄ events.k8s.io/v1 Event conversion (one object, two views).
-//! - this file — the entry points the HTTP layer calls: [`prepare_create`], [`prepare_update`],
-//!   [`apply_patch`], [`kind_of`], plus the request options ([`WriteOptions`],
-//!   [`FieldValidation`], [`PatchType`]).
+//! - `events` — core/v1 ⇄ events.k8s.io/v1 Event conversion (one object, two views).
+//! - this file — the entry points the HTTP layer calls: [`prepare_create`],
+//!   [`prepare_update`], [`apply_patch`] / [`apply_patch_sub`], [`kind_of`] /
+//!   [`resource_info`], [`bind_pod`], [`admit_default_storage_class`], plus the request
+//!   options ([`WriteOptions`], [`FieldValidation`], [`PatchType`]).
 //!
 //! # Call sequence (HTTP layer)
 //! - POST: `prepare_create(group, resource, &mut body, &opts)` → warnings; then the store
@@ -24,8 +25,15 @@
 //! - PUT: `prepare_update(group, resource, sub, &stored, &mut body, &opts)`.
 //! - PATCH: `let new = apply_patch(group, resource, Some(&stored), ty, body, &opts)?;` then
 //!   `prepare_update(.., &stored, &mut new, ..)`. For `PatchType::Apply` on an absent object:
-//!   `apply_patch(.., None, Apply, ..)` then `prepare_create(.., &mut new, ..)` (which sees
-//!   the Apply operation through `opts` and records an Apply managedFields entry).
+//!   `apply_patch(.., None, Apply, ..)` then `prepare_create(.., &mut new, ..)`. The apply
+//!   result already carries its Apply managedFields entry (stamped with `opts.now`), which
+//!   `prepare_create`/`prepare_update` recognise, so they record no Update entry on top.
+//! - PATCH of `/status` with server-side apply: use [`apply_patch_sub`] with
+//!   `Some("status")` so the manager is recorded for the subresource.
+
+// `ApiError` is the boundary type by design (it becomes a `Status`); boxing it everywhere
+// would buy nothing on these cold paths.
+#![allow(clippy::result_large_err)]
 
 pub mod decode;
 pub mod defaults;

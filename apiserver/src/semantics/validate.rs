@@ -1052,10 +1052,8 @@ pub fn pod_spec(spec: &Value, p: &str, e: &mut Errs) {
             n += 1;
             let sp = child(&ip, src);
             match *src {
-                "persistentVolumeClaim" => {
-                    if s(sv, "claimName").is_empty() {
-                        e.push(FieldError::required(&child(&sp, "claimName"), ""));
-                    }
+                "persistentVolumeClaim" if s(sv, "claimName").is_empty() => {
+                    e.push(FieldError::required(&child(&sp, "claimName"), ""));
                 }
                 "hostPath" => host_path(sv, &sp, e),
                 "nfs" => nfs(sv, &sp, e),
