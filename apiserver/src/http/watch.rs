@@ -89,8 +89,10 @@ fn encode_event(ty: &str, object: &Value) -> Vec<u8> {
 }
 
 impl WatchStream {
-    fn render(&self, obj: &Arc<Value>) -> Value {
-        match self.repr {
+    /// The event's object in the representation asked for. Plain objects are shared, not
+    /// copied: the same `Arc` the store fans out to every watcher.
+    fn render(&self, obj: &Arc<Value>) -> Arc<Value> {
+        Arc::new(match self.repr {
             Repr::Table => {
                 let rv = obj
                     .pointer("/metadata/resourceVersion")
@@ -113,9 +115,9 @@ impl WatchStream {
             Repr::Object => {
                 let r = super::resources::find(self.ctx_group, self.version, self.ctx_resource)
                     .expect("served resource");
-                (*with_type(r, obj)).clone()
+                return with_type(r, obj);
             }
-        }
+        })
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Vec<u8> {
