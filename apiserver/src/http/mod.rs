@@ -3,16 +3,25 @@
 //!
 //! # Public API
 //! ```ignore
-//! let handle = apiserver::http::serve(ServerConfig::new(bind, token, store)).await?;
-//! handle.local_addr();        // the bound address (port 0 picks a free port)
+//! let mut cfg = ServerConfig::new(bind, token, store); // event_ttl 1h, default namespaces on
+//! cfg.extra_metrics.push(Arc::new(|| scheduler_metrics_text()));
+//! let handle = apiserver::http::serve(cfg).await?;     // Err(ServeError::AddrInUse{..}) names the port
+//! handle.local_addr();        // the bound address (port 0 picks a free port); handle.url()
 //! handle.user_agents();       // distinct User-Agents seen (tests assert kubectl/v1.33)
-//! handle.shutdown().await;    // graceful: stops accepting, ends watches, waits for requests
-//! // or: handle.join().await  // waits until the server stops on its own
+//! handle.current_watches();   // open watch streams
+//! let stop = handle.shutdown_trigger(); // Fn() for a Ctrl-C handler
+//! handle.shutdown().await;    // graceful: stops accepting, ends watches and followed logs,
+//!                             // waits (at most 10 s) for running requests
+//! // or: handle.join().await  // waits until the server stops (after the trigger fired)
 //! ```
-//! [`ServerConfig`] carries the bind address, the token, the [`Store`], the event TTL (1 h as in
-//! Kubernetes) and `extra_metrics`: closures whose Prometheus text other components append to
-//! `/metrics`. [`serve`] fails with [`ServeError::AddrInUse`] naming the port when it is busy.
+//! [`ServerConfig`] fields: `bind`, `token`, `store`, `event_ttl` (1 h as in Kubernetes),
+//! `extra_metrics` (closures whose Prometheus text is appended to `/metrics`),
+//! `reaper_interval` (default ttl/10, clamped to 100 ms..60 s) and `create_default_namespaces`.
 //!
+//! TLS is not terminated here: client-go sends a kubeconfig's token only to `https://` servers,
+//! so `bonsai up` puts its TLS front (`bonsai/src/tls.rs`) before this server, and the tests
+//! do the same (`tests/http_common`). In-process clients use the plain loopback port.
+
 //! # Layout
 //! - `mod.rs`       — config, [`serve`], [`ServerHandle`], the single dispatch function: auth,
 //!                    metrics, `/version`, health, `/metrics`, OpenAPI, then [`route`].
