@@ -413,3 +413,111 @@ fn user_supplied_managed_fields_replace_the_stored_ones() {
     .unwrap();
     assert_eq!(pv["spec"]["capacity"]["storage"], "10Gi");
 }
+
+#[test]
+fn apply_to_an_unmanaged_object_conflicts_with_before_first_apply() {
+    // Written around field management (no managedFields at all).
+    let mut live = manifest();
+    prepare_create(
+        "",
+        "persistentvolumes",
+        &mut live,
+        &opts("x", "2026-11-25T09:00:00Z", false),
+    )
+    .unwrap();
+    live["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    let mut changed = manifest();
+    changed["spec"]["storageClassName"] = json!("fast");
+    let e = ssa(
+        Some(&live),
+        &changed,
+        "kubectl",
+        "2026-11-25T09:01:00Z",
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "Apply failed with 1 conflict: conflict with \"before-first-apply\" using v1: .spec.storageClassName"
+    );
+    let ok = ssa(
+        Some(&live),
+        &manifest(),
+        "kubectl",
+        "2026-11-25T09:01:00Z",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        managers(&ok),
+        vec![
+            ("kubectl".to_string(), "Apply".to_string()),
+            ("before-first-apply".to_string(), "Update".to_string())
+        ]
+    );
+}
+
+#[test]
+fn update_managers_are_capped_at_ten_with_ancient_changes() {
+    let mut pv = manifest();
+    prepare_create(
+        "",
+        "persistentvolumes",
+        &mut pv,
+        &opts("creator", "2026-11-25T09:00:00Z", false),
+    )
+    .unwrap();
+    for i in 0..12 {
+        let o = opts(
+            &format!("labeler-{i:02}"),
+            &format!("2026-11-25T09:{:02}:00Z", i + 1),
+            false,
+        );
+        let body = json!({"metadata":{"labels":{format!("l{i}"): "x"}}}).to_string();
+        let mut new = apply_patch(
+            "",
+            "persistentvolumes",
+            Some(&pv),
+            PatchType::Merge,
+            body.as_bytes(),
+            &o,
+        )
+        .unwrap();
+        prepare_update("", "persistentvolumes", None, &pv, &mut new, &o).unwrap();
+        pv = new;
+    }
+    let m = managers(&pv);
+    assert_eq!(m.len(), 10, "{m:?}");
+    assert_eq!(m[0].0, "ancient-changes", "{m:?}");
+    let ancient = entry(&pv, "ancient-changes");
+    // The creator's fields and the two oldest labelers' labels live on in the bucket.
+    assert!(ancient["fieldsV1"]["f:spec"].get("f:capacity").is_some());
+    assert!(ancient["fieldsV1"]["f:metadata"]["f:labels"]
+        .get("f:l0")
+        .is_some());
+    assert!(ancient["fieldsV1"]["f:metadata"]["f:labels"]
+        .get("f:l1")
+        .is_some());
+}
+
+#[test]
+fn a_write_that_changes_nothing_keeps_the_managers_timestamp() {
+    let mut pv = manifest();
+    prepare_create(
+        "",
+        "persistentvolumes",
+        &mut pv,
+        &opts("kubectl-create", "2026-11-25T09:00:00Z", false),
+    )
+    .unwrap();
+    let o = opts("kubectl-create", "2026-11-25T10:00:00Z", false);
+    let mut same = pv.clone();
+    prepare_update("", "persistentvolumes", None, &pv, &mut same, &o).unwrap();
+    assert_eq!(
+        entry(&same, "kubectl-create")["time"],
+        "2026-11-25T09:00:00Z"
+    );
+}

@@ -586,35 +586,85 @@ pub fn record_update(
     let c = compare(old_for_compare, new);
     let changed: Set = ignore.filter(c.added.union(&c.modified).cloned().collect());
     let removed = ignore.filter(c.removed);
-    let me = Entry {
-        manager: manager.to_string(),
-        operation: "Update".into(),
-        api_version: api_version.to_string(),
-        subresource: subresource.to_string(),
-        time: None,
-        set: Set::new(),
-    };
-    let my_key = me.key();
-    for e in entries.iter_mut().filter(|e| e.key() != my_key) {
+    // Upstream runs the write as a temporary "current-operation" manager: every existing
+    // entry (the writer's own included) loses what was changed or removed, then the writer
+    // gains what this write changed — and only then is its timestamp renewed.
+    for e in entries.iter_mut() {
         e.set = e.set.difference(&changed).cloned().collect();
         e.set = e.set.difference(&removed).cloned().collect();
     }
-    let idx = match entries.iter().position(|e| e.key() == my_key) {
-        Some(i) => i,
-        None => {
-            entries.push(me);
-            entries.len() - 1
-        }
-    };
-    let prev = entries[idx].set.clone();
-    let mut set: Set = prev.difference(&removed).cloned().collect();
-    set.extend(changed);
-    if set != prev || entries[idx].time.is_none() {
+    if !changed.is_empty() {
+        let me = Entry {
+            manager: manager.to_string(),
+            operation: "Update".into(),
+            api_version: api_version.to_string(),
+            subresource: subresource.to_string(),
+            time: None,
+            set: Set::new(),
+        };
+        let my_key = me.key();
+        let idx = match entries.iter().position(|e| e.key() == my_key) {
+            Some(i) => i,
+            None => {
+                entries.push(me);
+                entries.len() - 1
+            }
+        };
+        entries[idx].set.extend(changed);
         entries[idx].time = (!now.is_empty()).then(|| now.to_string());
     }
-    entries[idx].set = set;
-    entries[idx].api_version = api_version.to_string();
+    cap_update_managers(&mut entries);
     write_entries(new, entries);
+}
+
+/// At most this many Update entries are kept (kube-apiserver's `DefaultMaxUpdateManagers`).
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// `cappedManagersManager`: beyond [`MAX_UPDATE_MANAGERS`] Update entries, the oldest are
+/// merged into one `ancient-changes` entry per API version.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    entries.retain(|e| !e.set.is_empty());
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == "Update")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|&x, &y| {
+        (&entries[x].time, &entries[x].manager).cmp(&(&entries[y].time, &entries[y].manager))
+    });
+    let mut length = updaters.len();
+    let mut first_of_version: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dropped: Vec<usize> = Vec::new();
+    for &i in &updaters {
+        if length <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        match first_of_version.get(&version).copied() {
+            None => {
+                first_of_version.insert(version, i);
+            }
+            Some(first) => {
+                // The oldest entry of this version becomes the bucket; later ones merge in.
+                let set = entries[i].set.clone();
+                let time = entries[i].time.clone();
+                let bucket = &mut entries[first];
+                bucket.manager = "ancient-changes".into();
+                bucket.subresource = String::new();
+                bucket.set.extend(set);
+                bucket.time = time;
+                dropped.push(i);
+                length -= 1;
+            }
+        }
+    }
+    let mut i = 0;
+    entries.retain(|_| {
+        let keep = !dropped.contains(&i);
+        i += 1;
+        keep
+    });
 }
 
 // ------------------------------------------------------------------ server-side apply
@@ -747,6 +797,8 @@ pub struct ApplyArgs<'a> {
     pub force: bool,
     pub now: &'a str,
     pub ignore: &'a Ignore,
+    /// The kind's empty object (Go zero value), for the `before-first-apply` takeover.
+    pub skeleton: &'a Value,
 }
 
 /// Server-side apply of `config` onto `live` (`live_for_compare` is the skeleton when the
@@ -757,6 +809,31 @@ pub fn apply(
     config: &Value,
     a: &ApplyArgs,
 ) -> Result<Value, ApiError> {
+    // An object nobody manages yet (created before field management, or written around
+    // it) is first attributed to `before-first-apply`, so changing its values conflicts.
+    let mut owned_live;
+    let mut live = live;
+    if let Some(l) = live {
+        if read_entries(l).is_empty() {
+            owned_live = l.clone();
+            let base = a.skeleton.clone();
+            record_update(
+                None,
+                &base,
+                &mut owned_live,
+                "before-first-apply",
+                a.api_version,
+                "",
+                a.ignore,
+                a.now,
+            );
+            live = Some(&owned_live);
+        }
+    }
+    let live_for_compare = match live {
+        Some(l) => l,
+        None => live_for_compare,
+    };
     let mut entries = live.map(read_entries).unwrap_or_default();
     let mut cfg = config.clone();
     if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -821,17 +898,31 @@ pub fn apply(
         }
         e.set = e.set.difference(&removed).cloned().collect();
     }
+    // The applier's timestamp is renewed only when the object changed (a no-op apply
+    // returns the live object in kube-apiserver).
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.shift_remove("managedFields");
+        }
+        v
+    };
+    let object_changed = live.is_none() || strip(live_for_compare) != strip(&merged);
+    let now = (!a.now.is_empty() && object_changed).then(|| a.now.to_string());
     match entries.iter_mut().find(|e| e.key() == my_key) {
         Some(e) => {
             e.set = config_set;
-            e.time = (!a.now.is_empty()).then(|| a.now.to_string());
+            if now.is_some() {
+                e.time = now;
+            }
         }
         None => entries.push(Entry {
             set: config_set,
-            time: (!a.now.is_empty()).then(|| a.now.to_string()),
+            time: now,
             ..me
         }),
     }
+    cap_update_managers(&mut entries);
     write_entries(&mut merged, entries);
     Ok(merged)
 }

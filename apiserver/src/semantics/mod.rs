@@ -841,6 +841,7 @@ pub fn apply_patch_sub(
     }
     config = probe;
     let ignore = ignore_for(&info, subresource);
+    let skel = skeleton(&info);
     let base = match current {
         Some(c) => c.clone(),
         None => {
@@ -857,6 +858,7 @@ pub fn apply_patch_sub(
         force: opts.force,
         now: &opts.now,
         ignore: &ignore,
+        skeleton: &skel,
     };
     let mut out = managed::apply(current, &base, &config, &args)?;
     if current.is_none() {
