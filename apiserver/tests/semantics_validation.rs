@@ -978,3 +978,136 @@ fn pv_host_path_takes_no_mount_options() {
         )]
     );
 }
+
+mod fuzz {
+    //! Arbitrary bodies (of the right and the wrong shapes) never panic the semantics: every
+    //! outcome is an object or an ApiError.
+    use super::*;
+    use apiserver::semantics::{apply_patch, PatchType};
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "metadata",
+            "name",
+            "namespace",
+            "labels",
+            "spec",
+            "status",
+            "containers",
+            "image",
+            "volumes",
+            "capacity",
+            "storage",
+            "accessModes",
+            "local",
+            "path",
+            "nodeAffinity",
+            "required",
+            "nodeSelectorTerms",
+            "matchExpressions",
+            "resources",
+            "requests",
+            "env",
+            "ports",
+            "containerPort",
+            "finalizers",
+            "$patch",
+            "$setElementOrder/containers",
+            "$retainKeys",
+            "tolerations",
+            "x",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn json_tree() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..70000).prop_map(Value::from),
+            prop::sample::select(vec![
+                "",
+                "a",
+                "5Gi",
+                "ReadWriteOnce",
+                "delete",
+                "replace",
+                "In",
+                "-x"
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KINDS: &[(&str, &str)] = &[
+        ("", "pods"),
+        ("", "persistentvolumes"),
+        ("", "persistentvolumeclaims"),
+        ("", "nodes"),
+        ("", "namespaces"),
+        ("", "events"),
+        ("storage.k8s.io", "storageclasses"),
+        ("coordination.k8s.io", "leases"),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+        #[test]
+        fn no_body_panics_create_update_or_patch(body in json_tree(), patch in json_tree(), k in 0usize..8) {
+            let (g, r) = KINDS[k];
+            for fv in [FieldValidation::Strict, FieldValidation::Warn, FieldValidation::Ignore] {
+                let o = opts(fv);
+                let mut created = body.clone();
+                let _ = prepare_create(g, r, &mut created, &o);
+                let old = match r {
+                    "pods" => pod("p"),
+                    "persistentvolumes" => local_pv("p"),
+                    _ => pvc("p"),
+                };
+                let (og, or) = match r {
+                    "pods" => ("", "pods"),
+                    "persistentvolumes" => ("", "persistentvolumes"),
+                    _ => ("", "persistentvolumeclaims"),
+                };
+                let (old, _) = create(og, or, old).unwrap();
+                let mut upd = body.clone();
+                let _ = prepare_update(og, or, None, &old, &mut upd, &o);
+                // An apply configuration of the right kind around the random fields.
+                let mut cfg = json!({"apiVersion": "v1", "kind": old["kind"].clone(), "metadata": {"name": "p"}});
+                if let Value::Object(m) = &patch {
+                    for (k, v) in m {
+                        if k != "apiVersion" && k != "kind" && k != "metadata" {
+                            cfg[k.as_str()] = v.clone();
+                        }
+                    }
+                }
+                for (pt, body) in [
+                    (PatchType::Merge, &patch),
+                    (PatchType::StrategicMerge, &patch),
+                    (PatchType::Json, &patch),
+                    (PatchType::Apply, &patch),
+                    (PatchType::Apply, &cfg),
+                ] {
+                    let mut o2 = o.clone();
+                    o2.force = pt == PatchType::Apply;
+                    if let Ok(mut new) = apply_patch(og, or, Some(&old), pt, body.to_string().as_bytes(), &o2) {
+                        let _ = prepare_update(og, or, None, &old, &mut new, &o2);
+                    }
+                    if pt == PatchType::Apply {
+                        if let Ok(mut new) = apply_patch(og, or, None, pt, body.to_string().as_bytes(), &o2) {
+                            let _ = prepare_create(og, or, &mut new, &o2);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
