@@ -254,7 +254,12 @@ pub(crate) async fn serve(ctx: &Ctx, name: Option<String>) -> Result<Response, A
         if !chunk.is_empty() {
             stream.initial.push(Bytes::from(chunk));
         }
-        stream.watcher = Some(st_watch(&ctx.state, wq(Some(snap.resource_version)))?);
+        match st_watch(&ctx.state, wq(Some(snap.resource_version))) {
+            Ok(w) => stream.watcher = Some(w),
+            // The snapshot's revision left a tiny window already: the client relists.
+            Err(e @ StoreError::Expired { .. }) => stream.error = Some(e.into()),
+            Err(e) => return Err(e.into()),
+        }
     } else {
         let from: u64 = rv_param.parse().map_err(|_| {
             ApiError::bad_request(format!("invalid resource version: {rv_param:?}"))
