@@ -1611,3 +1611,103 @@ async fn exec(
     let path = proxy::exec_path(meta_str(&pod, "namespace"), &name, &container, &ctx.q);
     proxy::proxy_exec(port, &path, &ctx.state.token, method, headers, upgrade).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::resources::find;
+
+    #[test]
+    fn accept_header_picks_the_representation() {
+        let mut h = HeaderMap::new();
+        assert_eq!(repr_of(&h), Repr::Object);
+        h.insert(
+            header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(repr_of(&h), Repr::Table);
+        h.insert(
+            header::ACCEPT,
+            "application/vnd.kubernetes.protobuf, */*".parse().unwrap(),
+        );
+        assert_eq!(repr_of(&h), Repr::Object);
+        h.insert(
+            header::ACCEPT,
+            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(repr_of(&h), Repr::PartialMetadata);
+    }
+
+    #[test]
+    fn kind_and_api_version_are_checked_and_filled() {
+        let mut o = json!({"metadata": {"name": "x"}});
+        check_kind("", "v1", "PersistentVolume", &mut o).unwrap();
+        assert_eq!(
+            (o["apiVersion"].as_str(), o["kind"].as_str()),
+            (Some("v1"), Some("PersistentVolume"))
+        );
+        let mut o = json!({"apiVersion": "v1", "kind": "Pod"});
+        let e = check_kind("", "v1", "PersistentVolume", &mut o).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(e
+            .message
+            .contains("converting (v1.Pod) to (core.PersistentVolume)"));
+        let mut o = json!({"apiVersion": "storage.k8s.io/v1beta1", "kind": "StorageClass"});
+        let e = check_kind("storage.k8s.io", "v1", "StorageClass", &mut o).unwrap_err();
+        assert!(e
+            .message
+            .contains("does not match the expected API version (storage.k8s.io/v1)"));
+    }
+
+    #[test]
+    fn pods_are_graceful_only_on_a_node_and_while_running() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pvs = find("", "v1", "persistentvolumes").unwrap();
+        let on_node = json!({"spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 10}, "status": {"phase": "Running"}});
+        assert_eq!(grace_period_for(pods, &on_node, None), 10);
+        assert_eq!(grace_period_for(pods, &on_node, Some(0)), 0);
+        assert_eq!(grace_period_for(pods, &on_node, Some(3)), 3);
+        let unbound = json!({"spec": {}, "status": {"phase": "Pending"}});
+        assert_eq!(grace_period_for(pods, &unbound, Some(30)), 0);
+        let done = json!({"spec": {"nodeName": "node-1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(grace_period_for(pods, &done, None), 0);
+        let defaulted = json!({"spec": {"nodeName": "node-1"}, "status": {"phase": "Running"}});
+        assert_eq!(grace_period_for(pods, &defaulted, None), 30);
+        assert_eq!(grace_period_for(pvs, &on_node, Some(30)), 0);
+    }
+
+    #[test]
+    fn pod_scheduled_condition_is_set_once() {
+        let mut pod = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}});
+        set_pod_scheduled(&mut pod, "2026-01-01T00:00:00Z");
+        let c = &pod["status"]["conditions"][0];
+        assert_eq!(
+            (c["status"].as_str(), c.get("reason")),
+            (Some("True"), None)
+        );
+        set_pod_scheduled(&mut pod, "2026-01-01T00:00:09Z");
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+        let mut fresh = json!({});
+        set_pod_scheduled(&mut fresh, "t");
+        assert_eq!(fresh["status"]["conditions"][0]["type"], "PodScheduled");
+    }
+
+    #[test]
+    fn generated_suffixes_use_the_upstream_alphabet() {
+        for _ in 0..50 {
+            let s = generate_suffix();
+            assert_eq!(s.len(), 5);
+            assert!(
+                s.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+                "{s}"
+            );
+        }
+    }
+}
