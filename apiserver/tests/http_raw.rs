@@ -268,6 +268,9 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
         (r.status, r.json()["reason"].as_str()),
         (405, Some("MethodNotAllowed"))
     );
+    // The all-namespaces collection of a namespaced kind is read-only.
+    let r = s.post_json("/api/v1/pods", &pod("web")).await;
+    assert_eq!(r.status, 405);
     // Namespace that does not exist.
     let r = s.post_json("/api/v1/namespaces/nope/pods", &json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a", "image": "i"}]}})).await;
     assert_eq!(r.status, 404);

@@ -296,6 +296,18 @@ pub(crate) async fn handle(
         return ("CONNECT", out.unwrap_or_else(|e| error_response(&e)));
     }
 
+    // A namespaced kind's all-namespaces collection is read-only (list and watch), as upstream.
+    if r.namespaced
+        && ctx.t.namespace.is_none()
+        && (method == Method::POST || method == Method::DELETE)
+    {
+        let verb = if method == Method::POST {
+            "POST"
+        } else {
+            "DELETECOLLECTION"
+        };
+        return (verb, error_response(&method_not_allowed()));
+    }
     let (verb, result) = match (&method, has_name, sub.as_deref()) {
         (&Method::GET | &Method::HEAD, false, None) => {
             if ctx.q.flag("watch") {
