@@ -332,7 +332,7 @@ fn apply_merges_associative_lists_by_key() {
 }
 
 #[test]
-fn apply_requires_field_manager_and_rejects_unknown_fields_strict() {
+fn apply_requires_field_manager_and_rejects_unknown_fields_in_any_mode() {
     let mut o = opts("kubectl", "2026-11-25T09:00:00Z", false);
     o.field_manager = None;
     let e = apply_patch(
@@ -344,12 +344,58 @@ fn apply_requires_field_manager_and_rejects_unknown_fields_strict() {
         &o,
     )
     .unwrap_err();
-    assert_eq!(e.code, 400);
+    assert_eq!(e.code, 422);
+    assert_eq!(e.message, "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch");
     let mut cfg = manifest();
     cfg["spec"]["colour"] = json!("red");
     let e = ssa(None, &cfg, "kubectl", "2026-11-25T09:00:00Z", false).unwrap_err();
     assert_eq!(e.code, 400);
-    assert_eq!(e.message, "failed to create typed patch object (/v1, Kind=PersistentVolume): .spec.colour: field not declared in schema");
+    assert_eq!(
+        e.message,
+        "failed to create typed patch object (/local-pv-3; /v1, Kind=PersistentVolume): .spec.colour: field not declared in schema"
+    );
+    // The typed converter is strict whatever fieldValidation says.
+    let mut lax = opts("kubectl", "2026-11-25T09:00:00Z", false);
+    lax.field_validation = FieldValidation::Ignore;
+    assert!(apply_patch(
+        "",
+        "persistentvolumes",
+        None,
+        PatchType::Apply,
+        cfg.to_string().as_bytes(),
+        &lax
+    )
+    .is_err());
+    // List items are named by their keys.
+    let pod = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},
+        "spec":{"containers":[{"name":"a","image":"i","colour":"red"}]}});
+    let e = apply_patch(
+        "",
+        "pods",
+        None,
+        PatchType::Apply,
+        pod.to_string().as_bytes(),
+        &opts("kubectl", "", false),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "failed to create typed patch object (default/p; /v1, Kind=Pod): .spec.containers[name=\"a\"].colour: field not declared in schema"
+    );
+    // Version and managedFields checks.
+    let mut v2 = manifest();
+    v2["apiVersion"] = json!("v2");
+    let e = ssa(None, &v2, "kubectl", "", false).unwrap_err();
+    assert_eq!(
+        e.message,
+        "Incorrect version specified in apply patch. Specified patch version: v2, expected: v1"
+    );
+    let mut mf = manifest();
+    mf["metadata"]["managedFields"] = json!([]);
+    assert_eq!(
+        ssa(None, &mf, "kubectl", "", false).unwrap_err().message,
+        "metadata.managedFields must be nil"
+    );
 }
 
 #[test]

@@ -316,6 +316,90 @@ fn schema_prune(
     })
 }
 
+/// `ValidatePatchOptions` failures: 422 on kind `PatchOptions.meta.k8s.io`.
+fn patch_options_invalid(field: &str, message: &str) -> ApiError {
+    let reason = if message.starts_with("Required") {
+        "FieldValueRequired"
+    } else {
+        "FieldValueForbidden"
+    };
+    let mut e = ApiError::invalid(
+        "meta.k8s.io",
+        "PatchOptions",
+        "",
+        vec![crate::status::Cause {
+            reason: reason.into(),
+            message: message.into(),
+            field: field.into(),
+        }],
+    );
+    e.message = format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {message}");
+    e
+}
+
+/// The schema walk alone (no pruning), for server-side apply's own error wording.
+fn decode_findings(info: &ResourceInfo, obj: &Value) -> Result<decode::Findings, decode::Error> {
+    use k8s_openapi::api as k;
+    match (info.group, info.kind) {
+        ("", "Namespace") => decode::decode::<k::core::v1::Namespace>(obj).map(|x| x.1),
+        ("", "Node") => decode::decode::<k::core::v1::Node>(obj).map(|x| x.1),
+        ("", "Pod") => decode::decode::<k::core::v1::Pod>(obj).map(|x| x.1),
+        ("", "PersistentVolume") => {
+            decode::decode::<k::core::v1::PersistentVolume>(obj).map(|x| x.1)
+        }
+        ("", "PersistentVolumeClaim") => {
+            decode::decode::<k::core::v1::PersistentVolumeClaim>(obj).map(|x| x.1)
+        }
+        ("", "Event") => decode::decode::<k::core::v1::Event>(obj).map(|x| x.1),
+        ("", "Binding") => decode::decode::<k::core::v1::Binding>(obj).map(|x| x.1),
+        ("events.k8s.io", _) => decode::decode::<k::events::v1::Event>(obj).map(|x| x.1),
+        (_, "StorageClass") => decode::decode::<k::storage::v1::StorageClass>(obj).map(|x| x.1),
+        (_, "CSIStorageCapacity") => {
+            decode::decode::<k::storage::v1::CSIStorageCapacity>(obj).map(|x| x.1)
+        }
+        (_, "CSIDriver") => decode::decode::<k::storage::v1::CSIDriver>(obj).map(|x| x.1),
+        (_, "Lease") => decode::decode::<k::coordination::v1::Lease>(obj).map(|x| x.1),
+        _ => Ok(decode::Findings::default()),
+    }
+}
+
+/// A JSON location as structured-merge-diff prints it: `.spec.containers[name="a"].foo`.
+fn smd_path(root: &Value, path: &[decode::Seg]) -> String {
+    let mut out = String::new();
+    let mut cur = Some(root);
+    let mut fpath = String::new();
+    for seg in path {
+        match seg {
+            decode::Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+                fpath = if fpath.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{fpath}.{k}")
+                };
+                cur = cur.and_then(|v| v.get(k));
+            }
+            decode::Seg::Idx(i) => {
+                let item = cur.and_then(|v| v.get(*i));
+                match (managed::list_type(&fpath), item) {
+                    (managed::ListType::Map(keys), Some(it)) => {
+                        let parts: Vec<String> = keys
+                            .iter()
+                            .filter_map(|k| it.get(*k).map(|v| format!("{k}={v}")))
+                            .collect();
+                        out.push_str(&format!("[{}]", parts.join(",")));
+                    }
+                    (managed::ListType::Set, Some(it)) => out.push_str(&format!("[={it}]")),
+                    _ => out.push_str(&format!("[{i}]")),
+                }
+                cur = item;
+            }
+        }
+    }
+    out
+}
+
 /// The empty object kube-apiserver's field manager compares a creation against: the Go zero
 /// value as unstructured JSON (non-pointer structs are `{}`, non-omitempty slices `null`), so
 /// those nodes count as present and never get a `.` in fieldsV1.
@@ -784,8 +868,9 @@ pub fn apply_patch_sub(
     let manager = match &opts.field_manager {
         Some(m) if !m.is_empty() => m.clone(),
         _ => {
-            return Err(ApiError::bad_request(
-                "PATCH, fieldManager is required for apply requests",
+            return Err(patch_options_invalid(
+                "fieldManager",
+                "Required value: is required for apply patch",
             ))
         }
     };
@@ -798,47 +883,62 @@ pub fn apply_patch_sub(
     }
     let api_version = info.api_version();
     let gvk = format!("{}/{}, Kind={}", info.group, info.version, info.kind);
-    match config.get("apiVersion").and_then(Value::as_str) {
-        None | Some("") => {
-            return Err(ApiError::bad_request(format!("failed to create typed patch object ({gvk}): apiVersion must be set")))
-        }
-        Some(v) if v != api_version => {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({api_version})"
-            )))
-        }
-        _ => {}
-    }
-    if config.get("kind").and_then(Value::as_str).unwrap_or("") != info.kind {
+    // structuredMergeManager.Apply's checks, in its order.
+    let given = config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if given != api_version {
         return Err(ApiError::bad_request(format!(
-            "failed to create typed patch object ({gvk}): kind must be {}",
-            info.kind
+            "Incorrect version specified in apply patch. Specified patch version: {given}, expected: {api_version}"
         )));
     }
-    // Unknown fields: Strict rejects them as the typed converter does; otherwise dropped.
-    let mut probe = config.clone();
-    let unknown = match schema_prune(&info, &mut probe, FieldValidation::Warn) {
-        Ok(w) => w,
-        Err(mut e) => {
-            e.message = e.message.replace(
-                &format!(
-                    "{k} in version \"{v}\" cannot be handled as a {k}: ",
-                    k = info.kind,
-                    v = info.version
-                ),
-                &format!("failed to create typed patch object ({gvk}): "),
-            );
-            return Err(e);
-        }
+    if config
+        .pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    let ns = config
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unknown>");
+    let typed_err = |detail: String| {
+        ApiError::bad_request(format!(
+            "failed to create typed patch object ({ns}/{name}; {gvk}): {detail}"
+        ))
     };
-    if opts.field_validation == FieldValidation::Strict && !unknown.is_empty() {
-        let first = unknown[0]
-            .trim_start_matches("unknown field \"")
-            .trim_end_matches('"');
-        return Err(ApiError::bad_request(format!(
-            "failed to create typed patch object ({gvk}): .{first}: field not declared in schema"
+    if config.get("kind").and_then(Value::as_str).unwrap_or("") != info.kind {
+        return Err(typed_err(format!(
+            "expected objects of the same type, but got {}",
+            config.get("kind").and_then(Value::as_str).unwrap_or("")
         )));
     }
+    // The typed converter knows only the v1.33 schema: unknown fields fail an apply whatever
+    // `fieldValidation` says, each named by its structured-merge-diff path.
+    let mut probe = config.clone();
+    let findings = match decode_findings(&info, &probe) {
+        Ok(f) => f,
+        Err(e) => return Err(typed_err(e.to_string())),
+    };
+    if !findings.unknown.is_empty() {
+        let errs: Vec<String> = findings
+            .unknown
+            .iter()
+            .map(|p| format!("{}: field not declared in schema", smd_path(&config, p)))
+            .collect();
+        return Err(typed_err(if errs.len() == 1 {
+            errs[0].clone()
+        } else {
+            format!("errors:\n  {}", errs.join("\n  "))
+        }));
+    }
+    schema_prune(&info, &mut probe, FieldValidation::Ignore)?;
     config = probe;
     let ignore = ignore_for(&info, subresource);
     let skel = skeleton(&info);
