@@ -7,7 +7,8 @@
 //! default `info`.
 
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -33,6 +34,32 @@ fn open(path: &Path) -> Result<File, CliError> {
         .map_err(CliError::io("opening", path))
 }
 
+/// A log file created on its first line, so that `logs/` lists only components that ran.
+struct LazyFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Write for LazyFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.file.is_none() {
+            self.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
+        }
+        self.file.as_mut().expect("opened above").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 fn env_filter() -> EnvFilter {
     let spec = std::env::var("BONSAI_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -45,7 +72,10 @@ pub fn init(logs: &Path, console: bool) -> Result<(), CliError> {
     std::fs::create_dir_all(logs).map_err(CliError::io("creating", logs))?;
     let mut layers: Vec<Box<dyn Layer<_> + Send + Sync>> = Vec::new();
     for (stem, prefix) in COMPONENTS {
-        let file = open(&logs.join(format!("{stem}.log")))?;
+        let file = LazyFile {
+            path: logs.join(format!("{stem}.log")),
+            file: None,
+        };
         let prefix: &'static str = prefix;
         layers.push(
             tracing_subscriber::fmt::layer()
