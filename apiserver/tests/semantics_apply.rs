@@ -567,3 +567,32 @@ fn a_write_that_changes_nothing_keeps_the_managers_timestamp() {
         "2026-11-25T09:00:00Z"
     );
 }
+
+#[test]
+fn managed_fields_empty_list_keeps_ownership_and_single_empty_entry_resets_it() {
+    let mut pv = manifest();
+    prepare_create(
+        "",
+        "persistentvolumes",
+        &mut pv,
+        &opts("kubectl-create", "2026-11-25T09:00:00Z", false),
+    )
+    .unwrap();
+    let o = opts("kubectl-edit", "2026-11-25T09:01:00Z", false);
+    let mut empty = pv.clone();
+    empty["metadata"]["managedFields"] = json!([]);
+    prepare_update("", "persistentvolumes", None, &pv, &mut empty, &o).unwrap();
+    assert_eq!(
+        managers(&empty),
+        vec![("kubectl-create".to_string(), "Update".to_string())]
+    );
+    let mut reset = pv.clone();
+    reset["metadata"]["managedFields"] = json!([{}]);
+    reset["metadata"]["labels"]["new"] = json!("x");
+    prepare_update("", "persistentvolumes", None, &pv, &mut reset, &o).unwrap();
+    assert!(
+        reset["metadata"].get("managedFields").is_none(),
+        "{}",
+        reset["metadata"]
+    );
+}

@@ -563,10 +563,21 @@ impl Ignore {
 fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
     let nm = new.pointer("/metadata/managedFields");
     let om = old.and_then(|o| o.pointer("/metadata/managedFields"));
-    match (nm, om) {
-        (Some(n), o) if Some(n) != o => read_entries(new),
+    // An absent or empty list means "not touched" (clients unaware of the field must not
+    // strip it), so the stored ownership carries over.
+    let given = nm.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    match (given, nm, om) {
+        (true, Some(n), o) if Some(n) != o => read_entries(new),
         _ => old.map(read_entries).unwrap_or_default(),
     }
+}
+
+/// `managedFields: [{}]` in a non-apply write strips all ownership (and this write is not
+/// tracked either), as the Server-Side Apply documentation describes.
+fn is_reset(new: &Value) -> bool {
+    new.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty))
 }
 
 /// Records an Update-operation write of `old` → `new` by `manager` into `new`'s managedFields.
@@ -582,6 +593,12 @@ pub fn record_update(
     ignore: &Ignore,
     now: &str,
 ) {
+    if is_reset(new) {
+        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.shift_remove("managedFields");
+        }
+        return;
+    }
     let mut entries = base_entries(old, new);
     let c = compare(old_for_compare, new);
     let changed: Set = ignore.filter(c.added.union(&c.modified).cloned().collect());

@@ -552,8 +552,8 @@ pub fn prepare_create(
     if info.kind != "Binding" && !applied {
         let base = skeleton(&info);
         let api_version = info.api_version();
-        // A create body's own managedFields are ignored (kube-apiserver resets them).
-        meta_mut(obj).shift_remove("managedFields");
+        // A create body's own managedFields, if any, are the base (kube-apiserver honours
+        // them as on update; `[{}]` resets them).
         managed::record_update(
             None,
             &base,
