@@ -1111,3 +1111,36 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn pod_ip_and_host_ip_kept_in_step_with_their_lists_service_account_alias() {
+    let mut p = pod("p");
+    p["spec"]["serviceAccountName"] = json!("builder");
+    let (old, _) = create("", "pods", p).unwrap();
+    assert_eq!(old["spec"]["serviceAccount"], "builder");
+    let mut st = old.clone();
+    st["status"]["podIP"] = json!("10.0.0.5");
+    st["status"]["hostIPs"] = json!([{"ip":"192.168.1.2"}]);
+    prepare_update(
+        "",
+        "pods",
+        Some("status"),
+        &old,
+        &mut st,
+        &opts(FieldValidation::Strict),
+    )
+    .unwrap();
+    assert_eq!(st["status"]["podIPs"], json!([{"ip":"10.0.0.5"}]));
+    assert_eq!(st["status"]["hostIP"], "192.168.1.2");
+}
+
+#[test]
+fn node_pod_cidr_and_pod_cidrs_kept_in_step() {
+    let (n, _) = create(
+        "",
+        "nodes",
+        json!({"metadata":{"name":"node-1"},"spec":{"podCIDR":"10.244.0.0/24"}}),
+    )
+    .unwrap();
+    assert_eq!(n["spec"]["podCIDRs"], json!(["10.244.0.0/24"]));
+}

@@ -91,6 +91,9 @@ pub fn apply(kind: &str, obj: &mut Value) {
             set_default_str(status, "phase", "Active");
         }
         "Node" => {
+            if let Some(spec) = obj_mut(o, "spec") {
+                sync_singular(spec, "podCIDR", "podCIDRs", None);
+            }
             if let Some(status) = obj_mut(o, "status") {
                 if status.get("allocatable").is_none() {
                     if let Some(cap) = status.get("capacity").cloned() {
@@ -104,8 +107,69 @@ pub fn apply(kind: &str, obj: &mut Value) {
     }
 }
 
+/// The v1 ⇄ internal conversions that keep a deprecated singular field and its list in step
+/// (`podIP`/`podIPs`, `hostIP`/`hostIPs`, `podCIDR`/`podCIDRs`): when both are given and
+/// differ the singular one wins (older clients), a missing one is filled from the other.
+/// `item_key`: the field of the list items holding the value (`ip`), or `None` for strings.
+fn sync_singular(m: &mut Map<String, Value>, single: &str, list: &str, item_key: Option<&str>) {
+    let one = m
+        .get(single)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    let first = m
+        .get(list)
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(|v| match item_key {
+            Some(k) => v.get(k).and_then(Value::as_str),
+            None => v.as_str(),
+        })
+        .map(String::from);
+    let wrap = |v: &str| match item_key {
+        Some(k) => json!([{ k: v }]),
+        None => json!([v]),
+    };
+    match (one, first) {
+        (Some(a), Some(b)) if a != b => {
+            m.insert(list.to_string(), wrap(&a));
+        }
+        (Some(a), None) => {
+            m.insert(list.to_string(), wrap(&a));
+        }
+        (None, Some(b)) => {
+            m.insert(single.to_string(), json!(b));
+        }
+        _ => {}
+    }
+}
+
 fn pod(o: &mut Map<String, Value>) {
+    if let Some(status) = obj_mut(o, "status") {
+        sync_singular(status, "podIP", "podIPs", Some("ip"));
+        sync_singular(status, "hostIP", "hostIPs", Some("ip"));
+    }
     let spec = ensure_obj(o, "spec");
+    // `serviceAccount` is the deprecated alias of `serviceAccountName`.
+    let sa_name = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    let sa = spec
+        .get("serviceAccount")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    match (sa_name, sa) {
+        (Some(n), _) => {
+            spec.insert("serviceAccount".into(), json!(n));
+        }
+        (None, Some(a)) => {
+            spec.insert("serviceAccountName".into(), json!(a.clone()));
+        }
+        _ => {}
+    }
     let host_network = spec
         .get("hostNetwork")
         .and_then(Value::as_bool)
