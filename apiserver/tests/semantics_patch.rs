@@ -322,9 +322,11 @@ fn kubectl_patch_json_with_test_op() {
     )
     .unwrap_err();
     assert_eq!(e.code, 422);
+    // kube-apiserver's generic 422 keeps none of the json-patch text.
+    assert_eq!(e.reason, "Invalid");
     assert_eq!(
         e.message,
-        "testing value /spec/storageClassName failed: test failed"
+        "the server rejected our request due to an error in our request"
     );
 }
 

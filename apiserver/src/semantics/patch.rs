@@ -143,12 +143,22 @@ fn remove_at(doc: &mut Value, path: &str, op: &str) -> Result<Value, String> {
     }
 }
 
-/// RFC 6902. Errors carry evanphx/json-patch's wording (kube-apiserver returns them as 422).
-pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), ApiError> {
+/// Why a JSON patch failed: the body is not a patch (400), or an operation does not apply
+/// (422). The text is evanphx/json-patch's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JsonPatchError {
+    Decode(String),
+    Apply(String),
+}
+
+/// RFC 6902 with evanphx/json-patch's semantics and wording.
+pub fn json_patch_detailed(doc: &mut Value, ops: &Value) -> Result<(), JsonPatchError> {
     let list = ops.as_array().ok_or_else(|| {
-        ApiError::bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        JsonPatchError::Decode(
+            "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into(),
+        )
     })?;
-    let invalid = |msg: String| ApiError::new(422, "Invalid", msg);
+    let invalid = JsonPatchError::Apply;
     for op in list {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
         let path = op.get("path").and_then(Value::as_str);
@@ -219,6 +229,21 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// RFC 6902 as kube-apiserver answers it: an undecodable patch is 400 BadRequest; an
+/// operation that does not apply is `NewGenericServerResponse(422)`, whose message keeps
+/// none of the library's text ("the server rejected our request due to an error in our
+/// request") — use [`json_patch_detailed`] for the reason.
+pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), ApiError> {
+    json_patch_detailed(doc, ops).map_err(|e| match e {
+        JsonPatchError::Decode(m) => ApiError::bad_request(m),
+        JsonPatchError::Apply(_) => ApiError::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        ),
+    })
 }
 
 // ------------------------------------------------------------------ strategic merge patch
@@ -554,15 +579,32 @@ mod tests {
         let e =
             json_patch(&mut d, &json!([{"op":"test","path":"/spec/y","value":"0"}])).unwrap_err();
         assert_eq!(e.code, 422);
-        assert_eq!(e.message, "testing value /spec/y failed: test failed");
-        let e = json_patch(
-            &mut d,
-            &json!([{"op":"replace","path":"/spec/nope","value":1}]),
-        )
-        .unwrap_err();
+        assert_eq!(e.reason, "Invalid");
         assert_eq!(
             e.message,
-            "replace operation does not apply: doc is missing key: /spec/nope: missing value"
+            "the server rejected our request due to an error in our request"
+        );
+        let e = json_patch_detailed(&mut d, &json!([{"op":"test","path":"/spec/y","value":"0"}]));
+        assert_eq!(
+            e,
+            Err(JsonPatchError::Apply(
+                "testing value /spec/y failed: test failed".into()
+            ))
+        );
+        let e = json_patch_detailed(
+            &mut d,
+            &json!([{"op":"replace","path":"/spec/nope","value":1}]),
+        );
+        assert_eq!(
+            e,
+            Err(JsonPatchError::Apply(
+                "replace operation does not apply: doc is missing key: /spec/nope: missing value"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            json_patch(&mut d, &json!({"op":"add"})).unwrap_err().code,
+            400
         );
     }
 }
