@@ -1144,3 +1144,27 @@ fn node_pod_cidr_and_pod_cidrs_kept_in_step() {
     .unwrap();
     assert_eq!(n["spec"]["podCIDRs"], json!(["10.244.0.0/24"]));
 }
+
+#[test]
+fn events_k8s_io_update_may_only_move_the_series() {
+    let ev = json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"x.1","namespace":"default"},
+        "eventTime":"2026-11-25T09:00:00.000000Z","regarding":{"kind":"Pod","namespace":"default","name":"p"},
+        "reason":"Scheduled","note":"assigned","type":"Normal","action":"Binding",
+        "reportingController":"default-scheduler","reportingInstance":"default-scheduler-bonsai"});
+    let (old, _) = create("events.k8s.io", "events", ev).unwrap();
+    let o = opts(FieldValidation::Strict);
+    let mut series = old.clone();
+    series["series"] = json!({"count":2,"lastObservedTime":"2026-11-25T09:01:00.000000Z"});
+    prepare_update("events.k8s.io", "events", None, &old, &mut series, &o).unwrap();
+    let mut bad = old.clone();
+    bad["note"] = json!("changed");
+    let e = prepare_update("events.k8s.io", "events", None, &old, &mut bad, &o).unwrap_err();
+    assert_eq!(
+        causes(&e),
+        vec![(
+            "FieldValueInvalid".into(),
+            "message".into(),
+            "Invalid value: \"changed\": field is immutable".into()
+        )]
+    );
+}

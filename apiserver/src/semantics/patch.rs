@@ -490,6 +490,16 @@ fn merge_list(orig: Vec<Value>, patch: &[Value], path: &str) -> Result<Vec<Value
             .map(|it| strip_directives(it, path))
             .collect();
     }
+    if strategy != ListStrategy::Replace
+        && patch
+            .iter()
+            .any(|it| it.get("$patch").and_then(Value::as_str) == Some("merge"))
+    {
+        // mergeSliceWithSpecialElements; kube-apiserver surfaces it as an internal error.
+        return Err(ApiError::internal(
+            "Internal error occurred: merging lists cannot yet be specified in the patch",
+        ));
+    }
     match strategy {
         ListStrategy::Replace => patch.iter().map(|it| strip_directives(it, path)).collect(),
         ListStrategy::MergePrimitives => {

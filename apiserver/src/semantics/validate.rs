@@ -135,6 +135,33 @@ pub fn validate_update(
                 }
             }
         }
+        "Event" if api_version != "v1" => {
+            // ValidateEventUpdate (events.k8s.io): what an event says cannot change; only
+            // its series (count, last observed time) moves on. Paths are upstream's.
+            for (field, path) in [
+                ("regarding", "involvedObject"),
+                ("reason", "reason"),
+                ("note", "message"),
+                ("deprecatedSource", "source"),
+                ("deprecatedFirstTimestamp", "firstTimestamp"),
+                ("deprecatedLastTimestamp", "lastTimestamp"),
+                ("deprecatedCount", "count"),
+                ("type", "type"),
+                ("action", "action"),
+                ("related", "related"),
+                ("reportingController", "reportingController"),
+                ("reportingInstance", "reportingInstance"),
+            ] {
+                if old.get(field) != new.get(field) {
+                    let shown = match new.get(field) {
+                        Some(Value::String(s)) => Value::String(s.clone()),
+                        Some(v) => Value::String(v.to_string()),
+                        None => Value::String(String::new()),
+                    };
+                    e.push(FieldError::invalid(path, &shown, "field is immutable"));
+                }
+            }
+        }
         "CSIStorageCapacity" => {
             for k in ["storageClassName", "nodeTopology"] {
                 if old.get(k) != new.get(k) {
