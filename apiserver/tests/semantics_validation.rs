@@ -1168,3 +1168,28 @@ fn events_k8s_io_update_may_only_move_the_series() {
         )]
     );
 }
+
+#[test]
+fn pod_status_terminated_containers_stay_terminated_under_restart_never_and_ips_are_ips() {
+    let mut p = pod("p");
+    p["spec"]["restartPolicy"] = json!("Never");
+    let (mut old, _) = create("", "pods", p).unwrap();
+    old["status"]["containerStatuses"] =
+        json!([{"name":"app","state":{"terminated":{"exitCode":1}}}]);
+    let o = opts(FieldValidation::Strict);
+    let mut back = old.clone();
+    back["status"]["containerStatuses"] = json!([{"name":"app","state":{"running":{}}}]);
+    let e = prepare_update("", "pods", Some("status"), &old, &mut back, &o).unwrap_err();
+    assert_eq!(
+        causes(&e),
+        vec![(
+            "FieldValueForbidden".into(),
+            "status.containerStatuses[0]".into(),
+            "Forbidden: may not be transitioned to non-terminated state".into()
+        )]
+    );
+    let mut ip = old.clone();
+    ip["status"]["podIPs"] = json!([{"ip":"not-an-ip"}]);
+    let e = prepare_update("", "pods", Some("status"), &old, &mut ip, &o).unwrap_err();
+    assert_eq!(e.causes[0].field, "status.podIPs[0].ip");
+}

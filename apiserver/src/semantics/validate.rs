@@ -103,8 +103,10 @@ pub fn validate_update(
     let mut e = Errs::default();
     meta::validate_update(new.get("metadata"), old.get("metadata"), &mut e);
     if sub == Some("status") {
-        if kind == "PersistentVolumeClaim" {
-            pvc_status(new, &mut e);
+        match kind {
+            "PersistentVolumeClaim" => pvc_status(new, &mut e),
+            "Pod" => pod_status(old, new, &mut e),
+            _ => {}
         }
         return e;
     }
@@ -799,6 +801,108 @@ fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
             ns.get("volumeMode").unwrap_or(&null),
             "field is immutable",
         ));
+    }
+}
+
+const POD_CONDITION_TYPES: &[&str] = &[
+    "PodScheduled",
+    "Ready",
+    "Initialized",
+    "ContainersReady",
+    "DisruptionTarget",
+    "PodReadyToStartContainers",
+];
+
+fn valid_ip(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The parts of `ValidatePodStatusUpdate` a node agent can trip over.
+fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
+    let null = Value::Null;
+    let st = new.get("status").unwrap_or(&null);
+    for (i, c) in arr(st, "conditions").iter().enumerate() {
+        let t = s(c, "type");
+        if !POD_CONDITION_TYPES.contains(&t) {
+            for msg in field::qualified_name(t) {
+                e.push(FieldError::invalid_str(
+                    &format!("status.conditions[{i}].Type"),
+                    t,
+                    &msg,
+                ));
+            }
+        }
+    }
+    if let Some(nn) = st
+        .get("nominatedNodeName")
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+    {
+        if old
+            .pointer("/status/nominatedNodeName")
+            .and_then(Value::as_str)
+            != Some(nn)
+        {
+            for msg in field::dns1123_subdomain(nn) {
+                e.push(FieldError::invalid_str(
+                    "status.nominatedNodeName",
+                    nn,
+                    &msg,
+                ));
+            }
+        }
+    }
+    // A container that may not restart stays terminated.
+    let policy = old
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
+    for list in ["containerStatuses", "initContainerStatuses"] {
+        let olds = old
+            .pointer(&format!("/status/{list}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (i, c) in arr(st, list).iter().enumerate() {
+            let Some(prev) = olds.iter().find(|o| o.get("name") == c.get("name")) else {
+                continue;
+            };
+            let Some(term) = prev.pointer("/state/terminated") else {
+                continue;
+            };
+            let exit = term.get("exitCode").and_then(Value::as_i64).unwrap_or(0);
+            let stays = match (list, policy) {
+                (_, "Never") => true,
+                (_, "OnFailure") => exit == 0,
+                ("initContainerStatuses", _) => exit == 0,
+                _ => false,
+            };
+            if stays && c.pointer("/state/terminated").is_none() {
+                e.push(FieldError::forbidden(
+                    &format!("status.{list}[{i}]"),
+                    "may not be transitioned to non-terminated state",
+                ));
+            }
+        }
+    }
+    for list in ["podIPs", "hostIPs"] {
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, ip) in arr(st, list).iter().enumerate() {
+            let v = s(ip, "ip");
+            if !valid_ip(v) {
+                e.push(FieldError::invalid_str(
+                    &format!("status.{list}[{i}].ip"),
+                    v,
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                ));
+            } else if seen.contains(&v) {
+                e.push(FieldError::duplicate(
+                    &format!("status.{list}[{i}]"),
+                    &Value::from(v),
+                ));
+            }
+            seen.push(v);
+        }
     }
 }
 
