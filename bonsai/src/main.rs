@@ -32,6 +32,7 @@ mod fake_nodes;
 mod kubeconfig;
 mod logging;
 mod probe;
+mod race;
 mod state;
 mod tls;
 
@@ -63,6 +64,8 @@ enum Command {
     Kubeconfig(cmd::kubeconfig::KubeconfigArgs),
     /// Run the API server alone, in the foreground.
     Apiserver(cmd::up::ServeArgs),
+    /// Reproduce binding races deterministically: list, show, run, explore scenarios.
+    Race(cmd::race::RaceArgs),
 }
 
 /// The data directory, shared by every command.
@@ -92,5 +95,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => cmd::status::run(&args)?,
         Command::Kubeconfig(args) => cmd::kubeconfig::run(&args)?,
         Command::Apiserver(args) => cmd::apiserver::run(args)?,
+        Command::Race(args) => cmd::race::run(args)?,
     })
 }
