@@ -101,7 +101,6 @@ fn pre_ok(p: &Option<Precondition>, cur: &(u64, String, u32)) -> Result<(), &'st
 fn ctx(n: usize) -> WriteContext {
     WriteContext {
         actor: format!("actor-{}", n % 3),
-        time: "2026-01-01T00:00:00Z".into(),
         uid: format!("uid-{n}"),
     }
 }
@@ -165,7 +164,7 @@ fn run(ops: &[Op], window: usize) -> (StoreCore, Model, Vec<Committed>) {
         match (&got, expect) {
             (Ok((p, committed)), Ok(())) => {
                 model.revision += 1;
-                let ev = &committed[0].event;
+                let ev = committed[0].event();
                 assert_eq!(ev.revision, model.revision);
                 match &write {
                     Write::Create { key, object } => {
@@ -214,7 +213,7 @@ fn run(ops: &[Op], window: usize) -> (StoreCore, Model, Vec<Committed>) {
 
 fn check_state(core: &StoreCore, model: &Model) {
     let got: BTreeMap<Key, (u64, String, u32)> = core
-        .objects()
+        .snapshot()
         .iter()
         .map(|(k, o)| {
             let rv = o["metadata"]["resourceVersion"]
@@ -229,14 +228,24 @@ fn check_state(core: &StoreCore, model: &Model) {
     assert_eq!(got, model.objects);
 }
 
+/// The objects a load found, parsed.
+fn restored(loaded: &apiserver::store::backend::Loaded) -> BTreeMap<Key, Arc<Value>> {
+    loaded
+        .objects
+        .iter()
+        .map(|(k, json, _)| (k.clone(), Arc::new(serde_json::from_str(json).unwrap())))
+        .collect()
+}
+
 /// The objects after replaying the log up to `upto`.
 fn replay(log: &[Committed], upto: u64) -> BTreeMap<Key, Arc<Value>> {
     let mut state = BTreeMap::new();
-    for c in log.iter().take_while(|c| c.event.revision <= upto) {
-        if c.event.event_type == EventType::Deleted {
-            state.remove(&c.event.key);
+    for c in log.iter().take_while(|c| c.revision <= upto) {
+        let e = c.event();
+        if e.event_type == EventType::Deleted {
+            state.remove(&e.key);
         } else {
-            state.insert(c.event.key.clone(), c.event.object.clone());
+            state.insert(e.key, e.object);
         }
     }
     state
@@ -257,12 +266,11 @@ proptest! {
         }
         let loaded = backend.load("", 1000).unwrap();
         prop_assert_eq!(loaded.revision, core.revision());
-        prop_assert_eq!(&loaded.objects, core.objects());
+        prop_assert_eq!(restored(&loaded), core.snapshot());
         // The window seeded from the log has the same events and previous states.
         prop_assert_eq!(loaded.tail.len(), log.len());
         for (a, b) in loaded.tail.iter().zip(&log) {
-            prop_assert_eq!(&a.event, &b.event);
-            prop_assert_eq!(&a.prev, &b.prev);
+            prop_assert_eq!(a, b);
         }
         // Every state in between can be rebuilt.
         let mid = core.revision() / 2;
@@ -279,11 +287,11 @@ proptest! {
             prop_assert!(expired);
         }
         let reloaded = backend.load("", 1000).unwrap();
-        prop_assert_eq!(&reloaded.objects, core.objects());
+        prop_assert_eq!(restored(&reloaded), core.snapshot());
         prop_assert_eq!(reloaded.revision, core.revision());
         for k in 0..KEYS {
             let h = backend.history(&key(k)).unwrap();
-            let want: Vec<_> = log.iter().filter(|c| c.event.key == key(k) && c.event.revision > cut).map(|c| c.event.clone()).collect();
+            let want: Vec<_> = log.iter().filter(|c| *c.key == key(k) && c.revision > cut).map(|c| c.event()).collect();
             let kept: Vec<_> = h.into_iter().filter(|e| e.revision > cut).collect();
             prop_assert_eq!(kept, want);
         }
@@ -299,14 +307,14 @@ proptest! {
         let from = (core.revision() as f64 * from_frac) as u64;
         let filter = Filter { resource: "pods".into(), ..Filter::default() };
         let oldest_kept = log.len().saturating_sub(window);
-        let window_start = log.get(oldest_kept).map_or(core.revision(), |c| c.event.revision - 1);
+        let window_start = log.get(oldest_kept).map_or(core.revision(), |c| c.revision - 1);
         match core.watch_backlog(&filter, from) {
             Ok(events) => {
                 prop_assert!(from >= window_start);
                 let want: Vec<_> = log
                     .iter()
-                    .filter(|c| c.event.revision > from && c.event.key.resource == "pods")
-                    .map(|c| c.event.clone())
+                    .filter(|c| c.revision > from && c.key.resource == "pods")
+                    .map(|c| c.event())
                     .collect();
                 prop_assert_eq!(events, want);
             }
@@ -321,8 +329,8 @@ proptest! {
         if let Ok(events) = core.watch_backlog(&filter, from) {
             let want: Vec<_> = log
                 .iter()
-                .filter(|c| c.event.revision > from && c.event.key.resource == "pods" && c.event.key.namespace == "a")
-                .map(|c| c.event.clone())
+                .filter(|c| c.revision > from && c.key.resource == "pods" && c.key.namespace == "a")
+                .map(|c| c.event())
                 .collect();
             prop_assert_eq!(events, want);
         }

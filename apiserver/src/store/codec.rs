@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::core::Committed;
 use super::{Event, EventType, Key, Revision};
 
 const FORMAT: u8 = 1;
@@ -80,21 +81,21 @@ fn type_code(t: EventType) -> u8 {
     }
 }
 
-/// Encodes one event.
-pub fn encode_event(event: &Event, prev_revision: Option<Revision>) -> Vec<u8> {
-    let body = serde_json::to_vec(&*event.object).expect("a serde_json::Value always serializes");
+/// Encodes one committed event; its JSON text becomes the body as is.
+pub fn encode_event(c: &Committed) -> Vec<u8> {
+    let body = c.json.as_bytes();
     let header = Header {
-        revision: event.revision,
-        event_type: type_code(event.event_type),
-        group: event.key.group.clone(),
-        resource: event.key.resource.clone(),
-        namespace: event.key.namespace.clone(),
-        name: event.key.name.clone(),
-        actor: event.actor.clone(),
-        time: event.time.clone(),
-        prev_revision,
+        revision: c.revision,
+        event_type: type_code(c.event_type),
+        group: c.key.group.clone(),
+        resource: c.key.resource.clone(),
+        namespace: c.key.namespace.clone(),
+        name: c.key.name.clone(),
+        actor: c.actor.to_string(),
+        time: c.time(),
+        prev_revision: c.prev_revision,
         body_len: body.len() as u32,
-        body_crc: crc32(&body),
+        body_crc: crc32(body),
     };
     let h = bincode::serde::encode_to_vec(&header, bincode::config::standard())
         .expect("the header always encodes");
@@ -103,7 +104,7 @@ pub fn encode_event(event: &Event, prev_revision: Option<Revision>) -> Vec<u8> {
     out.extend_from_slice(&(h.len() as u32).to_le_bytes());
     out.extend_from_slice(&h);
     out.extend_from_slice(&crc32(&h).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     out
 }
 
@@ -134,8 +135,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, CodecError> {
     split(bytes).map(|(h, _)| h)
 }
 
-/// Decodes and checks a whole event; also returns the previous version's revision.
-pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<Revision>), CodecError> {
+/// Decodes and checks a whole event, keeping the body as JSON text (nothing parsed).
+/// `prev` is the key's previous version's text, when the caller has it.
+pub fn decode_committed(bytes: &[u8]) -> Result<(Header, Arc<str>), CodecError> {
     let (h, body) = split(bytes)?;
     if body.len() != h.body_len as usize {
         return Err(CodecError::BodyLength {
@@ -146,8 +148,14 @@ pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<Revision>), CodecErro
     if crc32(body) != h.body_crc {
         return Err(CodecError::BodyChecksum);
     }
-    let object: Value =
-        serde_json::from_slice(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    let text = std::str::from_utf8(body).map_err(|e| CodecError::Body(e.to_string()))?;
+    Ok((h, Arc::from(text)))
+}
+
+/// Decodes and checks a whole event and parses its body.
+pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<Revision>), CodecError> {
+    let (h, body) = decode_committed(bytes)?;
+    let object: Value = serde_json::from_str(&body).map_err(|e| CodecError::Body(e.to_string()))?;
     let event = Event {
         revision: h.revision,
         event_type: h.event_type(),
@@ -212,34 +220,36 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn event() -> Event {
-        Event {
+    fn committed() -> Committed {
+        Committed {
             revision: 42,
             event_type: EventType::Modified,
-            key: Key::new("storage.k8s.io", "storageclasses", "", "local"),
-            object: Arc::new(json!({"metadata": {"name": "local"}, "z": 1, "a": [1, 2.5, "x"]})),
-            actor: "kubectl".into(),
-            time: "2026-01-01T00:00:00Z".into(),
+            key: Arc::new(Key::new("storage.k8s.io", "storageclasses", "", "local")),
+            json: Arc::from(r#"{"metadata":{"name":"local"},"z":1,"a":[1,2.5,"x"]}"#),
+            prev: None,
+            prev_revision: Some(41),
+            actor: Arc::from("kubectl"),
+            at_ms: 1_767_225_600_000,
         }
     }
 
     #[test]
     fn envelope_round_trips_and_keeps_body_json() {
-        let e = event();
-        let bytes = encode_event(&e, Some(41));
+        let c = committed();
+        let bytes = encode_event(&c);
         let (back, prev) = decode_event(&bytes).unwrap();
-        assert_eq!(back, e);
+        assert_eq!(back, c.event());
+        assert_eq!(back.time, "2026-01-01T00:00:00Z");
         assert_eq!(prev, Some(41));
-        assert!(String::from_utf8_lossy(&bytes)
-            .ends_with(r#"{"metadata":{"name":"local"},"z":1,"a":[1,2.5,"x"]}"#));
+        assert!(String::from_utf8_lossy(&bytes).ends_with(&*c.json));
         assert_eq!(decode_header(&bytes).unwrap().revision, 42);
+        assert_eq!(decode_committed(&bytes).unwrap().1, c.json);
     }
 
     #[test]
     fn damage_is_detected() {
-        let bytes = encode_event(&event(), None);
+        let bytes = encode_event(&committed());
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;

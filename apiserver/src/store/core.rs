@@ -2,8 +2,8 @@
 //!
 //! It owns the current objects, the revision counter and the watch window (the recent events,
 //! each with the object's previous state so selector transitions can be computed). It reads no
-//! clock and draws no randomness: the time, the commit instant and new uids come in through
-//! [`WriteContext`]. Writes are two-phase so a driver can make them durable in between:
+//! clock and draws no randomness: the commit instant and new uids come in from the caller.
+//! Writes are two-phase so a driver can make them durable in between:
 //!
 //! 1. [`StoreCore::prepare`] checks the key, the object and the precondition against the
 //!    committed state *plus* the writes already prepared in this batch, and assigns the next
@@ -13,7 +13,13 @@
 //!    them for fan-out; on a backend failure [`StoreCore::abort_prepared`] forgets them.
 //!
 //! [`StoreCore::apply`] does all three for callers without a backend (the simulator).
+//!
+//! Objects are kept as their JSON text (`Arc<str>`), shared between the current state, the
+//! watch window and the log encoder, and parsed on demand: a parsed `serde_json::Value` of a
+//! 1 KiB pod takes ~10 KiB, the text 1 KiB. The driver hands the parsed object it already has
+//! to live watchers, so fan-out parses nothing.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -21,8 +27,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::{
-    Event, EventType, FieldSelector, Key, LabelSelector, ListQuery, ListResult, Precondition,
-    Result, Revision, StoreError, WatchQuery, WatchWindow,
+    rfc3339, Event, EventType, FieldSelector, Key, LabelSelector, ListQuery, ListResult,
+    Precondition, Result, Revision, StoreError, WatchQuery, WatchWindow,
 };
 
 /// One write request.
@@ -53,33 +59,102 @@ impl Write {
     }
 }
 
-/// What the driver knows and the core must not look up itself.
+/// What the driver knows and the core must not look up itself (besides `now_ms`).
 #[derive(Clone, Debug)]
 pub struct WriteContext {
+    /// Who writes (`kubectl`, `bonsai-scheduler`…), recorded in the event.
     pub actor: String,
-    /// RFC 3339 (seconds) for `Event::time` and `creationTimestamp`.
-    pub time: String,
     /// The uid a create gets (uuid v4 from the driver; seeded in the simulator).
     pub uid: String,
 }
 
-/// A committed event as the core keeps it in the watch window: with the object's state before
-/// the write (for selector transitions and snapshot lists) and the commit instant.
+/// A committed event as the core keeps it (window) and the backend stores it: the object as
+/// JSON text, with the key's previous version for selector transitions and snapshot lists.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Committed {
-    pub event: Event,
-    /// The object before this write (`None` for ADDED).
-    pub prev: Option<Arc<Value>>,
-    /// The revision of `prev` (what the on-disk envelope records).
+    pub revision: Revision,
+    pub event_type: EventType,
+    pub key: Arc<Key>,
+    /// The object after the write; for DELETED its last state with the deletion's revision.
+    pub json: Arc<str>,
+    /// The key's previous version (`None` for ADDED).
+    pub prev: Option<Arc<str>>,
+    /// The revision of `prev`.
     pub prev_revision: Option<Revision>,
-    /// Commit instant, milliseconds since the Unix epoch (window aging).
+    pub actor: Arc<str>,
+    /// Commit instant, milliseconds since the Unix epoch; the event's time is its second.
     pub at_ms: u64,
+}
+
+/// Parses JSON the store wrote itself.
+pub(crate) fn parse(json: &str) -> Arc<Value> {
+    Arc::new(serde_json::from_str(json).expect("the store only keeps JSON it serialized"))
+}
+
+impl Committed {
+    /// The event time, RFC 3339 seconds.
+    pub fn time(&self) -> String {
+        rfc3339(self.at_ms / 1000)
+    }
+
+    /// The event as watchers and history see it (parses the object).
+    pub fn event(&self) -> Event {
+        self.event_with(self.event_type, parse(&self.json))
+    }
+
+    pub fn event_with(&self, event_type: EventType, object: Arc<Value>) -> Event {
+        Event {
+            revision: self.revision,
+            event_type,
+            key: (*self.key).clone(),
+            object,
+            actor: self.actor.to_string(),
+            time: self.time(),
+        }
+    }
+}
+
+/// One committed event with its object and previous version parsed at most once, however many
+/// watchers look at it.
+pub struct Views<'a> {
+    pub committed: &'a Committed,
+    object: OnceCell<Arc<Value>>,
+    prev: OnceCell<Option<Arc<Value>>>,
+}
+
+impl<'a> Views<'a> {
+    pub fn new(committed: &'a Committed) -> Views<'a> {
+        Views {
+            committed,
+            object: OnceCell::new(),
+            prev: OnceCell::new(),
+        }
+    }
+
+    /// With the parsed object already at hand (the writer built it).
+    pub fn with_object(committed: &'a Committed, object: Arc<Value>) -> Views<'a> {
+        let v = Views::new(committed);
+        let _ = v.object.set(object);
+        v
+    }
+
+    pub fn object(&self) -> &Arc<Value> {
+        self.object.get_or_init(|| parse(&self.committed.json))
+    }
+
+    pub fn prev(&self) -> Option<&Arc<Value>> {
+        self.prev
+            .get_or_init(|| self.committed.prev.as_deref().map(parse))
+            .as_ref()
+    }
 }
 
 /// The outcome of a prepared write: its event and what the caller gets back.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub committed: Committed,
+    /// The event's object, parsed (what live watchers get).
+    pub object: Arc<Value>,
     /// Create/update: the stored object. Delete: the last state, as kube-apiserver returns it.
     pub result: Arc<Value>,
 }
@@ -115,7 +190,7 @@ impl Filter {
         }
     }
 
-    fn has_selectors(&self) -> bool {
+    pub fn has_selectors(&self) -> bool {
         self.label_selector.as_ref().is_some_and(|s| !s.is_empty())
             || self.field_selector.as_ref().is_some_and(|s| !s.is_empty())
     }
@@ -149,34 +224,33 @@ impl Filter {
                 .is_none_or(|s| s.matches(&self.group, &self.resource, object))
     }
 
-    /// The event this filter's watcher sees for `c`, if any. As kube-apiserver's watch cache:
-    /// an object entering the selection is ADDED, one leaving it is DELETED (with its previous
-    /// content and the event's resourceVersion).
-    pub fn convert(&self, c: &Committed) -> Option<Event> {
-        if !self.covers(&c.event.key) {
+    /// The event this filter's watcher sees, if any. As kube-apiserver's watch cache: an object
+    /// entering the selection is ADDED, one leaving it is DELETED (with its previous content and
+    /// the event's resourceVersion).
+    pub fn convert(&self, v: &Views<'_>) -> Option<Event> {
+        let c = v.committed;
+        if !self.covers(&c.key) {
             return None;
         }
         if !self.has_selectors() {
-            return Some(c.event.clone());
+            return Some(c.event_with(c.event_type, v.object().clone()));
         }
-        let cur = c.event.event_type != EventType::Deleted && self.selects(&c.event.object);
-        let old = c.prev.as_ref().is_some_and(|p| self.selects(p));
-        let (event_type, object) = match (cur, old) {
-            (false, false) => return None,
-            (true, false) => (EventType::Added, c.event.object.clone()),
-            (true, true) => (EventType::Modified, c.event.object.clone()),
+        let cur = c.event_type != EventType::Deleted && self.selects(v.object());
+        let old = v.prev().is_some_and(|p| self.selects(p));
+        match (cur, old) {
+            (false, false) => None,
+            (true, false) => Some(c.event_with(EventType::Added, v.object().clone())),
+            (true, true) => Some(c.event_with(EventType::Modified, v.object().clone())),
             (false, true) => {
-                let prev = c.prev.as_ref().expect("old matched, so prev exists");
-                let mut o = (**prev).clone();
-                set_resource_version(&mut o, c.event.revision);
-                (EventType::Deleted, Arc::new(o))
+                if c.event_type == EventType::Deleted {
+                    // The stored DELETED object already is the last state at this revision.
+                    return Some(c.event_with(EventType::Deleted, v.object().clone()));
+                }
+                let mut o = (**v.prev().expect("old matched, so prev exists")).clone();
+                set_resource_version(&mut o, c.revision);
+                Some(c.event_with(EventType::Deleted, Arc::new(o)))
             }
-        };
-        Some(Event {
-            event_type,
-            object,
-            ..c.event.clone()
-        })
+        }
     }
 }
 
@@ -189,23 +263,43 @@ pub fn resource_version_of(object: &Value) -> Option<Revision> {
         .ok()
 }
 
-fn uid_of(object: &Value) -> &str {
-    object
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
 fn set_resource_version(object: &mut Value, rev: Revision) {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
     }
 }
 
+/// The identity fields an update carries over, read without building the whole `Value`.
+#[derive(serde::Deserialize, Default)]
+struct Identity {
+    #[serde(default)]
+    metadata: IdentityMeta,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct IdentityMeta {
+    uid: Option<Value>,
+    #[serde(rename = "creationTimestamp")]
+    creation_timestamp: Option<Value>,
+}
+
+fn identity(json: &str) -> IdentityMeta {
+    serde_json::from_str::<Identity>(json)
+        .map(|i| i.metadata)
+        .unwrap_or_default()
+}
+
+/// A current object: its JSON text and the revision of its last change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub json: Arc<str>,
+    pub revision: Revision,
+}
+
 /// The store's state: committed objects, revision, watch window, and the batch being prepared.
 #[derive(Debug)]
 pub struct StoreCore {
-    objects: BTreeMap<Key, Arc<Value>>,
+    objects: BTreeMap<Arc<Key>, Entry>,
     revision: Revision,
     window: VecDeque<Committed>,
     /// A watch from revision `r` is served iff `r >= window_start` (every event after it is in
@@ -214,7 +308,9 @@ pub struct StoreCore {
     window_config: WatchWindow,
     /// Prepared but not yet committed: events and the overlay they imply.
     pending: Vec<Committed>,
-    pending_objects: BTreeMap<Key, Option<Arc<Value>>>,
+    pending_objects: BTreeMap<Arc<Key>, Option<Entry>>,
+    /// Actor names, interned: a handful of components write millions of events.
+    actors: BTreeMap<String, Arc<str>>,
 }
 
 /// Continue tokens look like kube-apiserver's: base64url(JSON {"v","rv","start"}).
@@ -228,30 +324,36 @@ struct ContinueToken {
 impl StoreCore {
     /// An empty store at revision 0.
     pub fn new(window_config: WatchWindow) -> StoreCore {
-        StoreCore {
-            objects: BTreeMap::new(),
-            revision: 0,
-            window: VecDeque::new(),
-            window_start: 0,
-            window_config,
-            pending: Vec::new(),
-            pending_objects: BTreeMap::new(),
-        }
+        StoreCore::restore(window_config, Vec::new(), 0, Vec::new())
     }
 
-    /// A store rebuilt from a backend: its current objects, its revision, and the most recent
-    /// events (ascending, contiguous up to `revision`) to seed the watch window.
+    /// A store rebuilt from a backend: its current objects (key, JSON, revision), its revision,
+    /// and the most recent events (ascending, contiguous up to `revision`) for the watch window.
     pub fn restore(
         window_config: WatchWindow,
-        objects: BTreeMap<Key, Arc<Value>>,
+        objects: Vec<(Key, Arc<str>, Revision)>,
         revision: Revision,
         tail: Vec<Committed>,
     ) -> StoreCore {
-        let window_start = tail.first().map_or(revision, |c| c.event.revision - 1);
+        let window_start = tail.first().map_or(revision, |c| c.revision - 1);
         assert!(
-            tail.last().is_none_or(|c| c.event.revision == revision),
+            tail.last().is_none_or(|c| c.revision == revision),
             "window tail must end at the store revision"
         );
+        let objects: BTreeMap<Arc<Key>, Entry> = objects
+            .into_iter()
+            .map(|(k, json, revision)| (Arc::new(k), Entry { json, revision }))
+            .collect();
+        // Share keys and bodies between the objects and the window.
+        let mut tail = tail;
+        for c in &mut tail {
+            if let Some((k, e)) = objects.get_key_value(&*c.key) {
+                c.key = k.clone();
+                if e.revision == c.revision {
+                    c.json = e.json.clone();
+                }
+            }
+        }
         StoreCore {
             objects,
             revision,
@@ -260,6 +362,7 @@ impl StoreCore {
             window_config,
             pending: Vec::new(),
             pending_objects: BTreeMap::new(),
+            actors: BTreeMap::new(),
         }
     }
 
@@ -277,19 +380,29 @@ impl StoreCore {
         self.objects.len()
     }
 
+    /// The current object, parsed.
     pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
-        self.objects.get(key).cloned()
+        self.objects.get(key).map(|e| parse(&e.json))
     }
 
-    pub fn objects(&self) -> &BTreeMap<Key, Arc<Value>> {
-        &self.objects
+    /// The current object as stored: its JSON text (nothing parsed).
+    pub fn get_json(&self, key: &Key) -> Option<Arc<str>> {
+        self.objects.get(key).map(|e| e.json.clone())
     }
 
-    /// The current (prepared-or-committed) object, as preconditions see it.
-    fn current(&self, key: &Key) -> Option<&Arc<Value>> {
-        match self.pending_objects.get(key) {
-            Some(o) => o.as_ref(),
-            None => self.objects.get(key),
+    /// Every current object, parsed (tests, the simulator's invariant checks).
+    pub fn snapshot(&self) -> BTreeMap<Key, Arc<Value>> {
+        self.objects
+            .iter()
+            .map(|(k, e)| ((**k).clone(), parse(&e.json)))
+            .collect()
+    }
+
+    /// The current (prepared-or-committed) entry, as preconditions see it.
+    fn current(&self, key: &Key) -> Option<(&Arc<Key>, &Entry)> {
+        match self.pending_objects.get_key_value(key) {
+            Some((k, e)) => e.as_ref().map(|e| (k, e)),
+            None => self.objects.get_key_value(key),
         }
     }
 
@@ -334,22 +447,22 @@ impl StoreCore {
         Ok(())
     }
 
-    fn check_precondition(key: &Key, current: &Value, p: &Option<Precondition>) -> Result<()> {
+    fn check_precondition(key: &Key, current: &Entry, p: &Option<Precondition>) -> Result<()> {
         match p {
             None => Ok(()),
             Some(Precondition::ResourceVersion(expected)) => {
-                let cur = resource_version_of(current).unwrap_or(0);
-                if cur != *expected {
+                if current.revision != *expected {
                     return Err(StoreError::Conflict {
                         key: key.clone(),
                         expected: *expected,
-                        current: cur,
+                        current: current.revision,
                     });
                 }
                 Ok(())
             }
             Some(Precondition::Uid(expected)) => {
-                let cur = uid_of(current);
+                let uid = identity(&current.json).uid;
+                let cur = uid.as_ref().and_then(Value::as_str).unwrap_or("");
                 if cur != expected {
                     return Err(StoreError::UidConflict {
                         key: key.clone(),
@@ -362,13 +475,30 @@ impl StoreCore {
         }
     }
 
-    fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    fn metadata_mut<'v>(object: &'v mut Value, key: &Key) -> &'v mut Map<String, Value> {
         let obj = object.as_object_mut().expect("checked: object");
         let meta = obj
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()));
-        meta.as_object_mut()
-            .expect("checked: metadata is an object")
+        let meta = meta
+            .as_object_mut()
+            .expect("checked: metadata is an object");
+        meta.entry("name")
+            .or_insert_with(|| Value::String(key.name.clone()));
+        if !key.namespace.is_empty() {
+            meta.entry("namespace")
+                .or_insert_with(|| Value::String(key.namespace.clone()));
+        }
+        meta
+    }
+
+    fn actor(&mut self, actor: &str) -> Arc<str> {
+        if let Some(a) = self.actors.get(actor) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(actor);
+        self.actors.insert(actor.to_string(), a.clone());
+        a
     }
 
     /// Checks a write against committed + prepared state and assigns it the next revision.
@@ -376,32 +506,38 @@ impl StoreCore {
     pub fn prepare(&mut self, write: Write, ctx: &WriteContext, now_ms: u64) -> Result<Prepared> {
         write.key().validate()?;
         let rev = self.next_revision();
-        let prepared = match write {
+        let time = rfc3339(now_ms / 1000);
+        let actor = self.actor(&ctx.actor);
+        let serialize = |v: &Value| -> Arc<str> {
+            Arc::from(serde_json::to_string(v).expect("a serde_json::Value always serializes"))
+        };
+        let (committed, object, result) = match write {
             Write::Create { key, mut object } => {
                 Self::check_object(&key, &object)?;
                 if self.current(&key).is_some() {
                     return Err(StoreError::AlreadyExists { key });
                 }
-                let meta = Self::metadata_mut(&mut object);
-                meta.entry("name")
-                    .or_insert_with(|| Value::String(key.name.clone()));
-                if !key.namespace.is_empty() {
-                    meta.entry("namespace")
-                        .or_insert_with(|| Value::String(key.namespace.clone()));
-                }
+                let meta = Self::metadata_mut(&mut object, &key);
                 meta.insert("uid".into(), Value::String(ctx.uid.clone()));
-                meta.insert("creationTimestamp".into(), Value::String(ctx.time.clone()));
+                meta.insert("creationTimestamp".into(), Value::String(time));
                 meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+                let json = serialize(&object);
                 let object = Arc::new(object);
-                Prepared {
-                    committed: Committed {
-                        event: self.event(rev, EventType::Added, key, object.clone(), ctx),
-                        prev: None,
-                        prev_revision: None,
-                        at_ms: now_ms,
-                    },
-                    result: object,
-                }
+                let key = self
+                    .objects
+                    .get_key_value(&key)
+                    .map_or_else(|| Arc::new(key), |(k, _)| k.clone());
+                let c = Committed {
+                    revision: rev,
+                    event_type: EventType::Added,
+                    key,
+                    json,
+                    prev: None,
+                    prev_revision: None,
+                    actor,
+                    at_ms: now_ms,
+                };
+                (c, object.clone(), object)
             }
             Write::Update {
                 key,
@@ -409,81 +545,70 @@ impl StoreCore {
                 precondition,
             } => {
                 Self::check_object(&key, &object)?;
-                let Some(current) = self.current(&key).cloned() else {
+                let Some((arc_key, current)) = self.current(&key) else {
                     return Err(StoreError::NotFound { key });
                 };
+                let (arc_key, current) = (arc_key.clone(), current.clone());
                 Self::check_precondition(&key, &current, &precondition)?;
-                let cur_meta = current.get("metadata");
-                let meta = Self::metadata_mut(&mut object);
-                meta.entry("name")
-                    .or_insert_with(|| Value::String(key.name.clone()));
-                if !key.namespace.is_empty() {
-                    meta.entry("namespace")
-                        .or_insert_with(|| Value::String(key.namespace.clone()));
-                }
-                for field in ["uid", "creationTimestamp"] {
-                    match cur_meta.and_then(|m| m.get(field)) {
-                        Some(v) => {
-                            meta.insert(field.into(), v.clone());
-                        }
-                        None => {
-                            meta.remove(field);
-                        }
-                    }
+                let id = identity(&current.json);
+                let meta = Self::metadata_mut(&mut object, &key);
+                for (field, value) in [
+                    ("uid", id.uid),
+                    ("creationTimestamp", id.creation_timestamp),
+                ] {
+                    match value {
+                        Some(v) => meta.insert(field.into(), v),
+                        None => meta.remove(field),
+                    };
                 }
                 meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+                let json = serialize(&object);
                 let object = Arc::new(object);
-                Prepared {
-                    committed: Committed {
-                        event: self.event(rev, EventType::Modified, key, object.clone(), ctx),
-                        prev_revision: resource_version_of(&current),
-                        prev: Some(current),
-                        at_ms: now_ms,
-                    },
-                    result: object,
-                }
+                let c = Committed {
+                    revision: rev,
+                    event_type: EventType::Modified,
+                    key: arc_key,
+                    json,
+                    prev: Some(current.json.clone()),
+                    prev_revision: Some(current.revision),
+                    actor,
+                    at_ms: now_ms,
+                };
+                (c, object.clone(), object)
             }
             Write::Delete { key, precondition } => {
-                let Some(current) = self.current(&key).cloned() else {
+                let Some((arc_key, current)) = self.current(&key) else {
                     return Err(StoreError::NotFound { key });
                 };
+                let (arc_key, current) = (arc_key.clone(), current.clone());
                 Self::check_precondition(&key, &current, &precondition)?;
-                let mut last = (*current).clone();
+                let result = parse(&current.json);
+                let mut last = (*result).clone();
                 set_resource_version(&mut last, rev);
-                Prepared {
-                    committed: Committed {
-                        event: self.event(rev, EventType::Deleted, key, Arc::new(last), ctx),
-                        prev_revision: resource_version_of(&current),
-                        prev: Some(current.clone()),
-                        at_ms: now_ms,
-                    },
-                    result: current,
-                }
+                let c = Committed {
+                    revision: rev,
+                    event_type: EventType::Deleted,
+                    key: arc_key,
+                    json: serialize(&last),
+                    prev: Some(current.json.clone()),
+                    prev_revision: Some(current.revision),
+                    actor,
+                    at_ms: now_ms,
+                };
+                (c, Arc::new(last), result)
             }
         };
-        let ev = &prepared.committed.event;
-        let after = (ev.event_type != EventType::Deleted).then(|| ev.object.clone());
-        self.pending_objects.insert(ev.key.clone(), after);
-        self.pending.push(prepared.committed.clone());
-        Ok(prepared)
-    }
-
-    fn event(
-        &self,
-        revision: Revision,
-        event_type: EventType,
-        key: Key,
-        object: Arc<Value>,
-        ctx: &WriteContext,
-    ) -> Event {
-        Event {
-            revision,
-            event_type,
-            key,
+        let after = (committed.event_type != EventType::Deleted).then(|| Entry {
+            json: committed.json.clone(),
+            revision: rev,
+        });
+        self.pending_objects.insert(committed.key.clone(), after);
+        self.pending.push(committed.clone());
+        Ok(Prepared {
+            committed,
             object,
-            actor: ctx.actor.clone(),
-            time: ctx.time.clone(),
-        }
+            result,
+        })
     }
 
     /// The events prepared since the last commit/abort, in revision order.
@@ -497,15 +622,18 @@ impl StoreCore {
         let batch = std::mem::take(&mut self.pending);
         self.pending_objects.clear();
         for c in &batch {
-            assert_eq!(c.event.revision, self.revision + 1, "revisions are gapless");
-            self.revision = c.event.revision;
-            match c.event.event_type {
+            assert_eq!(c.revision, self.revision + 1, "revisions are gapless");
+            self.revision = c.revision;
+            match c.event_type {
                 EventType::Deleted => {
-                    self.objects.remove(&c.event.key);
+                    self.objects.remove(&*c.key);
                 }
                 _ => {
-                    self.objects
-                        .insert(c.event.key.clone(), c.event.object.clone());
+                    let e = Entry {
+                        json: c.json.clone(),
+                        revision: c.revision,
+                    };
+                    self.objects.insert(c.key.clone(), e);
                 }
             }
             self.window.push_back(c.clone());
@@ -542,7 +670,7 @@ impl StoreCore {
             if !(too_many || too_old) {
                 break;
             }
-            self.window_start = front.event.revision;
+            self.window_start = front.revision;
             self.window.pop_front();
         }
     }
@@ -556,17 +684,16 @@ impl StoreCore {
                 oldest: self.window_start,
             });
         }
-        let skip = self.window.partition_point(|c| c.event.revision <= from);
         Ok(self
-            .window
-            .range(skip..)
-            .filter_map(|c| filter.convert(c))
+            .window_after(from)
+            .filter(|c| filter.covers(&c.key))
+            .filter_map(|c| filter.convert(&Views::new(c)))
             .collect())
     }
 
     /// Everything in the window after `from`, unfiltered (for tests and the simulator).
     pub fn window_after(&self, from: Revision) -> impl Iterator<Item = &Committed> {
-        let skip = self.window.partition_point(|c| c.event.revision <= from);
+        let skip = self.window.partition_point(|c| c.revision <= from);
         self.window.range(skip..)
     }
 
@@ -604,11 +731,11 @@ impl StoreCore {
         };
         // The state at `rv`: current objects with the window's later changes undone. The first
         // change after `rv` to a key carries that key's state at `rv` in `prev`.
-        let mut undo: BTreeMap<&Key, Option<&Arc<Value>>> = BTreeMap::new();
+        let mut undo: BTreeMap<&Key, Option<&Arc<str>>> = BTreeMap::new();
         if rv < self.revision {
             for c in self.window_after(rv) {
-                if filter.covers(&c.event.key) {
-                    undo.entry(&c.event.key).or_insert(c.prev.as_ref());
+                if filter.covers(&c.key) {
+                    undo.entry(&*c.key).or_insert(c.prev.as_ref());
                 }
             }
         }
@@ -617,16 +744,18 @@ impl StoreCore {
             Bound::Included(l) => k >= l,
             Bound::Unbounded => true,
         };
+        let bounds: (Bound<&Key>, Bound<&Key>) = (lower.as_ref(), Bound::Unbounded);
         let current = self
             .objects
-            .range((lower.clone(), Bound::Unbounded))
+            .range::<Key, _>(bounds)
             // Keys sort by (group, resource, namespace, name): the resource (or the namespace)
             // is one contiguous run starting at `lower`.
-            .take_while(|(k, _)| filter.covers(k));
-        let mut snapshot: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = if undo.is_empty() {
+            .take_while(|(k, _)| filter.covers(k))
+            .map(|(k, e)| (&**k, &e.json));
+        let mut snapshot: Box<dyn Iterator<Item = (&Key, &Arc<str>)>> = if undo.is_empty() {
             Box::new(current)
         } else {
-            let mut merged: BTreeMap<&Key, &Arc<Value>> =
+            let mut merged: BTreeMap<&Key, &Arc<str>> =
                 current.filter(|(k, _)| !undo.contains_key(k)).collect();
             for (k, v) in &undo {
                 if let Some(v) = v {
@@ -638,23 +767,30 @@ impl StoreCore {
             Box::new(merged.into_iter())
         };
         let limit = q.limit.filter(|l| *l > 0);
+        let selectors = filter.has_selectors();
         let mut items = Vec::new();
         let mut last_key: Option<&Key> = None;
         let mut more = false;
         let mut remaining: u64 = 0;
-        for (k, v) in snapshot.by_ref() {
-            if !filter.selects(v) {
-                continue;
-            }
+        for (k, json) in snapshot.by_ref() {
             if limit.is_some_and(|l| items.len() >= l) {
+                if selectors {
+                    // kube-apiserver reports no count with selectors; one more match suffices.
+                    if filter.selects(&parse(json)) {
+                        more = true;
+                        break;
+                    }
+                    continue;
+                }
                 more = true;
                 remaining += 1;
-                if filter.has_selectors() {
-                    break;
-                }
                 continue;
             }
-            items.push(v.clone());
+            let object = parse(json);
+            if selectors && !filter.selects(&object) {
+                continue;
+            }
+            items.push(object);
             last_key = Some(k);
         }
         let continue_token = if more {
@@ -675,7 +811,7 @@ impl StoreCore {
         Ok(ListResult {
             items,
             resource_version: rv,
-            remaining_item_count: (more && !filter.has_selectors()).then_some(remaining),
+            remaining_item_count: (more && !selectors).then_some(remaining),
             continue_token,
         })
     }
@@ -752,7 +888,6 @@ mod tests {
     fn ctx(n: u64) -> WriteContext {
         WriteContext {
             actor: "test".into(),
-            time: "2026-01-01T00:00:00Z".into(),
             uid: format!("uid-{n}"),
         }
     }
@@ -850,7 +985,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(p.result["metadata"]["resourceVersion"], "2");
-        assert_eq!(c[0].event.object["metadata"]["resourceVersion"], "3");
+        assert_eq!(c[0].event().object["metadata"]["resourceVersion"], "3");
         assert_eq!(core.revision(), 3);
         assert!(core.get(&pod("a")).is_none());
         let err = core
@@ -928,7 +1063,7 @@ mod tests {
         .unwrap();
         let c = core.commit_prepared(0);
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].event.revision, 1);
+        assert_eq!(c[0].revision, 1);
         assert!(core.get(&pod("a")).is_none());
         assert!(core.get(&pod("b")).is_some());
     }

@@ -16,6 +16,7 @@
 //! log retention.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, BackendError, Log, MemoryBackend, RedbBackend, SledBackend};
-use super::core::{resource_version_of, Committed, Filter, StoreCore, Write, WriteContext};
+use super::core::{resource_version_of, Committed, Filter, StoreCore, Views, Write, WriteContext};
 use super::{
     rfc3339, BackendKind, Durability, History, Key, ListQuery, ListResult, Precondition, Result,
     Revision, StateAt, StoreConfig, StoreError, WatchItem, WatchQuery,
@@ -59,6 +60,18 @@ struct Shared {
     config: StoreConfig,
     /// Set when a backend write failed: the store then refuses writes (reads go on).
     failed: Mutex<Option<String>>,
+    /// Group commits written and writes committed (for `writes per flush`).
+    groups: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// Counters of the writer since open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Backend transactions (each one flush in durable mode) that committed writes.
+    pub groups: u64,
+    /// Writes committed.
+    pub writes: u64,
 }
 
 impl Shared {
@@ -184,6 +197,8 @@ impl Store {
             log,
             config,
             failed: Mutex::new(None),
+            groups: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         });
         let (tx, rx) = std_mpsc::channel();
         let writer = shared.clone();
@@ -295,6 +310,11 @@ impl Store {
         self.shared.lock().core.get(key)
     }
 
+    /// The current object as stored, JSON text (for responses that need no parsing).
+    pub fn get_json(&self, key: &Key) -> Option<Arc<str>> {
+        self.shared.lock().core.get_json(key)
+    }
+
     /// One page of a list, a consistent snapshot.
     pub fn list(&self, q: &ListQuery) -> Result<ListResult> {
         self.shared.lock().core.list(q)
@@ -372,6 +392,14 @@ impl Store {
             objects,
             truncated_before: log.truncated_before(),
         })
+    }
+
+    /// Group commits and writes since open.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            groups: self.shared.groups.load(Ordering::Relaxed),
+            writes: self.shared.writes.load(Ordering::Relaxed),
+        }
     }
 
     /// Makes every acknowledged write durable now (only matters in relaxed mode).
@@ -485,18 +513,17 @@ fn commit_group(shared: &Shared, batch: &mut Vec<Request>, durable: bool) -> boo
         }
         return false;
     }
-    let (now_ms, time) = now();
+    let (now_ms, _) = now();
     let mut accepted = Vec::with_capacity(batch.len());
     let pending: Vec<Committed> = {
         let mut inner = shared.lock();
         for r in batch.drain(..) {
             let ctx = WriteContext {
                 actor: r.actor,
-                time: time.clone(),
                 uid: uuid::Uuid::new_v4().to_string(),
             };
             match inner.core.prepare(r.write, &ctx, now_ms) {
-                Ok(p) => accepted.push((r.reply, p.result)),
+                Ok(p) => accepted.push((r.reply, p.object, p.result)),
                 Err(e) => {
                     let _ = r.reply.send(Err(e));
                 }
@@ -512,13 +539,19 @@ fn commit_group(shared: &Shared, batch: &mut Vec<Request>, durable: bool) -> boo
     match written {
         Ok(()) => {
             let committed = inner.core.commit_prepared(now_ms);
+            shared.groups.fetch_add(1, Ordering::Relaxed);
+            shared
+                .writes
+                .fetch_add(committed.len() as u64, Ordering::Relaxed);
+            let objects: Vec<Arc<Value>> = accepted.iter().map(|(_, o, _)| o.clone()).collect();
             publish(
                 &mut inner.watchers,
                 &committed,
+                &objects,
                 shared.config.watcher_buffer,
             );
             drop(inner);
-            for (reply, result) in accepted {
+            for (reply, _, result) in accepted {
                 let _ = reply.send(Ok(result));
             }
             true
@@ -528,7 +561,7 @@ fn commit_group(shared: &Shared, batch: &mut Vec<Request>, durable: bool) -> boo
             drop(inner);
             let err = shared.log.store_error(e);
             fail(shared, err.to_string());
-            for (reply, _) in accepted {
+            for (reply, _, _) in accepted {
                 let _ = reply.send(Err(err.clone()));
             }
             false
@@ -536,27 +569,43 @@ fn commit_group(shared: &Shared, batch: &mut Vec<Request>, durable: bool) -> boo
     }
 }
 
-/// Hands each event to every watcher that sees it. A watcher whose buffer is full is cut off
-/// (it resumes from its last revision); a watcher whose receiver is gone is dropped.
-fn publish(watchers: &mut Vec<Slot>, committed: &[Committed], buffer: usize) {
-    watchers.retain(|slot| {
-        for c in committed {
-            if let Some(ev) = slot.filter.convert(c) {
-                match slot.tx.try_send(WatchItem::Event(ev)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        *slot.state.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-                            "watcher too slow: its buffer of {buffer} events was full at revision {}; \
-                             resume from the last revision received",
-                            c.event.revision
-                        ));
-                        return false;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+/// Hands each event to every watcher that sees it (each object parsed at most once for all
+/// of them). A watcher whose buffer is full is cut off (it resumes from its last revision); a
+/// watcher whose receiver is gone is dropped.
+fn publish(
+    watchers: &mut Vec<Slot>,
+    committed: &[Committed],
+    objects: &[Arc<Value>],
+    buffer: usize,
+) {
+    let mut dead = vec![false; watchers.len()];
+    for (c, object) in committed.iter().zip(objects) {
+        let views = Views::with_object(c, object.clone());
+        for (i, slot) in watchers.iter().enumerate() {
+            if dead[i] || !slot.filter.covers(&c.key) {
+                continue;
+            }
+            let Some(ev) = slot.filter.convert(&views) else {
+                continue;
+            };
+            match slot.tx.try_send(WatchItem::Event(ev)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    *slot.state.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                        "watcher too slow: its buffer of {buffer} events was full at revision {}; \
+                         resume from the last revision received",
+                        c.revision
+                    ));
+                    dead[i] = true;
                 }
+                Err(mpsc::error::TrySendError::Closed(_)) => dead[i] = true,
             }
         }
-        true
+    }
+    let mut i = 0;
+    watchers.retain(|_| {
+        i += 1;
+        !dead[i - 1]
     });
 }
 

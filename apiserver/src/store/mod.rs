@@ -50,7 +50,7 @@ pub use self::selector::{
 };
 
 #[cfg(feature = "server")]
-pub use self::driver::{Store, Watcher};
+pub use self::driver::{Store, StoreStats, Watcher};
 
 /// A position in the cluster's history. Each committed write gets the next one; it doubles as
 /// every object's `metadata.resourceVersion`. Revision 0 is the empty store.
@@ -346,7 +346,7 @@ impl StoreConfig {
             retention_events: 100_000,
             bookmark_interval: Duration::from_secs(60),
             watcher_buffer: 1024,
-            cache_bytes: 32 << 20,
+            cache_bytes: 16 << 20,
             max_batch: 4096,
         }
     }

@@ -86,7 +86,8 @@ pub trait Backend: Send + Sync {
 pub struct Loaded {
     pub revision: Revision,
     pub compacted: Revision,
-    pub objects: BTreeMap<Key, Arc<Value>>,
+    /// Key, JSON text and revision of every current object.
+    pub objects: Vec<(Key, Arc<str>, Revision)>,
     /// The most recent events (contiguous, ending at `revision`) to seed the watch window.
     pub tail: Vec<Committed>,
     pub retained_events: u64,
@@ -222,7 +223,6 @@ impl Log {
         let revision = last.max(compacted);
 
         // 2. The objects table is exactly the live keys' last events.
-        let mut objects = BTreeMap::new();
         let mut pointers = Vec::new();
         b.scan_objects(&mut |kb, rev| {
             let key = codec::decode_object_key(kb)
@@ -261,29 +261,31 @@ impl Log {
                 "objects table",
             ));
         }
+        let mut objects = Vec::with_capacity(pointers.len());
         for (key, rev) in pointers {
-            let (ev, _) = self.read_event(rev)?;
-            if ev.key != key {
+            let (h, json) = self.read_raw(rev)?;
+            if h.key() != key {
                 return Err(corrupt(
-                    format!("event {rev} is for {}, not {key}", ev.key),
+                    format!("event {rev} is for {}, not {key}", h.key()),
                     format!("events table, revision {rev}"),
                 ));
             }
-            objects.insert(key, ev.object);
+            objects.push((key, json, rev));
         }
 
-        // 3. The window seed, with each event's previous version.
+        // 3. The window seed, with each event's previous version (all as JSON text).
         let mut tail_events: Vec<Committed> = Vec::with_capacity(tail.len());
-        let mut seen: BTreeMap<Key, Arc<Value>> = BTreeMap::new();
+        let mut seen: BTreeMap<Key, Arc<str>> = BTreeMap::new();
         for rev in tail {
-            let (event, prev_revision) = self.read_event(rev)?;
+            let (h, json) = self.read_raw(rev)?;
+            let key = h.key();
             let prev = match (
-                seen.get(&event.key).filter(|_| prev_revision.is_some()),
-                prev_revision,
+                seen.get(&key).filter(|_| h.prev_revision.is_some()),
+                h.prev_revision,
             ) {
                 (Some(p), _) => Some(p.clone()),
                 (None, Some(pr)) => Some(
-                    self.read_event(pr)
+                    self.read_raw(pr)
                         .map_err(|e| match e {
                             BackendError::Corrupt { what, location } => corrupt(
                                 format!("previous version of event {rev} (revision {pr}): {what}"),
@@ -291,21 +293,24 @@ impl Log {
                             ),
                             other => other,
                         })?
-                        .0
-                        .object,
+                        .1,
                 ),
                 (None, None) => None,
             };
-            if event.event_type == EventType::Deleted {
-                seen.remove(&event.key);
+            if h.event_type() == EventType::Deleted {
+                seen.remove(&key);
             } else {
-                seen.insert(event.key.clone(), event.object.clone());
+                seen.insert(key.clone(), json.clone());
             }
-            let at_ms = super::parse_rfc3339(&event.time).unwrap_or(0) * 1000;
+            let at_ms = super::parse_rfc3339(&h.time).unwrap_or(0) * 1000;
             tail_events.push(Committed {
-                event,
+                revision: rev,
+                event_type: h.event_type(),
+                key: Arc::new(key),
+                json,
                 prev,
-                prev_revision,
+                prev_revision: h.prev_revision,
+                actor: Arc::from(h.actor.as_str()),
                 at_ms,
             });
         }
@@ -319,6 +324,16 @@ impl Log {
             tail: tail_events,
             retained_events: count,
         })
+    }
+
+    fn read_raw(&self, rev: Revision) -> BackendResult<(codec::Header, Arc<str>)> {
+        let bytes = self.backend.get_event(rev)?.ok_or_else(|| {
+            corrupt(
+                format!("event at revision {rev} is missing"),
+                format!("events table, revision {rev}"),
+            )
+        })?;
+        codec::decode_committed(&bytes).map_err(|e| decode_err(rev, e))
     }
 
     fn read_event(&self, rev: Revision) -> BackendResult<(Event, Option<Revision>)> {
@@ -336,11 +351,9 @@ impl Log {
         let mut b = Batch::default();
         let mut objects: BTreeMap<Vec<u8>, Option<Revision>> = BTreeMap::new();
         for c in batch {
-            let e = &c.event;
-            b.put_events
-                .push((e.revision, codec::encode_event(e, c.prev_revision)));
-            let live = (e.event_type != EventType::Deleted).then_some(e.revision);
-            objects.insert(codec::encode_object_key(&e.key), live);
+            b.put_events.push((c.revision, codec::encode_event(c)));
+            let live = (c.event_type != EventType::Deleted).then_some(c.revision);
+            objects.insert(codec::encode_object_key(&c.key), live);
         }
         b.objects = objects.into_iter().collect();
         self.backend.write(b, sync)?;

@@ -1,0 +1,400 @@
+//! `cargo bench -p apiserver --bench store`: the store's figures, printed (not a timed test).
+//!
+//! 1. The disk's own fdatasync p50 (4 KiB write + fdatasync, in the store's directory), so the
+//!    creates/s below can be read as "writes per flush".
+//! 2. Durable creates/s with 1, 16 and 256 concurrent writers, per backend, with the number of
+//!    group commits (flushes) and writes per flush. Target: 256 writers ≥ 20× one writer.
+//! 3. Watch delivery latency p50/p99 with 1,000 watchers (write submitted → event received by
+//!    each watcher). Target: p99 < 2 ms.
+//! 4. Memory per object with 100k objects (RSS growth ÷ 100k, minus the object's JSON size),
+//!    measured in a fresh child process per backend. Target: < 1 KiB beyond one copy of the JSON.
+//!
+//! `BONSAI_BENCH_DIR` chooses where the stores live (default: the system temp dir);
+//! `BONSAI_BENCH_SECS` the seconds per throughput point (default 2).
+
+use std::io::Write as _;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apiserver::store::{BackendKind, Key, Store, StoreConfig, WatchItem, WatchQuery};
+use serde_json::{json, Value};
+
+const MEMORY_CHILD_ENV: &str = "BONSAI_BENCH_MEMORY_CHILD";
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var("BONSAI_BENCH_DIR") {
+        Ok(d) => tempfile::tempdir_in(d).unwrap(),
+        Err(_) => tempfile::tempdir().unwrap(),
+    }
+}
+
+fn store_path(kind: BackendKind, dir: &Path) -> PathBuf {
+    match kind {
+        BackendKind::Sled => dir.join("sled"),
+        _ => dir.join("store.redb"),
+    }
+}
+
+/// A pod as kubectl would create it, about 1 KiB of JSON.
+fn pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "bench",
+            "labels": {"app": "web", "tier": "frontend", "pod-template-hash": "5d78c9869d"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"v1\",\"kind\":\"Pod\"}"}
+        },
+        "spec": {
+            "containers": [{
+                "name": "nginx",
+                "image": "nginx:1.27",
+                "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                "volumeMounts": [{"name": "data", "mountPath": "/usr/share/nginx/html"}],
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent"
+            }],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "example-local-claim"}}],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "schedulerName": "default-scheduler",
+            "enableServiceLinks": true,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "priority": 0,
+            "tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]
+        },
+        "status": {"phase": "Pending", "qosClass": "Burstable"}
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn fmt_ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// 4 KiB pwrite + fdatasync, 200 times, in `dir`.
+fn fdatasync_p50(dir: &Path) -> Duration {
+    let path = dir.join("fsync-probe");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let buf = vec![7u8; 4096];
+    let mut samples = Vec::new();
+    for i in 0..200u64 {
+        f.write_at(&buf, (i % 16) * 4096).unwrap();
+        let t = Instant::now();
+        f.sync_data().unwrap();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let _ = std::fs::remove_file(path);
+    percentile(&samples, 0.5)
+}
+
+fn config(kind: BackendKind, dir: &Path) -> StoreConfig {
+    match kind {
+        BackendKind::Memory => StoreConfig::memory(),
+        _ => StoreConfig::durable(kind, store_path(kind, dir)),
+    }
+}
+
+fn throughput(
+    rt: &tokio::runtime::Runtime,
+    kind: BackendKind,
+    writers: usize,
+    secs: f64,
+) -> (f64, f64, u64) {
+    let dir = bench_dir();
+    let store = Store::open(config(kind, dir.path())).unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let store = store.clone();
+            let done = done.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let name = format!("w{w}-{n}");
+                    store
+                        .create(&Key::new("", "pods", "bench", &name), pod(&name), "bench")
+                        .await
+                        .unwrap();
+                    n += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = store.stats();
+    let writes = done.load(Ordering::Relaxed);
+    let per_flush = stats.writes as f64 / stats.groups.max(1) as f64;
+    (writes as f64 / elapsed, per_flush, stats.groups)
+}
+
+fn watch_latency(
+    rt: &tokio::runtime::Runtime,
+    kind: BackendKind,
+    watchers: usize,
+    writes: usize,
+) -> (Duration, Duration, Duration, usize) {
+    let dir = bench_dir();
+    let config = StoreConfig {
+        watcher_buffer: 4096,
+        ..config(kind, dir.path())
+    };
+    let store = Store::open(config).unwrap();
+    let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; writes + 2]));
+    let samples: Arc<Mutex<Vec<Duration>>> =
+        Arc::new(Mutex::new(Vec::with_capacity(watchers * writes)));
+    let received = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..watchers {
+            let mut w = store
+                .watch(&WatchQuery {
+                    resource: "pods".into(),
+                    ..WatchQuery::default()
+                })
+                .unwrap();
+            let sent = sent.clone();
+            let samples = samples.clone();
+            let received = received.clone();
+            let notify = notify.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut local = Vec::with_capacity(writes);
+                let mut got = 0;
+                while got < writes {
+                    match w.next().await {
+                        Some(WatchItem::Event(e)) => {
+                            let now = Instant::now();
+                            let t0 = sent.lock().unwrap()[e.revision as usize]
+                                .expect("sent before committed");
+                            local.push(now - t0);
+                            got += 1;
+                            if received.fetch_add(1, Ordering::AcqRel) + 1
+                                == (watchers * got) as u64
+                            {
+                                notify.notify_one();
+                            }
+                        }
+                        Some(WatchItem::Bookmark(_)) => {}
+                        other => panic!("watcher ended: {other:?}"),
+                    }
+                }
+                samples.lock().unwrap().extend(local);
+            }));
+        }
+        for i in 0..writes {
+            let name = format!("p{i}");
+            let rev = store.revision() as usize + 1;
+            sent.lock().unwrap()[rev] = Some(Instant::now());
+            store
+                .create(&Key::new("", "pods", "bench", &name), pod(&name), "bench")
+                .await
+                .unwrap();
+            // One write at a time: wait until every watcher has it (latency, not throughput).
+            while received.load(Ordering::Acquire) < ((i + 1) * watchers) as u64 {
+                let _ = tokio::time::timeout(Duration::from_millis(50), notify.notified()).await;
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let mut s = samples.lock().unwrap().clone();
+    s.sort();
+    (
+        percentile(&s, 0.5),
+        percentile(&s, 0.99),
+        percentile(&s, 0.999),
+        s.len(),
+    )
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// In a fresh process: RSS growth per object over 100k creates.
+fn memory_child(kind: BackendKind) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = bench_dir();
+    let store = Store::open(config(kind, dir.path())).unwrap();
+    const N: usize = 100_000;
+    // Warm up allocator and runtime with the same traffic shape, then measure from here.
+    let before = rss_bytes();
+    let json_bytes = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..64 {
+            let store = store.clone();
+            let json_bytes = json_bytes.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut i = w;
+                while i < N {
+                    let name = format!("pod-{i:06}");
+                    let o = store
+                        .create(&Key::new("", "pods", "bench", &name), pod(&name), "bench")
+                        .await
+                        .unwrap();
+                    json_bytes.fetch_add(
+                        serde_json::to_vec(&*o).unwrap().len() as u64,
+                        Ordering::Relaxed,
+                    );
+                    i += 64;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let after = rss_bytes();
+    let per_object = (after.saturating_sub(before)) as f64 / N as f64;
+    let json = json_bytes.load(Ordering::Relaxed) as f64 / N as f64;
+    println!(
+        "MEMORY {} {:.0} {:.0} {:.0}",
+        kind.as_str(),
+        per_object,
+        json,
+        per_object - json
+    );
+    drop(store);
+}
+
+fn main() {
+    if let Ok(kind) = std::env::var(MEMORY_CHILD_ENV) {
+        memory_child(kind.parse().unwrap());
+        return;
+    }
+    // `cargo test --benches` runs bench binaries with `--test`: do nothing then.
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    // `BONSAI_BENCH_ONLY=throughput|watch|memory` runs one section.
+    let only = std::env::var("BONSAI_BENCH_ONLY").unwrap_or_default();
+    let run = |section: &str| only.is_empty() || only == section;
+    let secs: f64 = std::env::var("BONSAI_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = bench_dir();
+    println!(
+        "bonsai store benchmark (stores in {})",
+        dir.path().parent().unwrap_or(dir.path()).display()
+    );
+    let fsync = fdatasync_p50(dir.path());
+    println!(
+        "disk fdatasync p50: {} (≈ {:.0} flushes/s ceiling)",
+        fmt_ms(fsync),
+        1.0 / fsync.as_secs_f64()
+    );
+    if run("throughput") {
+        println!();
+        println!("durable creates/s (~1 KiB pods, {secs}s per point):");
+        println!(
+            "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14}",
+            "backend", "writers", "creates/s", "flushes", "writes/flush", "vs 1 writer"
+        );
+        for kind in [BackendKind::Sled, BackendKind::Redb, BackendKind::Memory] {
+            let mut base = 0.0;
+            for writers in [1usize, 16, 256] {
+                let (rate, per_flush, groups) = throughput(&rt, kind, writers, secs);
+                if writers == 1 {
+                    base = rate;
+                }
+                println!(
+                    "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x",
+                    kind.as_str(),
+                    writers,
+                    rate,
+                    groups,
+                    per_flush,
+                    rate / base
+                );
+                let _ = std::io::stdout().flush();
+            }
+        }
+    }
+    if run("watch") {
+        println!();
+        for kind in [BackendKind::Memory, BackendKind::Redb] {
+            let (p50, p99, p999, n) = watch_latency(&rt, kind, 1000, 200);
+            println!(
+            "watch delivery, 1000 watchers, {} backend: p50 {}  p99 {}  p99.9 {}  ({n} deliveries; write submitted → event received)",
+            kind.as_str(),
+            fmt_ms(p50),
+            fmt_ms(p99),
+            fmt_ms(p999)
+        );
+        }
+    }
+    if !run("memory") {
+        return;
+    }
+    println!();
+    println!("memory per object, 100k ~1 KiB pods (fresh process each):");
+    println!(
+        "{:<8} {:>14} {:>12} {:>20}",
+        "backend", "RSS/object", "JSON/object", "beyond one JSON copy"
+    );
+    let exe = std::env::current_exe().unwrap();
+    for kind in [BackendKind::Memory, BackendKind::Sled, BackendKind::Redb] {
+        let out = std::process::Command::new(&exe)
+            .env(MEMORY_CHILD_ENV, kind.as_str())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find(|l| l.starts_with("MEMORY ")) {
+            Some(line) => {
+                let f: Vec<&str> = line.split(' ').collect();
+                println!("{:<8} {:>12} B {:>10} B {:>18} B", f[1], f[2], f[3], f[4]);
+            }
+            None => println!(
+                "{:<8} failed: {}",
+                kind.as_str(),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
