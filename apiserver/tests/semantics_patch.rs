@@ -331,7 +331,7 @@ fn kubectl_patch_json_with_test_op() {
 }
 
 #[test]
-fn patch_with_unknown_field_is_rejected_strict() {
+fn patch_with_unknown_field_is_rejected_strict_as_the_patcher_does() {
     let live = created("", "persistentvolumes", pv(), "kubectl-create");
     let e = patch(
         "",
@@ -342,13 +342,49 @@ fn patch_with_unknown_field_is_rejected_strict() {
         "kubectl-edit",
     )
     .unwrap_err();
-    assert_eq!(e.code, 400);
-    assert!(
-        e.message
-            .ends_with("strict decoding error: unknown field \"spec.colour\""),
-        "{}",
-        e.message
+    assert_eq!(e.code, 422);
+    assert_eq!(e.reason, "Invalid");
+    assert_eq!(
+        e.message,
+        " \"\" is invalid: patch: Invalid value: \"map[spec:map[colour:red]]\": strict decoding error: unknown field \"spec.colour\""
     );
+    assert_eq!(e.causes[0].field, "patch");
+    // A merge patch shows the patched document instead.
+    let e = patch(
+        "",
+        "persistentvolumes",
+        &live,
+        PatchType::Merge,
+        json!({"spec":{"colour":"red"}}),
+        "kubectl-patch",
+    )
+    .unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.causes[0]
+            .message
+            .starts_with("Invalid value: \"{\\\"apiVersion\\\":"),
+        "{}",
+        e.causes[0].message
+    );
+    assert!(e.causes[0]
+        .message
+        .ends_with("strict decoding error: unknown field \"spec.colour\""));
+    // Warn: the field is dropped with a warning.
+    let mut o = opts("kubectl-patch", "2026-11-25T09:10:00Z");
+    o.field_validation = FieldValidation::Warn;
+    let mut new = apply_patch(
+        "",
+        "persistentvolumes",
+        Some(&live),
+        PatchType::Merge,
+        br#"{"spec":{"colour":"red"}}"#,
+        &o,
+    )
+    .unwrap();
+    let w = prepare_update("", "persistentvolumes", None, &live, &mut new, &o).unwrap();
+    assert_eq!(w, vec!["unknown field \"spec.colour\"".to_string()]);
+    assert!(new["spec"].get("colour").is_none());
 }
 
 #[test]

@@ -844,6 +844,9 @@ pub fn apply_patch_sub(
             return Err(ApiError::not_found(group, resource, ""));
         };
         let mut doc = cur.clone();
+        // What kube-apiserver shows as the bad value: the patch map for a strategic merge
+        // patch (`%+v`), the patched document for the JSON patch kinds.
+        let mut smp: Option<Value> = None;
         match patch_type {
             PatchType::Json => {
                 let ops = parse_json(body)?;
@@ -852,15 +855,42 @@ pub fn apply_patch_sub(
             PatchType::Merge => {
                 let p = parse_json(body)?;
                 if !p.is_object() {
-                    return Err(ApiError::bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}"));
+                    return Err(ApiError::bad_request(
+                        "json: cannot unmarshal array into Go value of type map[string]interface {}",
+                    ));
                 }
                 patch::merge_patch(&mut doc, &p);
             }
             PatchType::StrategicMerge => {
                 let p = parse_json(body)?;
                 patch::strategic_merge(&mut doc, &p)?;
+                smp = Some(p);
             }
             PatchType::Apply => unreachable!("handled below"),
+        }
+        // Decoding the result is where the patcher reports type errors and (Strict) unknown
+        // fields: 422 on field `patch`, not the 400 a create/update body gets. Warn and
+        // Ignore are left to `prepare_update`, which prunes and warns.
+        let shown = || match &smp {
+            Some(p) => field::go_fmt(p),
+            None => doc.to_string(),
+        };
+        let bad = |detail: String| {
+            let v = Value::String(shown());
+            let c = field::FieldError::invalid("patch", &v, &detail).to_cause();
+            ApiError::invalid("", "", "", vec![c])
+        };
+        match decode_findings(&info, &doc) {
+            Err(e) => return Err(bad(e.to_string())),
+            Ok(f) if opts.field_validation == FieldValidation::Strict && !f.unknown.is_empty() => {
+                let list: Vec<String> = f
+                    .unknown
+                    .iter()
+                    .map(|p| format!("unknown field \"{}\"", decode::render(p)))
+                    .collect();
+                return Err(bad(format!("strict decoding error: {}", list.join(", "))));
+            }
+            Ok(_) => {}
         }
         return Ok(doc);
     }
