@@ -149,9 +149,9 @@ pub(crate) async fn finalize_namespaces(state: &AppState, now: SystemTime) -> bo
     };
     let mut pending = false;
     for ns in &list.items {
-        if !ns
+        if ns
             .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|v| !v.is_null())
+            .is_none_or(Value::is_null)
         {
             continue;
         }

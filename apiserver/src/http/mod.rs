@@ -511,7 +511,7 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
             (false, Ok(_)) => error_response(&ApiError::new(
                 405,
                 "MethodNotAllowed",
-                format!("the server does not allow this method on the requested resource"),
+                "the server does not allow this method on the requested resource",
             )),
             (_, Err(e)) => error_response(&e),
         };

@@ -983,7 +983,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
         )
     })?;
     let opts = ctx.write_options()?;
@@ -1251,10 +1251,9 @@ pub(crate) async fn delete_object(
         // A deletion already in progress (kube-apiserver's BeforeDelete): a graceful one changes
         // only when the new grace period is shorter; a finalizer-held one not at all.
         let shorten = already && old_grace.is_some_and(|g| g > 0 && grace < g);
-        if already && !shorten {
-            if old_grace.is_some_and(|g| g > 0) || pending_finalizers || is_ns {
-                return Ok(Deleted::Pending(cur));
-            }
+        if already && !shorten && (old_grace.is_some_and(|g| g > 0) || pending_finalizers || is_ns)
+        {
+            return Ok(Deleted::Pending(cur));
         }
         let graceful = grace > 0;
         // Namespaces always go through Terminating: their contents are deleted first.
