@@ -169,6 +169,25 @@ async fn kubectl_apply_patch_label_annotate_edit_and_namespace_deletion() {
         o.stderr
     );
 
+    // kubectl patch sends no fieldValidation: the server default (Warn) drops the unknown
+    // field and says so.
+    let o = k
+        .run(&[
+            "patch",
+            "pv",
+            "local-pv-3",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"colour":"x"}}"#,
+        ])
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Warning: unknown field \"spec.colour\""),
+        "{}",
+        o.stderr
+    );
+
     // ---- label, annotate
     let out = k.ok(&["label", "pv", "local-pv-3", "env=prod"]).await;
     assert!(out.contains("persistentvolume/local-pv-3 labeled"), "{out}");
