@@ -1085,8 +1085,9 @@ pub fn bind_pod(pod: &Value, binding: &mut Value, opts: &WriteOptions) -> Result
 /// The DefaultStorageClass admission plugin: on PVC *create*, a claim without
 /// `spec.storageClassName` (and without the beta annotation) gets the default class — the
 /// newest class annotated `storageclass.kubernetes.io/is-default-class: "true"` (or the beta
-/// key), ties broken by name. The HTTP layer calls this before [`prepare_create`] with the
-/// stored StorageClasses; returns whether it changed the claim.
+/// key), ties broken by name. The HTTP layer calls this right *after* [`prepare_create`]
+/// (admission runs after the field manager, so the class it fills in is nobody's field)
+/// with the stored StorageClasses; returns whether it changed the claim.
 pub fn admit_default_storage_class(pvc: &mut Value, storage_classes: &[Value]) -> bool {
     if pvc
         .pointer("/spec/storageClassName")
