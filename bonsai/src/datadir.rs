@@ -2,8 +2,9 @@
 //! so that two clusters in two directories never meet (tests rely on it).
 //!
 //! ```text
-//! <data-dir>/kubeconfig     mode 0600, server http://127.0.0.1:<port>, bearer token
+//! <data-dir>/kubeconfig     mode 0600, server https://127.0.0.1:<port>, bonsai's CA, token
 //! <data-dir>/token          mode 0600, created at first start, kept across restarts
+//! <data-dir>/pki/           ca.crt, server.crt, server.key (see `tls`)
 //! <data-dir>/store/         the store (sled directory, or redb file store/bonsai.redb)
 //! <data-dir>/logs/          <component>.log (JSON lines), bonsai.out (stdout/stderr of `up`)
 //! <data-dir>/bonsai.lock    flock held by the running cluster process
