@@ -863,3 +863,106 @@ async fn busy_port_is_named() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_k8s_io_and_core_events_are_one_storage() {
+    let s = start().await;
+    // Recorded through events.k8s.io/v1 (what kube-rs' Recorder uses)…
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "default"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "bonsai-scheduler",
+        "reportingInstance": "bonsai-scheduler-1", "action": "Binding", "reason": "Scheduled",
+        "regarding": {"kind": "Pod", "name": "web", "namespace": "default"},
+        "note": "Successfully assigned default/web to node-1", "type": "Normal"});
+    let r = s
+        .post_json("/apis/events.k8s.io/v1/namespaces/default/events", &ev)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json()["note"],
+        "Successfully assigned default/web to node-1"
+    );
+    // …is what describe finds through core/v1.
+    let core = s
+        .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dweb")
+        .await
+        .json();
+    assert_eq!(core["items"].as_array().unwrap().len(), 1, "{core}");
+    let item = &core["items"][0];
+    assert_eq!(
+        item["message"],
+        "Successfully assigned default/web to node-1"
+    );
+    assert_eq!(item["reportingComponent"], "bonsai-scheduler");
+    // And the other way round, with events.k8s.io field names in the selector.
+    let ce = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "pvc.1"},
+        "involvedObject": {"kind": "PersistentVolumeClaim", "name": "claim", "namespace": "default"},
+        "reason": "WaitForFirstConsumer", "message": "waiting for first consumer to be created before binding",
+        "type": "Normal", "source": {"component": "persistentvolume-controller"}});
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/events", &ce)
+            .await
+            .status,
+        201
+    );
+    let v1 = s
+        .get(
+            "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Dclaim",
+        )
+        .await
+        .json();
+    assert_eq!(v1["items"].as_array().unwrap().len(), 1, "{v1}");
+    assert_eq!(
+        v1["items"][0]["deprecatedSource"]["component"],
+        "persistentvolume-controller"
+    );
+    assert_eq!(v1["items"][0]["apiVersion"], "events.k8s.io/v1");
+    let one = s
+        .get("/apis/events.k8s.io/v1/namespaces/default/events/pvc.1")
+        .await
+        .json();
+    assert_eq!(
+        one["note"],
+        "waiting for first consumer to be created before binding"
+    );
+    // Watches through events.k8s.io see core writes in their own shape.
+    let rv = v1["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patch = json!({"message": "again"});
+    let r = s
+        .send(
+            "PATCH",
+            "/api/v1/namespaces/default/events/pvc.1",
+            "application/merge-patch+json",
+            &patch.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let w = s
+        .get(&format!("/apis/events.k8s.io/v1/namespaces/default/events?watch=1&resourceVersion={rv}&timeoutSeconds=1"))
+        .await
+        .text();
+    let first: Value = serde_json::from_str(w.lines().next().expect("one event")).unwrap();
+    assert_eq!(first["type"], "MODIFIED");
+    assert_eq!(first["object"]["note"], "again");
+    // Delete through either version.
+    let r = s
+        .send(
+            "DELETE",
+            "/apis/events.k8s.io/v1/namespaces/default/events/web.1",
+            "application/json",
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "Success");
+    assert_eq!(
+        s.get("/api/v1/namespaces/default/events/web.1")
+            .await
+            .status,
+        404
+    );
+    s.stop().await;
+}

@@ -32,6 +32,8 @@
 //! - `rest`         — create/get/list/update/patch/delete/deletecollection, binding, the pod and
 //!                    namespace deletion rules, generateName, Table/PartialObjectMetadata output.
 //! - `watch`        — chunked NDJSON watch streams (initial ADDED, bookmarks, 410 ERROR).
+//! - `events`       — events.k8s.io/v1 Events stored as core/v1 Events (one storage, two
+//!                    versions, as in Kubernetes).
 //! - `proxy`        — pods/log and pods/exec proxied to the node's kubelet (upgrade splice).
 //! - `background`   — startup namespaces, the namespace finalizer, the event TTL reaper.
 //! - `protobuf`     — the one protobuf body kubectl sends us (`kubectl create namespace`).
@@ -41,6 +43,7 @@
 
 pub mod background;
 pub mod discovery;
+pub mod events;
 pub mod metrics;
 pub mod protobuf;
 pub mod proxy;

@@ -19,7 +19,7 @@ use super::util::{
     add_warnings, content_type, decode_object, error_response, json_response, rfc3339, too_large,
     ua_product, Query, MAX_BODY_BYTES,
 };
-use super::{proxy, table, watch, AppState};
+use super::{events, proxy, table, watch, AppState};
 use crate::semantics::{self, FieldValidation, PatchType, WriteOptions};
 use crate::status::ApiError;
 use crate::store::{
@@ -57,9 +57,41 @@ impl Ctx {
         self.t.resource
     }
 
+    /// Whether this is `events.k8s.io/v1` Events, stored as core Events (see `events`).
+    fn events_v1(&self) -> bool {
+        events::is_events_k8s_io(self.r().group, self.r().name)
+    }
+
+    /// The group the store keys this resource under.
+    fn store_group(&self) -> &'static str {
+        if self.events_v1() {
+            ""
+        } else {
+            self.r().group
+        }
+    }
+
+    /// A stored object as this API version shows it.
+    fn to_api(&self, obj: Arc<Value>) -> Arc<Value> {
+        if self.events_v1() {
+            Arc::new(events::to_events_v1(&obj))
+        } else {
+            obj
+        }
+    }
+
+    /// An object of this API version in its stored shape.
+    fn to_store(&self, obj: Value) -> Value {
+        if self.events_v1() {
+            events::to_core(&obj)
+        } else {
+            obj
+        }
+    }
+
     fn key(&self, name: &str) -> Key {
         Key::new(
-            self.r().group,
+            self.store_group(),
             self.r().name,
             self.t.namespace.as_deref().unwrap_or(""),
             name,
@@ -497,6 +529,7 @@ fn object_response(ctx: &Ctx, code: StatusCode, obj: &Arc<Value>) -> Result<Resp
 fn get(ctx: &Ctx) -> Result<Response, ApiError> {
     let name = ctx.t.name.as_deref().unwrap_or("");
     let obj = st_get(&ctx.state, &ctx.key(name))
+        .map(|o| ctx.to_api(o))
         .ok_or_else(|| ApiError::not_found(ctx.r().group, ctx.r().name, name))?;
     object_response(ctx, StatusCode::OK, &obj)
 }
@@ -509,6 +542,9 @@ pub(crate) fn list_query(ctx: &Ctx, name: Option<&str>) -> Result<ListQuery, Api
         None => None,
     };
     let mut fs = ctx.q.get("fieldSelector").unwrap_or("").to_string();
+    if ctx.events_v1() {
+        fs = events::field_selector_to_core(&fs);
+    }
     if let Some(n) = name {
         // A watch on a named object path is a watch with metadata.name.
         let term = format!("metadata.name={n}");
@@ -522,7 +558,7 @@ pub(crate) fn list_query(ctx: &Ctx, name: Option<&str>) -> Result<ListQuery, Api
         None
     } else {
         let f = parse_field_selector(&fs).map_err(|e| ApiError::bad_request(e.0))?;
-        f.validate_for(r.group, r.name)
+        f.validate_for(ctx.store_group(), r.name)
             .map_err(|e| ApiError::bad_request(e.0))?;
         Some(f)
     };
@@ -531,7 +567,7 @@ pub(crate) fn list_query(ctx: &Ctx, name: Option<&str>) -> Result<ListQuery, Api
         _ => None,
     };
     Ok(ListQuery {
-        group: r.group.to_string(),
+        group: ctx.store_group().to_string(),
         resource: r.name.to_string(),
         namespace: ctx.t.namespace.clone(),
         label_selector,
@@ -555,7 +591,10 @@ fn list(ctx: &Ctx) -> Result<Response, ApiError> {
         }
     }
     let lq = list_query(ctx, None)?;
-    let res = st_list(&ctx.state, &lq)?;
+    let mut res = st_list(&ctx.state, &lq)?;
+    if ctx.events_v1() {
+        res.items = res.items.into_iter().map(|o| ctx.to_api(o)).collect();
+    }
     let rv = res.resource_version.to_string();
     match repr_of(&ctx.headers) {
         Repr::Table => {
@@ -764,8 +803,9 @@ async fn create_object(
             }
             return Ok((Arc::new(candidate), warnings));
         }
+        let candidate = ctx.to_store(candidate);
         match st_create(&ctx.state, ctx.key(&this_name), candidate, &ctx.actor).await {
-            Ok(stored) => return Ok((stored, warnings)),
+            Ok(stored) => return Ok((ctx.to_api(stored), warnings)),
             // A generated name that happens to be taken: draw again, as kube-apiserver does.
             Err(StoreError::AlreadyExists { .. }) if name.is_empty() && attempts < 8 => continue,
             Err(e) => return Err(e.into()),
@@ -890,13 +930,13 @@ async fn write_update(
     match st_update(
         &ctx.state,
         ctx.key(&name),
-        new,
+        ctx.to_store(new),
         Some(Precondition::ResourceVersion(old_rv)),
         &ctx.actor,
     )
     .await
     {
-        Ok(stored) => Ok(Attempt::Done(stored, warnings)),
+        Ok(stored) => Ok(Attempt::Done(ctx.to_api(stored), warnings)),
         Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
         Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
         Err(e) => Err(e.into()),
@@ -929,7 +969,7 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         ),
     };
     for _ in 0..MAX_RETRIES {
-        let Some(old) = st_get(&ctx.state, &ctx.key(&name)) else {
+        let Some(old) = st_get(&ctx.state, &ctx.key(&name)).map(|o| ctx.to_api(o)) else {
             // Events and leases are created by PUT when absent (AllowCreateOnUpdate upstream).
             if allow_create_on_update(r) && ctx.t.subresource.is_none() && pinned.is_none() {
                 let body_name = meta_str(&obj, "name").to_string();
@@ -1000,7 +1040,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         ));
     }
     for _ in 0..MAX_RETRIES {
-        let current = st_get(&ctx.state, &ctx.key(&name));
+        let current = st_get(&ctx.state, &ctx.key(&name)).map(|o| ctx.to_api(o));
         let Some(old) = current else {
             if pt == PatchType::Apply && ctx.t.subresource.is_none() {
                 // Server-side apply creates an absent object.
@@ -1354,7 +1394,9 @@ async fn delete(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         Deleted::Gone(last) if !returns_deleted_object(r) => {
             Ok(json_response(StatusCode::OK, &success_status(r, &last)))
         }
-        Deleted::Gone(obj) | Deleted::Pending(obj) => object_response(ctx, StatusCode::OK, &obj),
+        Deleted::Gone(obj) | Deleted::Pending(obj) => {
+            object_response(ctx, StatusCode::OK, &ctx.to_api(obj))
+        }
     }
 }
 
@@ -1368,13 +1410,13 @@ async fn delete_collection(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError>
     let mut items = Vec::new();
     for item in &res.items {
         let key = Key::new(
-            r.group,
+            ctx.store_group(),
             r.name,
             meta_str(item, "namespace"),
             meta_str(item, "name"),
         );
         match delete_object(&ctx.state, r, key, &o, &ctx.actor, ctx.now).await {
-            Ok(Deleted::Gone(v)) | Ok(Deleted::Pending(v)) => items.push((*v).clone()),
+            Ok(Deleted::Gone(v)) | Ok(Deleted::Pending(v)) => items.push((*ctx.to_api(v)).clone()),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }

@@ -37,6 +37,8 @@ struct WatchStream {
     kind: &'static str,
     api_version: String,
     repr: Repr,
+    /// events.k8s.io/v1: stored core Events are converted for the client.
+    events_v1: bool,
     include_object: String,
     bookmarks: bool,
     /// Initial events still to send (already encoded), then the initial-events-end bookmark.
@@ -92,6 +94,13 @@ impl WatchStream {
     /// The event's object in the representation asked for. Plain objects are shared, not
     /// copied: the same `Arc` the store fans out to every watcher.
     fn render(&self, obj: &Arc<Value>) -> Arc<Value> {
+        let converted;
+        let obj = if self.events_v1 {
+            converted = Arc::new(super::events::to_events_v1(obj));
+            &converted
+        } else {
+            obj
+        };
         Arc::new(match self.repr {
             Repr::Table => {
                 let rv = obj
@@ -212,6 +221,7 @@ pub(crate) async fn serve(ctx: &Ctx, name: Option<String>) -> Result<Response, A
         kind: r.kind,
         api_version: r.api_version(),
         repr,
+        events_v1: super::events::is_events_k8s_io(r.group, r.name),
         include_object,
         bookmarks,
         initial: Vec::new(),
