@@ -35,6 +35,9 @@ pub struct Config {
     pub metrics: Arc<Metrics>,
     /// Field manager for writes.
     pub field_manager: String,
+    /// Most API requests in flight at once (the core pipelines writes for different objects;
+    /// this bounds connections and load on the API server).
+    pub max_inflight: usize,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             protection: true,
             metrics: Arc::new(Metrics::new()),
             field_manager: FIELD_MANAGER.to_string(),
+            max_inflight: 256,
         }
     }
 }
@@ -137,12 +141,15 @@ pub async fn run(
         dry_run: false,
         field_manager: Some(config.field_manager.clone()),
     };
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
 
     tokio::pin!(shutdown);
     loop {
         while let Some(out) = core.poll_output() {
             let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
+            let permits = permits.clone();
             tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let id = out.id;
                 let trace = std::env::var_os("BONSAI_VC_TRACE").is_some();
                 if trace {

@@ -4,10 +4,10 @@
 //!
 //! # Layout
 //! - `core`   — the deterministic state machine (no await, no clock, BTreeMaps only): caches,
-//!              the binder (`core::binder`), reclaim, protection, events, metrics. Fed by
-//!              `handle_*`, drained by `poll_*`.
+//!   the binder (`core::binder`), reclaim, protection, events, metrics. Fed by
+//!   `handle_*`, drained by `poll_*`.
 //! - `driver` — the thin tokio driver: kube-rs watchers feed the core; its requests become
-//!              API calls whose outcomes (409 Conflict included) go back as inputs.
+//!   API calls whose outcomes (409 Conflict included) go back as inputs.
 //!
 //! # Entry point (for `bonsai up`)
 //! ```ignore

@@ -4,14 +4,14 @@
 //!
 //! # Layout
 //! - this file  — the well-known annotation, finalizer and provisioner strings of
-//!                `volume-binding.md` §2, verbatim from upstream
-//!                (`staging/src/k8s.io/component-helpers/storage/volume`).
+//!   `volume-binding.md` §2, verbatim from upstream
+//!   (`staging/src/k8s.io/component-helpers/storage/volume`).
 //! - `quantity` — `resource.Quantity` parsing and numeric comparison (1Gi > 1G).
 //! - `selector` — label selectors (PVC `spec.selector`) and node selector terms (PV
-//!                `nodeAffinity`), with upstream's error texts.
+//!   `nodeAffinity`), with upstream's error texts.
 //! - `volume`   — the matching algorithm of §4.6 (`find_matching_volume`), node-affinity,
-//!                access-mode, volume-mode and storage-class helpers, shared by the PV
-//!                controller and the scheduler's VolumeBinding plugin.
+//!   access-mode, volume-mode and storage-class helpers, shared by the PV
+//!   controller and the scheduler's VolumeBinding plugin.
 
 pub mod quantity;
 pub mod selector;

@@ -30,9 +30,10 @@ pub fn label_selector_matches(
             let have = labels.get(&e.key);
             let m = match e.operator.as_str() {
                 "In" | "NotIn" if values.is_empty() => {
-                    return Err(format!(
+                    return Err(
                         "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
-                    ))
+                            .to_string(),
+                    )
                 }
                 "In" => have.is_some_and(|h| values.contains(h)),
                 "NotIn" => !have.is_some_and(|h| values.contains(h)),
@@ -113,9 +114,10 @@ pub fn node_selector_terms_match(
 fn requirement_matches(r: &NodeSelectorRequirement, have: Option<&str>) -> Result<bool, String> {
     let values = r.values.as_deref().unwrap_or(&[]);
     match r.operator.as_str() {
-        "In" | "NotIn" if values.is_empty() => Err(format!(
+        "In" | "NotIn" if values.is_empty() => Err(
             "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
-        )),
+                .to_string(),
+        ),
         "In" => Ok(have.is_some_and(|h| values.iter().any(|v| v == h))),
         "NotIn" => Ok(!have.is_some_and(|h| values.iter().any(|v| v == h))),
         "Exists" | "DoesNotExist" if !values.is_empty() => Err(format!(

@@ -180,6 +180,17 @@ impl VolumeControllerCore {
         let requested_volume = claim_volume_name(&claim).to_string();
         if requested_volume.is_empty() {
             // [Unit test set 1] The user did not care which PV they get.
+            // A volume pre-bound to this claim with a write in flight decides the match:
+            // wait for it rather than conclude "nothing fits".
+            let busy_ref = self
+                .cache
+                .volumes_referencing(&key)
+                .into_iter()
+                .find(|v| self.busy_volumes.contains(v));
+            if let Some(v) = busy_ref {
+                self.wait_on(Obj::Volume(v), Work::Claim(key));
+                return;
+            }
             let delay_binding =
                 match api::is_delay_binding_mode(&claim, |n| self.cache.classes.get(n)) {
                     Ok(d) => d,
@@ -196,7 +207,6 @@ impl VolumeControllerCore {
             if let Some(volume) = found {
                 // OBSERVATION: pvc is "Pending", pv is "Available" (or pre-bound to it)
                 self.bind(volume, claim);
-                return;
             } else {
                 // OBSERVATION: pvc is "Pending", no volume fits; will retry.
                 if !claim_has_class(&claim) {

@@ -95,6 +95,9 @@ pub struct Cache {
     /// with (or caused) the deletion must not bring the object back.
     volume_tombstones: BTreeMap<String, u64>,
     claim_tombstones: BTreeMap<String, u64>,
+    /// Volumes the controller must not pick now (a write in flight, or stale): kept out of
+    /// `free`, so a burst of claims does not rescan every busy volume (O(n²)).
+    hidden: BTreeSet<String>,
 }
 
 /// Does the object's own state say it no longer exists (a write removed the last finalizer
@@ -189,13 +192,45 @@ impl Cache {
                     .insert(name.to_string());
             }
             None => {
-                self.free
-                    .entry((entry.modes.clone(), entry.class.clone()))
-                    .or_default()
-                    .insert((entry.capacity, name.to_string()));
+                if !self.hidden.contains(name) {
+                    self.free
+                        .entry((entry.modes.clone(), entry.class.clone()))
+                        .or_default()
+                        .insert((entry.capacity, name.to_string()));
+                }
             }
         }
         self.volume_entries.insert(name.to_string(), entry);
+    }
+
+    /// Hides a volume from (or returns it to) the free index.
+    pub fn set_hidden(&mut self, name: &str, hidden: bool) {
+        let changed = if hidden {
+            self.hidden.insert(name.to_string())
+        } else {
+            self.hidden.remove(name)
+        };
+        if !changed {
+            return;
+        }
+        let Some(e) = self.volume_entries.get(name) else {
+            return;
+        };
+        if e.claim_ref.is_some() {
+            return;
+        }
+        let k = (e.modes.clone(), e.class.clone());
+        let item = (e.capacity, name.to_string());
+        if hidden {
+            if let Some(set) = self.free.get_mut(&k) {
+                set.remove(&item);
+                if set.is_empty() {
+                    self.free.remove(&k);
+                }
+            }
+        } else {
+            self.free.entry(k).or_default().insert(item);
+        }
     }
 
     fn unindex_volume(&mut self, name: &str) {

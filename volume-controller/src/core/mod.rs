@@ -437,17 +437,21 @@ impl VolumeControllerCore {
                     Completion::ClaimRead(None) | Completion::NotFound => {
                         self.absent_claims.insert((claim_key, ref_uid));
                     }
-                    _ => {}
+                    _ => {
+                        // The API server did not answer: decide nothing (releasing would be
+                        // a guess); the next event or resync asks again.
+                        return;
+                    }
                 }
-                self.wake(&Obj::Volume(volume.clone()));
                 self.enqueue(Work::Volume(volume));
             }
             PendingKind::ListPods { claim_key } => {
                 if let Completion::PodList(pods) = completion {
                     self.pod_lists.insert(claim_key.clone(), pods);
+                    self.enqueue(Work::PvcProtection(claim_key));
+                } else {
+                    // Keep the finalizer; a pod event or the resync re-checks.
                 }
-                self.wake(&Obj::Claim(claim_key.clone()));
-                self.enqueue(Work::PvcProtection(claim_key));
             }
         }
     }
@@ -666,11 +670,13 @@ impl VolumeControllerCore {
 
     pub(crate) fn refresh_busy(&mut self, name: &str) {
         let o = Obj::Volume(name.to_string());
-        if self.locked.contains(&o) || self.stale.contains_key(&o) {
+        let busy = self.locked.contains(&o) || self.stale.contains_key(&o);
+        if busy {
             self.busy_volumes.insert(name.to_string());
         } else {
             self.busy_volumes.remove(name);
         }
+        self.cache.set_hidden(name, busy);
     }
 
     /// Is `obj` locked by a write in flight or known stale?

@@ -13,6 +13,7 @@ use super::cache::meta_key;
 use super::types::{Completion, Request, WatchEvent};
 
 /// A change the model committed, to be delivered to watchers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Change {
     Volume(WatchEvent<PersistentVolume>),
