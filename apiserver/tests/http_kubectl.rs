@@ -386,6 +386,8 @@ async fn fake_kubelet() -> std::net::SocketAddr {
                         return (axum::http::StatusCode::UNAUTHORIZED, "no token").into_response();
                     }
                     let q = q.unwrap_or_default();
+                    let stdin = form_urlencoded::parse(q.as_bytes())
+                        .any(|(k, v)| k == "stdin" && v == "true");
                     let args: Vec<String> = form_urlencoded::parse(q.as_bytes())
                         .filter(|(k, _)| k == "command")
                         .map(|(_, v)| v.into_owned())
@@ -395,6 +397,22 @@ async fn fake_kubelet() -> std::net::SocketAddr {
                             let mut out = vec![1u8];
                             out.extend_from_slice(format!("{c}: {}\n", args.join(" ")).as_bytes());
                             let _ = socket.send(Message::Binary(out.into())).await;
+                            if stdin {
+                                // `cat`: echo channel 0 to channel 1 until the client's
+                                // stdin-EOF signal [255, 0].
+                                while let Some(Ok(m)) = socket.recv().await {
+                                    let Message::Binary(b) = m else { continue };
+                                    match b.first() {
+                                        Some(0) => {
+                                            let mut echo = vec![1u8];
+                                            echo.extend_from_slice(&b[1..]);
+                                            let _ = socket.send(Message::Binary(echo.into())).await;
+                                        }
+                                        Some(255) => break,
+                                        _ => {}
+                                    }
+                                }
+                            }
                             let mut status = vec![3u8];
                             status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
                             let _ = socket.send(Message::Binary(status.into())).await;
@@ -470,6 +488,12 @@ async fn logs_and_exec_are_proxied_to_the_kubelet() {
     );
     let out = k.ok(&["exec", "web", "--", "echo", "hi there"]).await;
     assert_eq!(out, "app: echo hi there\n");
+    // stdin travels the other way through the same splice.
+    let o = k
+        .run_stdin(&["exec", "-i", "web", "--", "cat"], "hello\nworld\n")
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "app: cat\nhello\nworld\n");
 
     // Errors as upstream.
     let r = s
