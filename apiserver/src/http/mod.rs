@@ -63,6 +63,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::sync::watch as tokio_watch;
 
@@ -249,6 +250,10 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         .with_state(state.clone());
     let mut graceful_rx = shutdown_rx;
     let task = tokio::spawn(async move {
+        // TCP_NODELAY: watch events and small responses must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = graceful_rx.wait_for(|v| *v).await;
