@@ -384,6 +384,34 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
         )
         .await;
     assert_eq!(r.status, 404);
+    // resourceVersion semantics on lists: Exact rebuilds the past state, a revision the store
+    // never reached is a 504, NotOlderThan is the current state.
+    let past = s
+        .get(&format!(
+            "/api/v1/persistentvolumes?resourceVersion={rv}&resourceVersionMatch=Exact"
+        ))
+        .await;
+    assert_eq!(past.status, 200, "{}", past.text());
+    let past = past.json();
+    assert_eq!(past["metadata"]["resourceVersion"], rv.as_str());
+    assert_eq!(
+        past["items"].as_array().unwrap().len(),
+        1,
+        "only `a` existed at {rv}"
+    );
+    assert_eq!(past["items"][0]["metadata"]["labels"]["tier"], "gold");
+    let r = s
+        .get("/api/v1/persistentvolumes?resourceVersion=999999999")
+        .await;
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (504, Some("Timeout"))
+    );
+    let now = s
+        .get(&format!("/api/v1/persistentvolumes?resourceVersion={rv}"))
+        .await
+        .json();
+    assert!(now["items"].as_array().unwrap().len() >= 3);
     // Merge patch.
     let r = s
         .send(

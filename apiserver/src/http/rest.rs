@@ -581,6 +581,58 @@ pub(crate) fn list_query(ctx: &Ctx, name: Option<&str>) -> Result<ListQuery, Api
     })
 }
 
+/// A list with kube-apiserver's resourceVersion semantics: unset or `0` or "not older than N"
+/// is the current state (our store is one consistent copy, so "at least N" is "now"; an N
+/// the store never reached is a 504 "Too large resource version"); `resourceVersionMatch=Exact`
+/// rebuilds the state at N from the log (410 Expired once N left retention).
+fn list_at(ctx: &Ctx, lq: &ListQuery) -> Result<crate::store::ListResult, ApiError> {
+    let rv_param = ctx.q.get("resourceVersion").unwrap_or("");
+    let exact = ctx.q.get("resourceVersionMatch") == Some("Exact");
+    if rv_param.is_empty() {
+        if exact {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        return Ok(st_list(&ctx.state, lq)?);
+    }
+    let n: u64 = rv_param
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param:?}")))?;
+    let current = ctx.state.store.revision();
+    if n > current {
+        return Err(ApiError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {n}, current resource version: {current}"),
+        ));
+    }
+    if !exact || n == current || n == 0 {
+        return Ok(st_list(&ctx.state, lq)?);
+    }
+    let state = ctx.state.store.state_at(n)?;
+    if let Some(t) = state.truncated_before.filter(|t| n < *t) {
+        return Err(ApiError::expired(format!(
+            "too old resource version: {n} ({t})"
+        )));
+    }
+    let filter = crate::store::core::Filter::from_list(lq);
+    let items = state
+        .objects
+        .iter()
+        .filter(|(k, v)| filter.covers(k) && filter.selects(v))
+        .map(|(_, v)| v.clone())
+        .collect();
+    Ok(crate::store::ListResult {
+        items,
+        resource_version: n,
+        continue_token: None,
+        remaining_item_count: None,
+    })
+}
+
 fn list(ctx: &Ctx) -> Result<Response, ApiError> {
     let r = ctx.r();
     if let Some(m) = ctx.q.get("resourceVersionMatch").filter(|s| !s.is_empty()) {
@@ -591,7 +643,7 @@ fn list(ctx: &Ctx) -> Result<Response, ApiError> {
         }
     }
     let lq = list_query(ctx, None)?;
-    let mut res = st_list(&ctx.state, &lq)?;
+    let mut res = list_at(ctx, &lq)?;
     if ctx.events_v1() {
         res.items = res.items.into_iter().map(|o| ctx.to_api(o)).collect();
     }
