@@ -142,7 +142,8 @@ pub(crate) struct AppState {
     pub namespace_kick: tokio::sync::Notify,
 }
 
-/// A running server.
+/// A running server. Dropping the handle shuts the server down gracefully, as
+/// [`ServerHandle::shutdown`] does (without waiting): keep it for as long as the server should run.
 pub struct ServerHandle {
     addr: SocketAddr,
     state: Arc<AppState>,
