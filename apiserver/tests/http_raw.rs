@@ -490,6 +490,48 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
     // Admission may add kubernetes.io/pv-protection (a volume controller removes it).
     release(&s, "/api/v1/persistentvolumes/a").await;
     assert_eq!(s.get("/api/v1/persistentvolumes/a").await.status, 404);
+    // bonsai's history endpoint: the object's timeline with its writers.
+    let h = s
+        .get("/bonsai/v1/history?resource=persistentvolumes&name=a")
+        .await;
+    assert_eq!(h.status, 200, "{}", h.text());
+    let h = h.json();
+    let types: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"ADDED"));
+    assert!(types.contains(&"MODIFIED"));
+    assert_eq!(h["events"][0]["actor"], "bonsai-http-test");
+    let st = s
+        .get(&format!("/bonsai/v1/state?revision={rv}"))
+        .await
+        .json();
+    assert_eq!(
+        st["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["key"]["resource"] == "persistentvolumes")
+            .count(),
+        1
+    );
+    assert_eq!(
+        s.req_full(
+            "GET",
+            "/bonsai/v1/history?resource=persistentvolumes&name=a",
+            None,
+            vec![],
+            false,
+            &[]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(s.get("/bonsai/v1/history?name=a").await.status, 400);
     // Table output.
     let r = s
         .req_full(

@@ -24,7 +24,8 @@
 
 //! # Layout
 //! - `mod.rs`       — config, [`serve`], [`ServerHandle`], the single dispatch function: auth,
-//!                    metrics, `/version`, health, `/metrics`, OpenAPI, then [`route`].
+//!                    metrics, `/version`, health, `/metrics`, OpenAPI, bonsai's own
+//!                    `/bonsai/v1/history` and `/bonsai/v1/state`, then [`route`].
 //! - `route`        — parses `/api…`/`/apis…` paths into discovery routes or a resource target.
 //! - `resources`    — the table of served resources (discovery values of a real v1.33 server).
 //! - `discovery`    — discovery (aggregated v2 when asked for, else legacy) and the OpenAPI v3
@@ -390,6 +391,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
                 text,
             )
         }
+        "/bonsai/v1/history" => match bonsai_history(&state, &Query::parse(req.uri().query())) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => error_response(&e),
+        },
+        "/bonsai/v1/state" => match bonsai_state(&state, &Query::parse(req.uri().query())) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => error_response(&e),
+        },
         "/openapi/v3" | "/openapi/v3/" => json_response(StatusCode::OK, &discovery::openapi_root()),
         p if p.starts_with("/openapi/v3/") => {
             let rest = &p["/openapi/v3/".len()..];
@@ -434,6 +443,69 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     );
     log_request(&method, &path, code, started);
     resp
+}
+
+/// `GET /bonsai/v1/history?group=&resource=&namespace=&name=`: every retained event of one
+/// object, oldest first, with who wrote it (what `bonsai history KIND/NAME` prints).
+fn bonsai_history(state: &AppState, q: &Query) -> Result<serde_json::Value, ApiError> {
+    let need = |k: &str| {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("query parameter {k:?} is required")))
+    };
+    let key = crate::store::Key::new(
+        q.get("group").unwrap_or(""),
+        need("resource")?,
+        q.get("namespace").unwrap_or(""),
+        need("name")?,
+    );
+    let h = state.store.history(&key)?;
+    let events: Vec<serde_json::Value> = h
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "revision": e.revision,
+                "type": e.event_type.as_str(),
+                "actor": e.actor,
+                "time": e.time,
+                "object": &*e.object,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "kind": "History",
+        "apiVersion": "bonsai/v1",
+        "key": {"group": key.group, "resource": key.resource, "namespace": key.namespace, "name": key.name},
+        "truncatedBefore": h.truncated_before,
+        "events": events,
+    }))
+}
+
+/// `GET /bonsai/v1/state?revision=N`: every object as it was at revision N.
+fn bonsai_state(state: &AppState, q: &Query) -> Result<serde_json::Value, ApiError> {
+    let revision = match q.int("revision")? {
+        Some(r) if r >= 0 => r as u64,
+        _ => state.store.revision(),
+    };
+    let st = state.store.state_at(revision)?;
+    let objects: Vec<serde_json::Value> = st
+        .objects
+        .iter()
+        .map(|(k, v)| {
+            json!({
+                "key": {"group": k.group, "resource": k.resource, "namespace": k.namespace, "name": k.name},
+                "object": &**v,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "kind": "State",
+        "apiVersion": "bonsai/v1",
+        "revision": st.revision,
+        "truncatedBefore": st.truncated_before,
+        "objects": objects,
+    }))
 }
 
 /// One structured line per request (debug; server errors at warn). For a watch or an exec,
