@@ -354,6 +354,23 @@ async fn crud_conflicts_generate_name_yaml_and_dry_run() {
         (r.status, r.json()["reason"].as_str()),
         (409, Some("Conflict"))
     );
+    // A uid in the body that names another incarnation is a 409.
+    let mut other = upd.clone();
+    other["metadata"]["resourceVersion"] = json!(null);
+    other["metadata"]["uid"] = json!("00000000-0000-0000-0000-000000000000");
+    let r = s
+        .send(
+            "PUT",
+            "/api/v1/persistentvolumes/a",
+            "application/json",
+            &other.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("Precondition failed: UID in precondition"));
     // Name mismatch on PUT.
     let r = s
         .send(

@@ -908,6 +908,24 @@ async fn write_update(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         )));
     }
+    // A uid in the body is a precondition (the object must be that incarnation).
+    let body_uid = meta_str(&new, "uid");
+    if !body_uid.is_empty() && body_uid != meta_str(old, "uid") {
+        let q = if r.group.is_empty() {
+            r.name.to_string()
+        } else {
+            format!("{}.{}", r.name, r.group)
+        };
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {q} \"{name}\": Precondition failed: UID in precondition: {body_uid}, UID in object meta: {}",
+                meta_str(old, "uid")
+            ),
+        )
+        .with_details(r.group, r.name, &name));
+    }
     // System fields come from the stored object (kube-apiserver's BeforeUpdate).
     {
         let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
