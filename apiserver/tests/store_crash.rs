@@ -25,7 +25,7 @@ const CHILD_ENV: &str = "BONSAI_STORE_CRASH_CHILD";
 const KEYS: usize = 24;
 const WRITERS: usize = 6;
 /// SIGKILLs per backend (`BONSAI_CRASH_ROUNDS` overrides, e.g. for a long soak).
-const ROUNDS: usize = 30;
+const ROUNDS: usize = 20;
 
 fn key(i: usize) -> Key {
     Key::new("", "pods", "crash", &format!("k{i}"))

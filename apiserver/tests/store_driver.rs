@@ -535,3 +535,35 @@ fn a_damaged_store_is_reported_at_open() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_file_that_is_not_a_store_is_reported_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, path) in [
+        (BackendKind::Redb, dir.path().join("store.redb")),
+        (BackendKind::Sled, dir.path().join("sled")),
+    ] {
+        if kind == BackendKind::Sled {
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("conf"), b"not a sled config").unwrap();
+            std::fs::write(path.join("db"), b"garbage").unwrap();
+        } else {
+            std::fs::write(&path, b"garbage, not a redb file").unwrap();
+        }
+        let err = match Store::open(StoreConfig::durable(kind, &path)) {
+            Ok(_) => panic!("{}: garbage opened as a store", kind.as_str()),
+            Err(e) => e,
+        };
+        println!("{}: {err}", kind.as_str());
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        // Nothing was overwritten.
+        if kind == BackendKind::Redb {
+            assert_eq!(std::fs::read(&path).unwrap(), b"garbage, not a redb file");
+        } else {
+            assert_eq!(std::fs::read(path.join("db")).unwrap(), b"garbage");
+        }
+    }
+}

@@ -458,6 +458,41 @@ impl Log {
     }
 }
 
+/// Creates a new store at `path` so that a crash during creation leaves no half-made store:
+/// `init` builds it under `<path>.creating`, which is then renamed into place and the rename
+/// made durable. A stale `.creating` from an earlier crash is removed first (it never held an
+/// acknowledged write). An existing `path` is left alone.
+#[cfg(feature = "server")]
+pub(crate) fn create_atomically(
+    path: &std::path::Path,
+    init: impl FnOnce(&std::path::Path) -> BackendResult<()>,
+) -> BackendResult<()> {
+    let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+        BackendError::Io(format!("cannot {what} {}: {e}", p.display()))
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io("create", &parent, e))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".creating");
+    let tmp = std::path::PathBuf::from(tmp);
+    if tmp.is_dir() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
+    } else if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(|e| io("remove", &tmp, e))?;
+    }
+    init(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| io("rename into place", path, e))?;
+    std::fs::File::open(&parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("fsync", &parent, e))
+}
+
 /// Big-endian revision bytes, so that byte order is revision order.
 #[cfg(feature = "server")]
 pub(crate) fn rev_bytes(rev: Revision) -> [u8; 8] {

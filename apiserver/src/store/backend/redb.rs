@@ -24,6 +24,9 @@ fn io(e: impl Into<redb::Error>) -> BackendError {
         redb::Error::Corrupted(msg) => {
             corrupt(format!("redb reports corruption: {msg}"), "redb file")
         }
+        other if other.to_string().contains("Not a redb database") => {
+            corrupt(format!("not a redb store ({other})"), "file header")
+        }
         other => BackendError::Io(other.to_string()),
     }
 }
@@ -31,16 +34,21 @@ fn io(e: impl Into<redb::Error>) -> BackendError {
 impl RedbBackend {
     /// Opens (or creates) the store file. `cache_bytes` bounds redb's page cache.
     pub fn open(path: &Path, cache_bytes: usize) -> BackendResult<RedbBackend> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    BackendError::Io(format!("cannot create {}: {e}", dir.display()))
-                })?;
+        super::create_atomically(path, |tmp| {
+            let db = redb::Database::create(tmp).map_err(io)?;
+            let mut tx = db.begin_write().map_err(io)?;
+            tx.set_durability(redb::Durability::Immediate)
+                .map_err(|e| BackendError::Io(e.to_string()))?;
+            {
+                tx.open_table(EVENTS).map_err(io)?;
+                tx.open_table(OBJECTS).map_err(io)?;
+                tx.open_table(META).map_err(io)?;
             }
-        }
+            tx.commit().map_err(io)
+        })?;
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
-            .create(path)
+            .open(path)
             .map_err(|e| match io(e) {
                 BackendError::Io(msg) => BackendError::Io(format!(
                     "cannot open redb store at {}: {msg}",

@@ -47,6 +47,23 @@ fn ekey(rev: Revision) -> [u8; 9] {
 impl SledBackend {
     /// Opens (or creates) the store directory. `cache_bytes` bounds sled's page cache.
     pub fn open(path: &Path, cache_bytes: usize) -> BackendResult<SledBackend> {
+        super::create_atomically(path, |tmp| {
+            let db = sled::Config::new().path(tmp).open().map_err(io)?;
+            db.flush().map_err(io)?;
+            // `fdatasync` what sled's flush leaves unsynced, then let it go before the rename.
+            for entry in std::fs::read_dir(tmp)
+                .map_err(|e| BackendError::Io(e.to_string()))?
+                .flatten()
+            {
+                if entry.path().is_file() {
+                    std::fs::File::open(entry.path())
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| BackendError::Io(e.to_string()))?;
+                }
+            }
+            drop(db);
+            Ok(())
+        })?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes as u64)
