@@ -1053,3 +1053,46 @@ async fn events_k8s_io_and_core_events_are_one_storage() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_watches() {
+    use http_body_util::BodyExt;
+    let mut s = start().await;
+    // An open watch without timeout, read through a raw connection.
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/api/v1/namespaces?watch=1")
+        .header("host", "x")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    // The four default namespaces arrive first.
+    let mut seen = String::new();
+    while seen.lines().count() < 4 {
+        let frame = body.frame().await.expect("frame").unwrap();
+        if let Some(d) = frame.data_ref() {
+            seen.push_str(&String::from_utf8_lossy(d));
+        }
+    }
+    let handle = s.handle.take().unwrap();
+    assert_eq!(handle.current_watches(), 1);
+    let trigger = handle.shutdown_trigger();
+    trigger();
+    // The stream ends, and the server stops.
+    while let Some(f) = body.frame().await {
+        if f.is_err() {
+            break;
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), handle.join())
+        .await
+        .expect("server stopped");
+}
