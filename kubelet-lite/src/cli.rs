@@ -54,6 +54,9 @@ pub struct KubeletArgs {
     /// Discovery period of the static provisioner, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub discovery_period_ms: u64,
+    /// On a clean node stop, each pod gets at most this termination grace period.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_period_seconds: u64,
     /// Binary to re-execute as container shim/exec helper (default: this executable).
     #[arg(long, hide = true)]
     pub helper_exe: Option<PathBuf>,
@@ -75,6 +78,10 @@ impl KubeletArgs {
             format!("--port={}", self.port),
             format!("--lease-duration-seconds={}", self.lease_duration_seconds),
             format!("--discovery-period-ms={}", self.discovery_period_ms),
+            format!(
+                "--shutdown-grace-period-seconds={}",
+                self.shutdown_grace_period_seconds
+            ),
         ];
         if let Some(c) = &self.allocatable_cpu {
             v.push(format!("--allocatable-cpu={c}"));

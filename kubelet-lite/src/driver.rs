@@ -246,10 +246,17 @@ struct Cache {
     pvcs: BTreeMap<String, PersistentVolumeClaim>,
     pvs: BTreeMap<String, PersistentVolume>,
     pods_synced: bool,
+    /// Pods (uids) changed since the sync loop last looked: only those are synced again.
+    dirty: std::collections::BTreeSet<String>,
+    /// A claim or volume changed: pods waiting for volumes retry at once.
+    volumes_changed: bool,
+    /// The pod watch relisted: every pod is looked at again.
+    relisted: bool,
 }
 
 enum Wake {
     Changed,
+    StatusPatched(String, serde_json::Value),
     Exited(String, String, crate::core::pod::Exit, u32),
     Shutdown,
 }
@@ -466,6 +473,7 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
             match ev {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
                     let uid = p.metadata.uid.clone().unwrap_or_default();
+                    c.dirty.insert(uid.clone());
                     if mine(&p) {
                         c.pods.insert(uid, p);
                     } else {
@@ -473,10 +481,15 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
                     }
                 }
                 watcher::Event::Delete(p) => {
-                    c.pods.remove(p.metadata.uid.as_deref().unwrap_or(""));
+                    let uid = p.metadata.uid.clone().unwrap_or_default();
+                    c.pods.remove(&uid);
+                    c.dirty.insert(uid);
                 }
                 watcher::Event::Init => c.pods.clear(),
-                watcher::Event::InitDone => c.pods_synced = true,
+                watcher::Event::InitDone => {
+                    c.pods_synced = true;
+                    c.relisted = true;
+                }
             }
         },
     );
@@ -488,9 +501,11 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
         |c, ev| match ev {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                 c.pvcs.insert(key_of(&o), o);
+                c.volumes_changed = true;
             }
             watcher::Event::Delete(o) => {
                 c.pvcs.remove(&key_of(&o));
+                c.volumes_changed = true;
             }
             watcher::Event::Init => c.pvcs.clear(),
             watcher::Event::InitDone => {}
@@ -504,9 +519,11 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
         |c, ev| match ev {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                 c.pvs.insert(key_of(&o), o);
+                c.volumes_changed = true;
             }
             watcher::Event::Delete(o) => {
                 c.pvs.remove(&key_of(&o));
+                c.volumes_changed = true;
             }
             watcher::Event::Init => c.pvs.clear(),
             watcher::Event::InitDone => {}
@@ -568,6 +585,8 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
         adopted_checked: false,
         shutting_down: false,
         first_seen: BTreeMap::new(),
+        dirty: Default::default(),
+        in_flight: BTreeMap::new(),
     };
     loop {
         let timeout = sync.step().await;
@@ -578,19 +597,11 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
             .map(|t| Duration::from_millis(t.saturating_sub(now_ms()).max(1)))
             .unwrap_or(Duration::from_secs(10));
         tokio::select! {
-            w = rx.recv() => match w {
-                Some(Wake::Shutdown) => sync.begin_shutdown(),
-                Some(Wake::Exited(uid, name, exit, attempt)) => sync.exited(&uid, &name, exit, attempt),
-                Some(Wake::Changed) | None => {}
-            },
+            w = rx.recv() => if let Some(w) = w { sync.wake(w) },
             _ = tokio::time::sleep(wait) => {}
         }
         while let Ok(w) = rx.try_recv() {
-            match w {
-                Wake::Shutdown => sync.begin_shutdown(),
-                Wake::Exited(uid, name, exit, attempt) => sync.exited(&uid, &name, exit, attempt),
-                Wake::Changed => {}
-            }
+            sync.wake(w);
         }
     }
     sync.finish_shutdown().await;
@@ -614,17 +625,39 @@ struct SyncLoop {
     adopted_checked: bool,
     shutting_down: bool,
     first_seen: BTreeMap<String, Millis>,
+    /// Pods to sync on the next step for reasons of our own (a container exited, shutdown).
+    dirty: std::collections::BTreeSet<String>,
+    /// Status writes in flight, so the same status is not sent twice.
+    in_flight: BTreeMap<String, serde_json::Value>,
 }
 
 impl SyncLoop {
+    fn wake(&mut self, w: Wake) {
+        match w {
+            Wake::Shutdown => self.begin_shutdown(),
+            Wake::Exited(uid, name, exit, attempt) => self.exited(&uid, &name, exit, attempt),
+            Wake::StatusPatched(uid, v) => {
+                let sent = self.in_flight.remove(&uid);
+                if !v.is_null() && self.states.contains_key(&uid) {
+                    self.last_status.insert(uid, v);
+                } else if v.is_null() && sent.is_some() {
+                    // Not applied (e.g. 409): try again on the next look at this pod.
+                    self.last_status.remove(&uid);
+                }
+            }
+            Wake::Changed => {}
+        }
+    }
+
     fn begin_shutdown(&mut self) {
         if self.shutting_down {
             return;
         }
         tracing::info!("node shutting down: stopping pods");
         self.shutting_down = true;
-        for s in self.states.values_mut() {
-            s.handle_gone();
+        for (uid, s) in self.states.iter_mut() {
+            s.handle_node_shutdown(self.args.shutdown_grace_period_seconds);
+            self.dirty.insert(uid.clone());
         }
     }
 
@@ -665,6 +698,7 @@ impl SyncLoop {
         }
         if let Some(s) = self.states.get_mut(uid) {
             s.handle_exited(name, exit, now_ms());
+            self.dirty.insert(uid.to_string());
         }
     }
 
@@ -681,15 +715,42 @@ impl SyncLoop {
     /// One pass: reconcile pods with the cache, poll every pod until quiet, publish statuses.
     /// Returns the earliest time a pod wants to be polled again.
     async fn step(&mut self) -> Option<Millis> {
-        let (pods, pvcs, pvs, synced) = {
-            let c = self.cache.lock().unwrap();
-            (c.pods.clone(), c.pvcs.clone(), c.pvs.clone(), c.pods_synced)
-        };
         let now = now_ms();
-        if !self.shutting_down {
-            for (uid, p) in &pods {
-                match self.states.get_mut(uid) {
-                    Some(s) => s.handle_pod(p.clone()),
+        // Take only what changed: the pods the watch touched (or all of them after a relist).
+        let (changed, all_uids, pvcs, pvs, synced, volumes_changed) = {
+            let mut c = self.cache.lock().unwrap();
+            let mut dirty = std::mem::take(&mut c.dirty);
+            if std::mem::take(&mut c.relisted) {
+                dirty.extend(c.pods.keys().cloned());
+                dirty.extend(self.states.keys().cloned());
+            }
+            let changed: Vec<(String, Option<Pod>)> = dirty
+                .into_iter()
+                .map(|u| {
+                    let p = c.pods.get(&u).cloned();
+                    (u, p)
+                })
+                .collect();
+            let all_uids: Option<std::collections::BTreeSet<String>> =
+                (c.pods_synced && !self.adopted_checked).then(|| c.pods.keys().cloned().collect());
+            let vc = std::mem::take(&mut c.volumes_changed);
+            (
+                changed,
+                all_uids,
+                c.pvcs.clone(),
+                c.pvs.clone(),
+                c.pods_synced,
+                vc,
+            )
+        };
+        let mut to_poll: std::collections::BTreeSet<String> = std::mem::take(&mut self.dirty);
+        for (uid, pod) in changed {
+            match pod {
+                Some(p) if !self.shutting_down => match self.states.get_mut(&uid) {
+                    Some(s) => {
+                        s.handle_pod(p);
+                        to_poll.insert(uid);
+                    }
                     None => {
                         // A pod that already ended (Succeeded/Failed, e.g. stopped by a node
                         // shutdown) is not run again; it only needs its deletion finished.
@@ -703,38 +764,51 @@ impl SyncLoop {
                         let mut s = PodState::new(p.clone(), now);
                         self.first_seen.insert(uid.clone(), now);
                         // A restarted kubelet adopts the containers that still run.
-                        for (name, run) in self.runtime.adoptable(uid) {
-                            tracing::info!(pod = %key_of(p), container = %name, "adopted running container");
+                        for (name, run) in self.runtime.adoptable(&uid) {
+                            tracing::info!(pod = %key_of(&p), container = %name, "adopted running container");
                             s.handle_adopted(&name, now, run.attempt);
                             self.running
                                 .insert((uid.clone(), name.clone()), (run.init_pid, run.attempt));
                             self.watch_exit(uid.clone(), name, run);
                         }
                         self.states.insert(uid.clone(), s);
+                        to_poll.insert(uid);
                     }
-                }
-            }
-            if synced {
-                for (uid, s) in self.states.iter_mut() {
-                    if !pods.contains_key(uid) {
-                        s.handle_gone();
+                },
+                Some(_) => {}
+                None => {
+                    if synced {
+                        if let Some(s) = self.states.get_mut(&uid) {
+                            s.handle_gone();
+                            to_poll.insert(uid);
+                        }
                     }
                 }
             }
         }
-        if synced && !self.adopted_checked {
+        if let Some(all) = all_uids {
             self.adopted_checked = true;
-            self.clean_orphans(&pods);
+            self.clean_orphans(&all);
+        }
+        for (uid, s) in self.states.iter_mut() {
+            if volumes_changed && s.handle_volumes_changed() {
+                to_poll.insert(uid.clone());
+            }
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                to_poll.insert(uid.clone());
+            }
         }
         let labels: BTreeMap<String, String> = BTreeMap::from([
             ("kubernetes.io/hostname".to_string(), self.args.node.clone()),
             ("kubernetes.io/os".to_string(), "linux".to_string()),
             ("kubernetes.io/arch".to_string(), arch().to_string()),
         ]);
-        let uids: Vec<String> = self.states.keys().cloned().collect();
-        for uid in &uids {
+        for uid in &to_poll {
             for _round in 0..8 {
                 let now = now_ms();
+                let Some(state) = self.states.get_mut(uid) else {
+                    break;
+                };
                 let actions = {
                     let view = ClusterView {
                         node_labels: &labels,
@@ -742,10 +816,7 @@ impl SyncLoop {
                         pvs: &pvs,
                         paths: &StatPaths,
                     };
-                    self.states
-                        .get_mut(uid)
-                        .unwrap()
-                        .poll(now, &view, &self.dirs)
+                    state.poll(now, &view, &self.dirs)
                 };
                 if actions.is_empty() {
                     break;
@@ -755,11 +826,12 @@ impl SyncLoop {
                 }
             }
         }
-        // Publish statuses and the server's view; forget finished pods.
-        let mut table = BTreeMap::new();
-        let mut running_pods = 0;
+        // Publish the statuses of the pods looked at, and the server's view of them.
         let mut finished = Vec::new();
-        for (uid, s) in self.states.iter_mut() {
+        for uid in &to_poll {
+            let Some(s) = self.states.get_mut(uid) else {
+                continue;
+            };
             let p = s.pod().clone();
             let ns = p
                 .metadata
@@ -768,11 +840,11 @@ impl SyncLoop {
                 .unwrap_or_else(|| "default".into());
             let name = p.metadata.name.clone().unwrap_or_default();
             let st = s.status(&self.identity, now_ms());
+            let finished_now = s.finished();
             let mut info = PodInfo {
                 uid: uid.clone(),
                 containers: BTreeMap::new(),
             };
-            let mut any_running = false;
             for c in p
                 .spec
                 .as_ref()
@@ -780,7 +852,6 @@ impl SyncLoop {
                 .unwrap_or(&[])
             {
                 let r = self.running.get(&(uid.clone(), c.name.clone()));
-                any_running |= r.is_some();
                 let cs = st
                     .container_statuses
                     .as_ref()
@@ -811,9 +882,6 @@ impl SyncLoop {
                     },
                 );
             }
-            if any_running {
-                running_pods += 1;
-            }
             if st.phase.as_deref() == Some("Running") {
                 if let Some(t0) = self.first_seen.remove(uid) {
                     self.metrics
@@ -822,58 +890,78 @@ impl SyncLoop {
                     self.metrics.pod_start_count.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            table.insert(format!("{ns}/{name}"), info);
-            if s.finished() {
+            {
+                let mut table = self.server_pods.lock().unwrap();
+                if finished_now {
+                    table.remove(&format!("{ns}/{name}"));
+                } else {
+                    table.insert(format!("{ns}/{name}"), info);
+                }
+            }
+            if finished_now {
                 finished.push(uid.clone());
                 continue;
             }
-            if p.metadata.deletion_timestamp.is_some() && self.shutting_down {
+            if self.shutting_down {
                 continue;
             }
             let v = serde_json::to_value(&st).unwrap_or_default();
-            if self.last_status.get(uid) != Some(&v) && !self.shutting_down {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-                let rv = p.metadata.resource_version.clone();
+            if self.last_status.get(uid) == Some(&v) || self.in_flight.get(uid) == Some(&v) {
+                continue;
+            }
+            // Status writes run concurrently; each names the resourceVersion it read. A 409
+            // means our copy is stale: the watch delivers the new one and marks the pod dirty.
+            self.in_flight.insert(uid.clone(), v.clone());
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let rv = p.metadata.resource_version.clone();
+            let tx = self.tx.clone();
+            let uid = uid.clone();
+            tokio::spawn(async move {
                 let body = json!({"metadata": {"resourceVersion": rv}, "status": v});
                 match api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(body))
                     .await
                 {
                     Ok(_) => {
-                        self.last_status.insert(uid.clone(), v);
+                        let _ = tx.send(Wake::StatusPatched(uid, v));
                     }
-                    Err(kube::Error::Api(e)) if e.code == 409 => {
-                        // Stale copy: the watch brings the new one and we try again.
-                        let _ = self.tx.send(Wake::Changed);
+                    Err(e) => {
+                        tracing::debug!(pod = %name, error = %e, "status update not applied");
+                        let _ = tx.send(Wake::StatusPatched(uid, serde_json::Value::Null));
                     }
-                    Err(e) => tracing::debug!(pod = %name, error = %e, "status update failed"),
                 }
-            }
+            });
         }
         for uid in finished {
             self.states.remove(&uid);
             self.last_status.remove(&uid);
+            self.in_flight.remove(&uid);
         }
+        let running_pods = self
+            .running
+            .keys()
+            .map(|(u, _)| u)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         self.metrics
             .running_pods
-            .store(running_pods, Ordering::Relaxed);
+            .store(running_pods as u64, Ordering::Relaxed);
         self.metrics
             .running_containers
             .store(self.running.len() as u64, Ordering::Relaxed);
-        *self.server_pods.lock().unwrap() = table;
         self.states.values().filter_map(|s| s.poll_timeout()).min()
     }
 
     /// Leftovers of pods this node no longer has (a previous boot, a crash): stop their
     /// containers and remove their directories — never crossing a mount point.
-    fn clean_orphans(&mut self, pods: &BTreeMap<String, Pod>) {
+    fn clean_orphans(&mut self, pods: &std::collections::BTreeSet<String>) {
         for dir in [&self.runtime.state_dir, &self.dirs.root] {
             let Ok(rd) = std::fs::read_dir(dir) else {
                 continue;
             };
             for e in rd.flatten() {
                 let uid = e.file_name().to_string_lossy().into_owned();
-                if pods.contains_key(&uid) || self.states.contains_key(&uid) {
+                if pods.contains(&uid) || self.states.contains_key(&uid) {
                     continue;
                 }
                 for (_, run) in self.runtime.adoptable(&uid) {

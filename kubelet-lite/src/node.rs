@@ -371,8 +371,9 @@ pub fn recorded_argv(data_dir: &Path, node: &str) -> Result<Vec<String>> {
     serde_json::from_slice(&bytes).map_err(|e| NodeError::Other(format!("{}: {e}", p.display())))
 }
 
-/// Starts a node process detached (own session, output to `kubelet.log`), and waits until its
-/// kubelet serves (port file written) or `timeout` passes. `exe` is the bonsai binary.
+/// Starts a node process detached (own session, output appended to `kubelet.log`) and waits
+/// until its kubelet serves (port file written) or `timeout` passes. `exe` is the bonsai
+/// binary, `argv` what follows it (see [`crate::cli::KubeletArgs::to_argv`]).
 pub fn spawn(
     exe: &Path,
     argv: &[String],
@@ -380,6 +381,18 @@ pub fn spawn(
     node: &str,
     timeout: std::time::Duration,
 ) -> Result<u32> {
+    let child = spawn_detached(exe, argv, data_dir, node)?;
+    wait_serving(child, data_dir, node, timeout)
+}
+
+/// Starts a node process without waiting; pair with [`wait_serving`] (so `bonsai up` can start
+/// every node first and then wait for all of them).
+pub fn spawn_detached(
+    exe: &Path,
+    argv: &[String],
+    data_dir: &Path,
+    node: &str,
+) -> Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     let ndir = node_dir(data_dir, node);
     fs::create_dir_all(&ndir).map_err(|e| NodeError::Io(format!("mkdir {}", ndir.display()), e))?;
@@ -404,9 +417,19 @@ pub fn spawn(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| NodeError::Io(format!("spawn {}", exe.display()), e))?;
+    cmd.spawn()
+        .map_err(|e| NodeError::Io(format!("spawn {}", exe.display()), e))
+}
+
+/// Waits until the node started as `child` serves its kubelet endpoint; returns its pid. A node
+/// that exits first is reported with the tail of its log.
+pub fn wait_serving(
+    mut child: std::process::Child,
+    data_dir: &Path,
+    node: &str,
+    timeout: std::time::Duration,
+) -> Result<u32> {
+    let ndir = node_dir(data_dir, node);
     let pid = child.id();
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -427,8 +450,33 @@ pub fn spawn(
                 ndir.join("kubelet.log").display()
             )));
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// `bonsai down`: SIGTERM to every running node at once, then waits for all (killing those
+/// still up at `timeout`). Afterwards no node process, container or mount remains.
+pub fn stop_all(data_dir: &Path, timeout: std::time::Duration) -> Vec<String> {
+    let running: Vec<(String, NodePids)> = known_nodes(data_dir)
+        .into_iter()
+        .filter_map(|n| running_pids(data_dir, &n).map(|p| (n, p)))
+        .collect();
+    for (_, p) in &running {
+        // SAFETY: kill(2) on recorded, verified pids.
+        unsafe { libc::kill(p.node_pid, libc::SIGTERM) };
+    }
+    let mut report = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    for (n, p) in running {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if wait_gone(p, left) {
+            report.push(format!("node {n} stopped"));
+        } else {
+            let _ = kill(data_dir, &n);
+            report.push(format!("node {n} did not stop in time and was killed"));
+        }
+    }
+    report
 }
 
 fn wait_gone(pids: NodePids, timeout: std::time::Duration) -> bool {

@@ -171,6 +171,8 @@ pub struct PodState {
     terminating: Option<Terminating>,
     /// The pod object is gone from the API server (deleted with grace 0 elsewhere).
     gone: bool,
+    /// Upper bound on the termination grace period (graceful node shutdown).
+    grace_cap: Option<u64>,
     start_time: Millis,
     /// Condition type → (status, last transition).
     transitions: BTreeMap<&'static str, (bool, Millis)>,
@@ -228,6 +230,7 @@ impl PodState {
             containers,
             terminating: None,
             gone: false,
+            grace_cap: None,
             start_time,
             transitions: BTreeMap::new(),
             pause_announced: BTreeMap::new(),
@@ -259,6 +262,23 @@ impl PodState {
     /// The pod object no longer exists in the API server.
     pub fn handle_gone(&mut self) {
         self.gone = true;
+    }
+
+    /// A claim or volume changed: a pod waiting for its volumes retries now, not at the end of
+    /// its back-off. Returns whether it waits for volumes.
+    pub fn handle_volumes_changed(&mut self) -> bool {
+        if let Volumes::Pending { next_attempt, .. } = &mut self.volumes {
+            *next_attempt = 0;
+            return true;
+        }
+        false
+    }
+
+    /// The node shuts down cleanly: stop the pod, giving it at most `max_grace_seconds`, and
+    /// unmount — without deleting the pod object.
+    pub fn handle_node_shutdown(&mut self, max_grace_seconds: u64) {
+        self.gone = true;
+        self.grace_cap = Some(max_grace_seconds);
     }
 
     /// A restarted kubelet found this container's process still running.
@@ -584,6 +604,7 @@ impl PodState {
                 })
                 .unwrap_or(30)
                 .max(0) as u64;
+            let grace = self.grace_cap.map_or(grace, |c| grace.min(c));
             let running: Vec<String> = self.running().cloned().collect();
             for c in &running {
                 out.push(self.event(
