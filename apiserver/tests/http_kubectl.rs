@@ -187,6 +187,36 @@ async fn kubectl_drives_the_server() {
     assert!(out.contains("namespace \"lab\" deleted"), "{out}");
     assert_eq!(s.get("/api/v1/namespaces/lab").await.status, 404);
 
+    // Events: recorded by a controller, shown by `kubectl events`, `get events` and describe.
+    let claim_uid = s
+        .get("/api/v1/namespaces/default/persistentvolumeclaims/example-local-claim")
+        .await
+        .json()["metadata"]["uid"]
+        .clone();
+    let ev = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "example-local-claim.1"},
+        "involvedObject": {"kind": "PersistentVolumeClaim", "name": "example-local-claim", "namespace": "default", "uid": claim_uid},
+        "reason": "WaitForFirstConsumer", "message": "waiting for first consumer to be created before binding",
+        "type": "Normal", "source": {"component": "persistentvolume-controller"}, "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"});
+    assert_eq!(
+        s.post_json("/api/v1/namespaces/default/events", &ev)
+            .await
+            .status,
+        201
+    );
+    let out = k.ok(&["events"]).await;
+    assert!(out.contains("WaitForFirstConsumer"), "{out}");
+    let out = k.ok(&["get", "events"]).await;
+    assert!(
+        out.contains("persistentvolumeclaim/example-local-claim"),
+        "{out}"
+    );
+    let out = k.ok(&["describe", "pvc", "example-local-claim"]).await;
+    assert!(
+        out.contains("waiting for first consumer to be created before binding"),
+        "{out}"
+    );
+
     // describe pv/pvc/pod/node.
     s.post_json("/api/v1/nodes", &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1", "labels": {"kubernetes.io/hostname": "node-1"}}})).await;
     for what in [
