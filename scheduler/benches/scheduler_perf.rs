@@ -455,6 +455,183 @@ async fn run_scenario(
     }
 }
 
+/// The core alone, no HTTP: every request completes at once and the "volume controller" binds
+/// a claim the moment its PV is written. Shows what the scheduler itself costs per pod.
+fn core_only(scenario: Scenario, nodes: usize, pods: usize) -> (f64, usize) {
+    use scheduler::core::{Completion, CoreConfig, Millis, Request, Scheduler, WatchEvent};
+    let names: Vec<String> = (1..=nodes).map(|i| format!("node-{i}")).collect();
+    let mut rv = 1u64;
+    let mut next = || {
+        rv += 1;
+        Some(rv.to_string())
+    };
+    let mut s = Scheduler::new(CoreConfig::default());
+    let now = Millis(1);
+    let node_objs: Vec<k8s_openapi::api::core::v1::Node> = names
+        .iter()
+        .map(|n| k8s_openapi::api::core::v1::Node {
+            metadata: ObjectMeta {
+                name: Some(n.clone()),
+                labels: Some([("kubernetes.io/hostname".to_string(), n.clone())].into()),
+                ..Default::default()
+            },
+            spec: Some(Default::default()),
+            status: Some(k8s_openapi::api::core::v1::NodeStatus {
+                allocatable: Some(
+                    [
+                        ("cpu".to_string(), Quantity("32".into())),
+                        ("memory".to_string(), Quantity("256Gi".into())),
+                        ("pods".to_string(), Quantity("110".into())),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+        })
+        .collect();
+    let class = StorageClass {
+        metadata: ObjectMeta {
+            name: Some("local-storage".into()),
+            ..Default::default()
+        },
+        provisioner: "kubernetes.io/no-provisioner".into(),
+        volume_binding_mode: Some("WaitForFirstConsumer".into()),
+        ..Default::default()
+    };
+    let mut pvs: BTreeMap<String, PersistentVolume> = BTreeMap::new();
+    let mut pvcs: BTreeMap<String, PersistentVolumeClaim> = BTreeMap::new();
+    let bind_claim = |c: &mut PersistentVolumeClaim, volume: &str| {
+        c.spec.as_mut().unwrap().volume_name = Some(volume.into());
+        c.metadata.annotations = Some(
+            [(
+                "pv.kubernetes.io/bind-completed".to_string(),
+                "yes".to_string(),
+            )]
+            .into(),
+        );
+    };
+    match scenario {
+        Scenario::PreBound => {
+            for i in 0..pods {
+                let mut v = pv(
+                    &format!("pv-{i}"),
+                    &names[i % nodes],
+                    "local-storage",
+                    Some(&format!("claim-{i}")),
+                );
+                v.metadata.resource_version = next();
+                pvs.insert(format!("pv-{i}"), v);
+                let mut c = pvc(&format!("claim-{i}"), "local-storage", None);
+                bind_claim(&mut c, &format!("pv-{i}"));
+                c.metadata.resource_version = next();
+                c.metadata.uid = Some(format!("uid-{i}"));
+                pvcs.insert(format!("claim-{i}"), c);
+            }
+        }
+        Scenario::Wffc => {
+            for i in 0..2 * nodes {
+                let mut v = pv(&format!("pv-{i}"), &names[i / 2], "local-storage", None);
+                v.metadata.resource_version = next();
+                v.status = Some(k8s_openapi::api::core::v1::PersistentVolumeStatus {
+                    phase: Some("Available".into()),
+                    ..Default::default()
+                });
+                pvs.insert(format!("pv-{i}"), v);
+            }
+            for i in 0..pods {
+                let mut c = pvc(&format!("claim-{i}"), "local-storage", None);
+                c.metadata.resource_version = next();
+                c.metadata.uid = Some(format!("uid-{i}"));
+                pvcs.insert(format!("claim-{i}"), c);
+            }
+        }
+        Scenario::NoVolumes => {}
+    }
+    let with_claim = scenario != Scenario::NoVolumes;
+    let mut pod_objs: BTreeMap<String, Pod> = (0..pods)
+        .map(|i| {
+            let mut p = pod(
+                &format!("pod-{i}"),
+                with_claim.then(|| format!("claim-{i}")).as_deref(),
+            );
+            p.metadata.uid = Some(format!("pod-uid-{i}"));
+            p.metadata.resource_version = next();
+            (format!("pod-{i}"), p)
+        })
+        .collect();
+    s.handle_node(now, WatchEvent::Restarted(node_objs));
+    s.handle_storage_class(now, WatchEvent::Restarted(vec![class]));
+    s.handle_csi_storage_capacity(now, WatchEvent::Restarted(vec![]));
+    s.handle_persistent_volume(now, WatchEvent::Restarted(pvs.values().cloned().collect()));
+    s.handle_persistent_volume_claim(now, WatchEvent::Restarted(pvcs.values().cloned().collect()));
+    let t0 = Instant::now();
+    s.handle_pod(
+        now,
+        WatchEvent::Restarted(pod_objs.values().cloned().collect()),
+    );
+    let mut bound = 0usize;
+    while bound < pods {
+        if s.poll_timeout().is_some_and(|t| t <= now) {
+            s.handle_timeout(now);
+        }
+        let mut any = false;
+        while let Some(o) = s.poll_output() {
+            any = true;
+            match o.request {
+                Request::UpdatePersistentVolume(mut v) => {
+                    v.metadata.resource_version = next();
+                    let claim = v
+                        .spec
+                        .as_ref()
+                        .unwrap()
+                        .claim_ref
+                        .as_ref()
+                        .unwrap()
+                        .name
+                        .clone()
+                        .unwrap();
+                    let name = v.metadata.name.clone().unwrap();
+                    s.handle_completion(
+                        now,
+                        o.id,
+                        Completion::Done(serde_json::to_value(&v).unwrap()),
+                    );
+                    s.handle_persistent_volume(now, WatchEvent::Applied(v.clone()));
+                    // The volume controller's bind: PV phase Bound (a newer revision), then the claim.
+                    v.status = Some(k8s_openapi::api::core::v1::PersistentVolumeStatus {
+                        phase: Some("Bound".into()),
+                        ..Default::default()
+                    });
+                    v.metadata.resource_version = next();
+                    s.handle_persistent_volume(now, WatchEvent::Applied(v));
+                    let c = pvcs.get_mut(&claim).unwrap();
+                    bind_claim(c, &name);
+                    c.metadata.resource_version = next();
+                    s.handle_persistent_volume_claim(now, WatchEvent::Applied(c.clone()));
+                }
+                Request::Bind { name, node, .. } => {
+                    let p = pod_objs.get_mut(&name).unwrap();
+                    p.spec.as_mut().unwrap().node_name = Some(node);
+                    p.metadata.resource_version = next();
+                    s.handle_completion(now, o.id, Completion::Done(serde_json::json!({})));
+                    s.handle_pod(now, WatchEvent::Applied(p.clone()));
+                    bound += 1;
+                }
+                other => {
+                    if std::env::var("BENCH_DEBUG").is_ok() {
+                        eprintln!("{other:?}");
+                    }
+                    s.handle_completion(now, o.id, Completion::Done(serde_json::json!({})))
+                }
+            }
+        }
+        if !any && s.poll_timeout().is_none_or(|t| t > now) {
+            break;
+        }
+    }
+    (t0.elapsed().as_secs_f64(), bound)
+}
+
 fn main() {
     let nodes = env_usize("BENCH_NODES", 5_000);
     let pods_a = env_usize("BENCH_PODS_A", 2_000);
@@ -468,6 +645,21 @@ fn main() {
         ],
     };
     let only: Option<String> = std::env::var("BENCH_SCENARIOS").ok();
+    if std::env::var("BENCH_CORE").as_deref() != Ok("0") {
+        println!("core only (no HTTP, instant writes), {nodes} nodes:");
+        for (scenario, pods) in [
+            (Scenario::PreBound, pods_a),
+            (Scenario::Wffc, pods_b),
+            (Scenario::NoVolumes, pods_b),
+        ] {
+            let (secs, bound) = core_only(scenario, nodes, pods);
+            println!(
+                "  {:<24} {bound:>6} pods in {secs:>6.2} s = {:>8.0} pods/s",
+                scenario.label(),
+                bound as f64 / secs
+            );
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

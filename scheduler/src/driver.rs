@@ -32,6 +32,9 @@ pub struct Config {
     pub core: CoreConfig,
     /// Where `/metrics` reads from; clone it before passing the config to `run`.
     pub metrics: MetricsHandle,
+    /// Requests in flight at once (0: 128). More wait their turn, so a burst of bindings does
+    /// not open thousands of connections to the API server.
+    pub max_in_flight: usize,
 }
 
 /// A shared copy of the scheduler's metrics, refreshed by the driver.
@@ -246,6 +249,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let mut core = Scheduler::new(config.core.clone());
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(if config.max_in_flight == 0 {
+        128
+    } else {
+        config.max_in_flight
+    }));
     let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
     let watches = vec![
         spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
@@ -282,7 +290,9 @@ pub async fn run(
         while let Some(out) = core.poll_output() {
             let client = client.clone();
             let tx = tx.clone();
+            let limit = in_flight.clone();
             tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
                 let c = perform(client, out.request).await;
                 let _ = tx.send(Input::Done(out.id, c));
             });

@@ -12,6 +12,8 @@ use super::framework::{NodeInfo, Resources};
 use super::plugins::resources_fit::pod_requests;
 use super::queue::PodKey;
 
+const HOSTNAME: &str = apiserver::api::LABEL_HOSTNAME;
+
 /// `namespace/name` of a namespaced object.
 pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     format!(
@@ -52,6 +54,8 @@ pub struct ClusterView {
     pub capacities: BTreeMap<String, CSIStorageCapacity>,
     /// Names of the nodes that have a Node object, in name order (the Filter scan order).
     pub node_order: Vec<String>,
+    /// `kubernetes.io/hostname` label value → node names (VolumeBinding's eligible nodes).
+    pub by_hostname: BTreeMap<String, BTreeSet<String>>,
     /// CSI drivers with `spec.storageCapacity: true` (§6.4); no CSIDriver objects exist in
     /// bonsai yet, so this stays empty and capacity is ignored, as upstream does then.
     pub capacity_drivers: BTreeSet<String>,
@@ -113,14 +117,43 @@ impl ClusterView {
     /// Node add/update.
     pub fn set_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
+        let host = node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(HOSTNAME))
+            .cloned();
         let info = self.nodes.entry(name.clone()).or_default();
         info.allocatable = super::plugins::resources_fit::allocatable_of(&node);
         let added = info.node.is_none();
+        let old_host = info
+            .node
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref())
+            .and_then(|l| l.get(HOSTNAME))
+            .cloned();
         info.node = Some(node);
         if added {
             // Keep the name-ordered list of real nodes for the round-robin scan.
             if let Err(at) = self.node_order.binary_search(&name) {
-                self.node_order.insert(at, name);
+                self.node_order.insert(at, name.clone());
+            }
+        }
+        if old_host != host {
+            if let Some(h) = old_host {
+                self.unindex_host(&h, &name);
+            }
+            if let Some(h) = host {
+                self.by_hostname.entry(h).or_default().insert(name);
+            }
+        }
+    }
+
+    fn unindex_host(&mut self, host: &str, name: &str) {
+        if let Some(set) = self.by_hostname.get_mut(host) {
+            set.remove(name);
+            if set.is_empty() {
+                self.by_hostname.remove(host);
             }
         }
     }
@@ -129,6 +162,16 @@ impl ClusterView {
     pub fn remove_node(&mut self, name: &str) {
         if let Ok(at) = self.node_order.binary_search_by(|n| n.as_str().cmp(name)) {
             self.node_order.remove(at);
+        }
+        let host = self
+            .nodes
+            .get(name)
+            .and_then(|i| i.node.as_ref())
+            .and_then(|n| n.metadata.labels.as_ref())
+            .and_then(|l| l.get(HOSTNAME))
+            .cloned();
+        if let Some(h) = host {
+            self.unindex_host(&h, name);
         }
         if let Some(info) = self.nodes.get_mut(name) {
             info.node = None;

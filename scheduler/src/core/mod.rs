@@ -859,13 +859,13 @@ impl Scheduler {
             .and_then(|c| volume_binding::eligible_hostnames(&self.view, c))
         {
             let mut best: Option<(usize, String)> = None;
-            for info in self.view.nodes.values() {
-                if info.node.is_none()
-                    || !info
-                        .labels()
-                        .get(apiserver::api::LABEL_HOSTNAME)
-                        .is_some_and(|h| hosts.contains(h))
-                {
+            let eligible: BTreeSet<&String> = hosts
+                .iter()
+                .filter_map(|h| self.view.by_hostname.get(h))
+                .flatten()
+                .collect();
+            for info in eligible.into_iter().filter_map(|n| self.view.nodes.get(n)) {
+                if info.node.is_none() {
                     continue;
                 }
                 let (failed, volumes) = self.filter_node(pod, &state, info);
