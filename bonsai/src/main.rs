@@ -7,9 +7,10 @@
 //!
 //! # Layout
 //! - `main.rs`      — the clap command tree and dispatch (the only place `anyhow` is used).
-//! - `cmd/`         — one module per command: `up`, `down`, `status`, `kubeconfig`, `apiserver`.
-//! - `cluster`      — starts the components (API server; later scheduler, volume controller,
-//!                    kubelets) as tasks or child processes, and stops them all.
+//! - `cmd/`         — one module per command: `up`, `down`, `status`, `kubeconfig`, `apiserver`,
+//!                    `node`, `disk`, `kubelet` (the node process `up` starts).
+//! - `cluster`      — starts the components (API server, volume controller, scheduler, fake
+//!                    nodes as tasks; kubelets as child processes) and stops them all.
 //! - `datadir`      — the data directory layout (kubeconfig, token, store, logs, lock, state)
 //!                    and the store flags.
 //! - `state`        — the run lock (flock) and the state file: already running / stale / down.
@@ -25,9 +26,6 @@ mod cluster;
 mod cmd;
 mod datadir;
 mod error;
-// `bonsai up --fake-nodes N` (kwok-style nodes), written with the scheduler; wired into `up`
-// by the lead together with the controllers.
-#[allow(dead_code)]
 mod fake_nodes;
 mod kubeconfig;
 mod logging;
@@ -66,6 +64,13 @@ enum Command {
     Apiserver(cmd::up::ServeArgs),
     /// Reproduce binding races deterministically: list, show, run, explore scenarios.
     Race(cmd::race::RaceArgs),
+    /// The cluster's nodes: ls, exec (log in to a node), stop, kill (power cut), start.
+    Node(cmd::node::NodeArgs),
+    /// Disks of the nodes (mounts at /mnt/disks/NAME inside a node): add, ls, rm.
+    Disk(cmd::disk::DiskArgs),
+    /// Internal: one node process (kubelet-lite), as `bonsai up` starts it.
+    #[command(hide = true)]
+    Kubelet(kubelet_lite::cli::KubeletArgs),
 }
 
 /// The data directory, shared by every command.
@@ -77,7 +82,17 @@ pub struct DataDirArg {
 }
 
 fn main() {
+    // The kubelet re-executes this binary as its container shim and exec/node helpers; such a
+    // process becomes the helper here and never returns.
+    kubelet_lite::helper_entry();
     let cli = Cli::parse();
+    // A node process unshares its mount and PID namespaces and forks, which needs a
+    // single-threaded process: it is dispatched before anything could start a thread (no
+    // tokio runtime exists yet; every other command builds its own later, if at all).
+    let cli = match cli.command {
+        Command::Kubelet(args) => std::process::exit(cmd::kubelet::run(args)),
+        command => Cli { command },
+    };
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -96,5 +111,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kubeconfig(args) => cmd::kubeconfig::run(&args)?,
         Command::Apiserver(args) => cmd::apiserver::run(args)?,
         Command::Race(args) => cmd::race::run(args)?,
+        Command::Node(args) => cmd::node::run(&args)?,
+        Command::Disk(args) => cmd::disk::run(&args)?,
+        Command::Kubelet(_) => unreachable!("dispatched in main before any runtime"),
     })
 }

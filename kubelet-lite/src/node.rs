@@ -212,6 +212,10 @@ fn node_main(args: KubeletArgs) -> Result<i32> {
         eprintln!("bonsai kubelet {}: {line}", args.node);
     }
 
+    // Read before the fork: init mounts the node's own /proc over /proc in this (shared) mount
+    // namespace, after which our host pid is no longer visible there.
+    let me = std::process::id() as i32;
+    let st = proc_start_time(me).unwrap_or(0);
     // SAFETY: still single-threaded; fork is safe.
     let init = unsafe { libc::fork() };
     if init < 0 {
@@ -224,8 +228,6 @@ fn node_main(args: KubeletArgs) -> Result<i32> {
     }
     FORWARD_TO.store(init, Ordering::SeqCst);
     install_forward();
-    let me = std::process::id() as i32;
-    let st = proc_start_time(me).unwrap_or(0);
     let _ = fs::write(ndir.join("node.pid"), format!("{me} {st} {init}"));
     let (code, _) = wait_status(init);
     let _ = fs::remove_file(ndir.join("node.pid"));

@@ -8,13 +8,17 @@
 //!
 //! `--foreground` runs the cluster in this process: logs also on stderr, Ctrl-C or SIGTERM
 //! stops everything it started.
+//!
+//! Besides the API server, `up` runs the volume controller and the scheduler (tasks), `--nodes
+//! N` real nodes (kubelet-lite processes node-1…node-N, root only; default 3) and `--fake-nodes
+//! N` kwok-style nodes; see `cluster`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::cluster::{Cluster, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig, Components};
 use crate::datadir::{DataDir, StoreArgs};
 use crate::error::CliError;
 use crate::state::{self, RunState, Running};
@@ -36,12 +40,153 @@ pub struct ServeArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
+    #[command(flatten)]
+    pub nodes: NodeFlags,
     /// Stay in the foreground: logs on stderr, Ctrl-C stops everything.
     #[arg(long)]
     pub foreground: bool,
     /// Internal: this process is the detached cluster started by `bonsai up`.
     #[arg(long, hide = true)]
     pub detached_child: bool,
+}
+
+/// The nodes `bonsai up` starts.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeFlags {
+    /// Real nodes node-1…node-N: one kubelet-lite process each, with its own mount namespace
+    /// (its own /mnt/disks) and PID namespace. Needs root.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub nodes: usize,
+    /// kwok-style nodes without processes (Ready Node objects whose pods are marked Running),
+    /// for scale experiments: `--nodes 0 --fake-nodes 5000`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub fake_nodes: usize,
+    /// Names of the fake nodes: PREFIX1, PREFIX2, …
+    #[arg(long, default_value = "fake-", value_name = "PREFIX")]
+    pub fake_node_prefix: String,
+    /// CPU capacity of every node (e.g. 4, 500m).
+    #[arg(long, default_value = "4")]
+    pub cpu: String,
+    /// Memory capacity of every node (e.g. 8Gi, 512Mi).
+    #[arg(long, default_value = "8Gi")]
+    pub memory: String,
+    /// Pod capacity of every node.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// Run the static local provisioner on every node: each mount under /mnt/disks becomes a
+    /// local-pv-<hash> PV of this StorageClass (default local-storage). Off by default, as in
+    /// the lesson.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "local-storage",
+        value_name = "CLASS"
+    )]
+    pub static_provisioner: Option<String>,
+}
+
+impl NodeFlags {
+    /// Checks the flags before anything starts (bad input changes nothing).
+    pub fn to_components(&self) -> Result<Components, CliError> {
+        if !valid_cpu(&self.cpu) {
+            return Err(CliError::InvalidFlag {
+                flag: "--cpu",
+                message: format!(
+                    "{:?} (expected a CPU quantity such as 4, 2.5 or 500m)",
+                    self.cpu
+                ),
+            });
+        }
+        if kubelet_lite::core::volumes::parse_quantity(&self.memory).is_none_or(|b| b == 0) {
+            return Err(CliError::InvalidFlag {
+                flag: "--memory",
+                message: format!(
+                    "{:?} (expected a memory quantity such as 8Gi or 512Mi)",
+                    self.memory
+                ),
+            });
+        }
+        if self.max_pods == 0 {
+            return Err(CliError::InvalidFlag {
+                flag: "--max-pods",
+                message: "0 (a node must be able to run at least one pod)".into(),
+            });
+        }
+        let prefix = &self.fake_node_prefix;
+        let valid_prefix = !prefix.is_empty()
+            && prefix.len() <= 50
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid_prefix {
+            return Err(CliError::InvalidFlag {
+                flag: "--fake-node-prefix",
+                message: format!(
+                    "{prefix:?} (lowercase letters, digits, '-' and '.', starting with a letter                      or digit)"
+                ),
+            });
+        }
+        if self.fake_nodes > 0 && self.nodes > 0 && prefix == "node-" {
+            return Err(CliError::InvalidFlag {
+                flag: "--fake-node-prefix",
+                message: "\"node-\" names the real nodes (node-1…); pick another prefix, or \
+                          --nodes 0"
+                    .into(),
+            });
+        }
+        if let Some(class) = &self.static_provisioner {
+            if class.is_empty()
+                || !class
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            {
+                return Err(CliError::InvalidFlag {
+                    flag: "--static-provisioner",
+                    message: format!("{class:?} is not a StorageClass name"),
+                });
+            }
+        }
+        if self.nodes > 0 && !crate::cluster::is_root() {
+            return Err(crate::cluster::nodes_need_root(self.nodes));
+        }
+        Ok(Components {
+            nodes: self.nodes,
+            fake_nodes: self.fake_nodes,
+            fake_prefix: prefix.clone(),
+            cpu: self.cpu.clone(),
+            memory: self.memory.clone(),
+            max_pods: self.max_pods,
+            static_provisioner: self.static_provisioner.clone(),
+        })
+    }
+
+    /// The same flags, spelled out for the detached child.
+    fn to_argv(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("--nodes={}", self.nodes),
+            format!("--fake-nodes={}", self.fake_nodes),
+            format!("--fake-node-prefix={}", self.fake_node_prefix),
+            format!("--cpu={}", self.cpu),
+            format!("--memory={}", self.memory),
+            format!("--max-pods={}", self.max_pods),
+        ];
+        if let Some(class) = &self.static_provisioner {
+            v.push(format!("--static-provisioner={class}"));
+        }
+        v
+    }
+}
+
+/// `4`, `2.5`, `500m`.
+fn valid_cpu(s: &str) -> bool {
+    let num = s.strip_suffix('m').unwrap_or(s);
+    !num.is_empty()
+        && num.chars().filter(|c| *c == '.').count() <= 1
+        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && num.chars().any(|c| c.is_ascii_digit() && c != '0')
+        && !(s.ends_with('m') && num.contains('.'))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,10 +196,11 @@ pub enum Mode {
 }
 
 pub fn run(args: UpArgs) -> Result<i32, CliError> {
+    let components = args.nodes.to_components()?;
     if args.detached_child {
-        run_cluster(&args.serve, Mode::DetachedChild, true)
+        run_components(&args.serve, Mode::DetachedChild, Some(components))
     } else if args.foreground {
-        run_cluster(&args.serve, Mode::Foreground, true)
+        run_components(&args.serve, Mode::Foreground, Some(components))
     } else {
         spawn_detached(&args)
     }
@@ -107,6 +253,7 @@ fn spawn_detached(args: &UpArgs) -> Result<i32, CliError> {
         .args(["--watch-window", &st.watch_window])
         .args(["--watch-window-events", &st.watch_window_events.to_string()])
         .args(["--retention", &st.retention.to_string()])
+        .args(args.nodes.to_argv())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(out);
@@ -186,10 +333,20 @@ pub fn print_summary(dir: &DataDir, st: &RunState, took: std::time::Duration, fo
     let _ = out.flush();
 }
 
-/// Runs the cluster in this process until Ctrl-C / SIGTERM.
+/// Runs the cluster in this process until Ctrl-C / SIGTERM: the API server alone, or with the
+/// controllers and nodes (`controllers`, with `bonsai up`'s defaults).
 pub fn run_cluster(args: &ServeArgs, mode: Mode, controllers: bool) -> Result<i32, CliError> {
+    run_components(args, mode, controllers.then(Components::default))
+}
+
+/// Runs the cluster in this process until Ctrl-C / SIGTERM: the API server, and `components`.
+pub fn run_components(
+    args: &ServeArgs,
+    mode: Mode,
+    components: Option<Components>,
+) -> Result<i32, CliError> {
     let t0 = Instant::now();
-    let result = run_cluster_inner(args, mode, controllers, t0);
+    let result = run_cluster_inner(args, mode, components, t0);
     if mode == Mode::DetachedChild {
         if let Err(e) = &result {
             // Our parent waits for one line; if we fail before "ready", this is it. (After
@@ -204,7 +361,7 @@ pub fn run_cluster(args: &ServeArgs, mode: Mode, controllers: bool) -> Result<i3
 fn run_cluster_inner(
     args: &ServeArgs,
     mode: Mode,
-    controllers: bool,
+    components: Option<Components>,
     t0: Instant,
 ) -> Result<i32, CliError> {
     let dir = DataDir::new(&args.data.data_dir)?;
@@ -238,7 +395,7 @@ fn run_cluster_inner(
             store,
             store_desc: args.store.describe(&dir),
             token: token.clone(),
-            controllers,
+            components,
         };
         let cluster = Cluster::start(cfg).await?;
         kubeconfig::write(&dir.kubeconfig(), cluster.port, &token, &cluster.ca_pem)?;
