@@ -96,6 +96,9 @@ pub struct ServerConfig {
     pub reaper_interval: Option<Duration>,
     /// Create default, kube-system, kube-public and kube-node-lease if absent (default true).
     pub create_default_namespaces: bool,
+    /// DefaultTolerationSeconds admission (kube-apiserver's `--default-not-ready-toleration-seconds`
+    /// and `--default-unreachable-toleration-seconds`; default 300 s each).
+    pub default_tolerations: crate::semantics::DefaultTolerationSeconds,
 }
 
 impl ServerConfig {
@@ -109,6 +112,7 @@ impl ServerConfig {
             extra_metrics: Vec::new(),
             reaper_interval: None,
             create_default_namespaces: true,
+            default_tolerations: Default::default(),
         }
     }
 }
@@ -141,6 +145,8 @@ pub(crate) struct AppState {
     pub shutdown: tokio_watch::Receiver<bool>,
     /// Wakes the namespace finalizer.
     pub namespace_kick: tokio::sync::Notify,
+    /// Handed to the semantics with every write (pod admission).
+    pub default_tolerations: crate::semantics::DefaultTolerationSeconds,
 }
 
 /// A running server. Dropping the handle shuts the server down gracefully, as
@@ -239,6 +245,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         server_address: addr.to_string(),
         shutdown: shutdown_rx.clone(),
         namespace_kick: tokio::sync::Notify::new(),
+        default_tolerations: config.default_tolerations,
     });
     if config.create_default_namespaces {
         background::ensure_default_namespaces(&state)

@@ -119,6 +119,7 @@ impl Ctx {
                 .unwrap_or("")
                 .to_string(),
             now: self.now_str(),
+            default_tolerations: self.state.default_tolerations,
         })
     }
 }

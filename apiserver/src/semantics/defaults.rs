@@ -336,8 +336,9 @@ pub fn admit_protection_finalizer(kind: &str, obj: &mut Value) {
     }
 }
 
-/// DefaultTolerationSeconds (300s for not-ready and unreachable) and Priority admission.
-pub fn admit_pod(obj: &mut Value) {
+/// DefaultTolerationSeconds (300s for not-ready and unreachable unless configured) and Priority
+/// admission.
+pub fn admit_pod(obj: &mut Value, tolerations: super::DefaultTolerationSeconds) {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
@@ -348,9 +349,9 @@ pub fn admit_pod(obj: &mut Value) {
         .get_mut("tolerations")
         .and_then(Value::as_array_mut)
         .expect("array");
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
+    for (key, seconds) in [
+        ("node.kubernetes.io/not-ready", tolerations.not_ready),
+        ("node.kubernetes.io/unreachable", tolerations.unreachable),
     ] {
         let tolerated = tols.iter().any(|t| {
             let k = t.get("key").and_then(Value::as_str).unwrap_or("");
@@ -359,7 +360,7 @@ pub fn admit_pod(obj: &mut Value) {
             (k == key || (k.is_empty() && op == "Exists")) && (eff.is_empty() || eff == "NoExecute")
         });
         if !tolerated {
-            tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
     if tols.is_empty() {
@@ -439,5 +440,30 @@ mod tests {
         assert_eq!(default_pull_policy("reg:5000/busybox"), "Always");
         assert_eq!(default_pull_policy("reg:5000/busybox:1"), "IfNotPresent");
         assert_eq!(default_pull_policy("busybox@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn default_toleration_seconds_configurable_and_never_overriding() {
+        let short = super::super::DefaultTolerationSeconds {
+            not_ready: 7,
+            unreachable: 10,
+        };
+        let mut pod = json!({"spec": {"containers": [{"name": "c"}]}});
+        admit_pod(&mut pod, short);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
+            ])
+        );
+        // A pod's own unreachable toleration (here: forever) is kept; only not-ready is added.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"});
+        let mut pod = json!({"spec": {"tolerations": [own.clone()]}});
+        admit_pod(&mut pod, short);
+        let tols = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(tols.len(), 2);
+        assert_eq!(tols[0], own);
+        assert_eq!(tols[1]["tolerationSeconds"], 7);
     }
 }

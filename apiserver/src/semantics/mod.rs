@@ -123,6 +123,27 @@ pub struct WriteOptions {
     /// The write time as RFC 3339 UTC seconds (`2026-11-25T08:56:52Z`), passed in because the
     /// semantics never read a clock. Used for managedFields `time`. Empty → omitted.
     pub now: String,
+    /// The DefaultTolerationSeconds admission plugin's settings (kube-apiserver's
+    /// `--default-not-ready-toleration-seconds` / `--default-unreachable-toleration-seconds`).
+    pub default_tolerations: DefaultTolerationSeconds,
+}
+
+/// `tolerationSeconds` of the `node.kubernetes.io/not-ready` and `node.kubernetes.io/unreachable`
+/// NoExecute tolerations that admission adds to every pod lacking one. kube-apiserver's default
+/// is 300 s each; `bonsai up` shortens them so a lab shows a dead node's pods evicted in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultTolerationSeconds {
+    pub not_ready: i64,
+    pub unreachable: i64,
+}
+
+impl Default for DefaultTolerationSeconds {
+    fn default() -> Self {
+        DefaultTolerationSeconds {
+            not_ready: 300,
+            unreachable: 300,
+        }
+    }
 }
 
 /// What the semantics need to know about a served resource.
@@ -568,7 +589,7 @@ pub fn prepare_create(
     // Admission (mutating).
     defaults::admit_protection_finalizer(info.kind, obj);
     if info.kind == "Pod" {
-        defaults::admit_pod(obj);
+        defaults::admit_pod(obj, opts.default_tolerations);
     }
     // PrepareForCreate.
     match info.kind {
