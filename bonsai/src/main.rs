@@ -29,6 +29,9 @@ mod error;
 mod fake_nodes;
 mod kubeconfig;
 mod logging;
+// Wired into `bonsai up` by `cluster`; until then only its tests use it.
+#[allow(dead_code)]
+mod node_lifecycle;
 mod probe;
 mod race;
 mod state;
