@@ -1096,3 +1096,37 @@ async fn shutdown_ends_open_watches() {
         .await
         .expect("server stopped");
 }
+
+/// DefaultStorageClass admission: a claim created without a class gets the default one; a
+/// claim that names a class, or is created while no class is default, keeps what it said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_without_class_gets_the_default_storage_class() {
+    let s = start().await;
+    let claim = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name},
+               "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}})
+    };
+    let pvcs = "/api/v1/namespaces/default/persistentvolumeclaims";
+    // No default class yet: the claim stays classless.
+    let r = s.post_json(pvcs, &claim("before")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json().pointer("/spec/storageClassName").is_none());
+    let sc = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard",
+                     "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/no-provisioner"});
+    let r = s
+        .post_json("/apis/storage.k8s.io/v1/storageclasses", &sc)
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = s.post_json(pvcs, &claim("after")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["spec"]["storageClassName"], "standard");
+    let mut named = claim("named");
+    named["spec"]["storageClassName"] = json!("local-storage");
+    let r = s.post_json(pvcs, &named).await;
+    assert_eq!(r.json()["spec"]["storageClassName"], "local-storage");
+    s.stop().await;
+}

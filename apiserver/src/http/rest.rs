@@ -796,6 +796,24 @@ fn registry_prepare_create(r: &Resource, obj: &mut Value) {
     }
 }
 
+/// The DefaultStorageClass admission plugin: a new claim that names no class gets the
+/// cluster's default StorageClass (annotated `storageclass.kubernetes.io/is-default-class`),
+/// as kube-apiserver admits it; the choice itself is `semantics::admit_default_storage_class`.
+fn admit_default_storage_class(ctx: &Ctx, r: &Resource, obj: &mut Value) {
+    if !(r.group.is_empty() && r.name == "persistentvolumeclaims") {
+        return;
+    }
+    let q = ListQuery {
+        group: "storage.k8s.io".into(),
+        resource: "storageclasses".into(),
+        ..Default::default()
+    };
+    if let Ok(list) = st_list(&ctx.state, &q) {
+        let classes: Vec<Value> = list.items.iter().map(|c| (**c).clone()).collect();
+        semantics::admit_default_storage_class(obj, &classes);
+    }
+}
+
 /// Creates `obj` (already kind-checked) under the request's namespace; shared by POST and
 /// server-side apply on an absent object. Returns the stored object and warnings.
 async fn create_object(
@@ -847,6 +865,7 @@ async fn create_object(
         };
         let warnings = semantics::prepare_create(r.group, r.name, &mut candidate, opts)?;
         registry_prepare_create(r, &mut candidate);
+        admit_default_storage_class(ctx, r, &mut candidate);
         if opts.dry_run {
             let meta = meta_mut(&mut candidate);
             meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -1141,7 +1160,15 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
             }
             return Err(ApiError::not_found(r.group, r.name, &name));
         };
-        let mut new = semantics::apply_patch(r.group, r.name, Some(&old), pt, body, &opts)?;
+        let mut new = semantics::apply_patch_sub(
+            r.group,
+            r.name,
+            ctx.t.subresource.as_deref(),
+            Some(&old),
+            pt,
+            body,
+            &opts,
+        )?;
         if !new.is_object() {
             return Err(ApiError::bad_request(
                 "the patched object is not a JSON object",
