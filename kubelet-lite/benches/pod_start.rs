@@ -289,28 +289,39 @@ async fn bench(n_pods: usize, rate: f64) {
         pct(&mut lat, 1.0)
     );
 
-    // 4. Teardown: delete every pod; time until each is gone (stopped, unmounted, deleted).
+    // 4. Teardown at the same rate: delete -> stopped (SIGTERM), unmounted, deleted for good.
     let mut deleted: BTreeMap<String, Instant> = BTreeMap::new();
     let t_del = Instant::now();
-    for n in created.keys() {
+    let mut gone: Vec<f64> = Vec::new();
+    let record = |n: String,
+                  t: Instant,
+                  running: bool,
+                  deleted: &BTreeMap<String, Instant>,
+                  gone: &mut Vec<f64>| {
+        if !running {
+            if let Some(d) = deleted.get(&n) {
+                gone.push((t - *d).as_secs_f64() * 1e3);
+            }
+        }
+    };
+    for (i, n) in created.keys().enumerate() {
+        tokio::time::sleep_until((t_del + gap * i as u32).into()).await;
         deleted.insert(n.clone(), Instant::now());
         let _ = pods.delete(n, &DeleteParams::default()).await;
+        while let Ok((n, t, running)) = rx.try_recv() {
+            record(n, t, running, &deleted, &mut gone);
+        }
     }
-    let mut gone: Vec<f64> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while gone.len() < deleted.len() && Instant::now() < deadline {
         if let Ok(Some((n, t, running))) =
             tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
         {
-            if !running {
-                if let Some(d) = deleted.get(&n) {
-                    gone.push((t - *d).as_secs_f64() * 1e3);
-                }
-            }
+            record(n, t, running, &deleted, &mut gone);
         }
     }
     println!(
-        "teardown of {} pods: total {:>7.1} ms; per pod (delete -> gone) p50 {:>6.1} ms  p99 {:>6.1} ms",
+        "teardown of {} pods at {rate}/s (total {:>7.1} ms): per pod (delete -> stopped, unmounted, gone) p50 {:>6.1} ms  p99 {:>6.1} ms",
         gone.len(),
         t_del.elapsed().as_secs_f64() * 1e3,
         pct(&mut gone, 0.5),

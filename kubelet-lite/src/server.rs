@@ -66,9 +66,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn render(&self, node: &str) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         let mut s = String::new();
-        let mut m = |name: &str, kind: &str, help: &str, lines: Vec<(String, u64)>| {
+        let mut m = |name: &str, kind: &str, help: &str, lines: Vec<(String, f64)>| {
             s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
             for (labels, v) in lines {
                 s.push_str(&format!("{name}{labels} {v}\n"));
@@ -142,7 +142,7 @@ impl Metrics {
             "kubelet_pod_start_duration_seconds_sum",
             "counter",
             "Sum of pod start latencies (first seen to running).",
-            vec![(l.clone(), g(&self.pod_start_ms_sum) / 1000)],
+            vec![(l.clone(), g(&self.pod_start_ms_sum) / 1000.0)],
         );
         m(
             "kubelet_pod_start_duration_seconds_count",
