@@ -59,6 +59,10 @@ pub struct Components {
     pub max_pods: u32,
     /// The static local provisioner's StorageClass, on every real node (off: `None`).
     pub static_provisioner: Option<String>,
+    /// The node lifecycle controller's grace period; the nodes' Leases last half of it.
+    pub node_monitor_grace_period: Duration,
+    /// DefaultTolerationSeconds admission of the API server.
+    pub default_tolerations: apiserver::semantics::DefaultTolerationSeconds,
 }
 
 impl Default for Components {
@@ -71,6 +75,11 @@ impl Default for Components {
             memory: "8Gi".into(),
             max_pods: 110,
             static_provisioner: None,
+            node_monitor_grace_period: crate::node_lifecycle::LAB_NODE_MONITOR_GRACE_PERIOD,
+            default_tolerations: apiserver::semantics::DefaultTolerationSeconds {
+                not_ready: crate::node_lifecycle::LAB_DEFAULT_TOLERATION_SECONDS,
+                unreachable: crate::node_lifecycle::LAB_DEFAULT_TOLERATION_SECONDS,
+            },
         }
     }
 }
@@ -186,6 +195,9 @@ impl Cluster {
         // API server before it serves.
         let vc_config = volume_controller::Config::default();
         let sched_config = scheduler::Config::default();
+        if let Some(c) = &cfg.components {
+            server_config.default_tolerations = c.default_tolerations;
+        }
         if cfg.components.is_some() {
             let vc = vc_config.metrics.clone();
             let sched = sched_config.metrics.clone();
@@ -299,7 +311,33 @@ impl Cluster {
             &format!("schedulerName {name}"),
         );
 
-        // (node lifecycle controller: spawned here)
+        let t = Instant::now();
+        let client = crate::node_lifecycle::client(&api.url, &api.token)
+            .map_err(|e| CliError::Serve(format!("node lifecycle controller: {e}")))?;
+        let nlc_config = crate::node_lifecycle::NodeLifecycleConfig {
+            core: crate::node_lifecycle::core::Config {
+                node_monitor_grace_period_ms: c.node_monitor_grace_period.as_millis() as u64,
+                ..Default::default()
+            },
+        };
+        let shutdown = self.shutdown();
+        self.spawn_task("node-lifecycle", async move {
+            if let Err(e) = crate::node_lifecycle::run(client, nlc_config, shutdown).await {
+                tracing::error!(error = %e, "node lifecycle controller stopped");
+            }
+        });
+        self.started(
+            "node-lifecycle",
+            "in-process",
+            t.elapsed(),
+            &format!(
+                "grace {:?} (Lease {}s), tolerations not-ready {}s, unreachable {}s",
+                c.node_monitor_grace_period,
+                crate::node_lifecycle::lease_duration_seconds(c.node_monitor_grace_period),
+                c.default_tolerations.not_ready,
+                c.default_tolerations.unreachable
+            ),
+        );
 
         if c.fake_nodes > 0 {
             self.start_fake_nodes(c).await?;
@@ -331,6 +369,15 @@ impl Cluster {
             cpu: c.cpu.clone(),
             memory: c.memory.clone(),
             pods: c.max_pods,
+            // Renewed as often as the real kubelets, or the lifecycle controller would find
+            // them silent.
+            lease_duration_seconds: crate::node_lifecycle::lease_duration_seconds(
+                c.node_monitor_grace_period,
+            ),
+            lease_renew_interval: Duration::from_millis(
+                crate::node_lifecycle::lease_duration_seconds(c.node_monitor_grace_period) as u64
+                    * 250,
+            ),
             ..Default::default()
         };
         // Registered before `up` returns, so that they are Ready when the user looks.
@@ -398,7 +445,9 @@ impl Cluster {
                 max_pods: c.max_pods,
                 node_ip: "127.0.0.1".into(),
                 port: 0,
-                lease_duration_seconds: 40,
+                lease_duration_seconds: crate::node_lifecycle::lease_duration_seconds(
+                    c.node_monitor_grace_period,
+                ),
                 static_provisioner: c.static_provisioner.clone(),
                 discovery_period_ms: 1000,
                 shutdown_grace_period_seconds: 10,

@@ -29,8 +29,6 @@ mod error;
 mod fake_nodes;
 mod kubeconfig;
 mod logging;
-// Wired into `bonsai up` by `cluster`; until then only its tests use it.
-#[allow(dead_code)]
 mod node_lifecycle;
 mod probe;
 mod race;

@@ -84,6 +84,20 @@ pub struct NodeFlags {
         value_name = "CLASS"
     )]
     pub static_provisioner: Option<String>,
+    /// How long a node may go without renewing its Lease before the node lifecycle controller
+    /// marks it Ready=Unknown and taints it unreachable (kube-controller-manager's
+    /// --node-monitor-grace-period, 50s there; short here so a lab shows it in seconds). The
+    /// kubelets' Lease duration is half of it.
+    #[arg(long, default_value = "8s", value_name = "DURATION")]
+    pub node_monitor_grace_period: String,
+    /// tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration admission
+    /// adds to every pod (kube-apiserver's flag; 300 there).
+    #[arg(long, default_value_t = crate::node_lifecycle::LAB_DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
+    pub default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute toleration admission
+    /// adds to every pod: how long a pod stays on a dead node before it is evicted (300 upstream).
+    #[arg(long, default_value_t = crate::node_lifecycle::LAB_DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl NodeFlags {
@@ -151,7 +165,40 @@ impl NodeFlags {
         if self.nodes > 0 && !crate::cluster::is_root() {
             return Err(crate::cluster::nodes_need_root(self.nodes));
         }
+        let node_monitor_grace_period =
+            crate::node_lifecycle::parse_duration(&self.node_monitor_grace_period)
+                .ok()
+                .filter(|d| d.as_millis() >= 1000)
+                .ok_or_else(|| CliError::InvalidFlag {
+                    flag: "--node-monitor-grace-period",
+                    message: format!(
+                        "{:?} (expected a duration of at least 1s, such as 8s or 50s)",
+                        self.node_monitor_grace_period
+                    ),
+                })?;
+        for (flag, v) in [
+            (
+                "--default-not-ready-toleration-seconds",
+                self.default_not_ready_toleration_seconds,
+            ),
+            (
+                "--default-unreachable-toleration-seconds",
+                self.default_unreachable_toleration_seconds,
+            ),
+        ] {
+            if v < 0 {
+                return Err(CliError::InvalidFlag {
+                    flag,
+                    message: format!("{v} (expected 0 or more seconds)"),
+                });
+            }
+        }
         Ok(Components {
+            node_monitor_grace_period,
+            default_tolerations: apiserver::semantics::DefaultTolerationSeconds {
+                not_ready: self.default_not_ready_toleration_seconds,
+                unreachable: self.default_unreachable_toleration_seconds,
+            },
             nodes: self.nodes,
             fake_nodes: self.fake_nodes,
             fake_prefix: prefix.clone(),
@@ -171,6 +218,18 @@ impl NodeFlags {
             format!("--cpu={}", self.cpu),
             format!("--memory={}", self.memory),
             format!("--max-pods={}", self.max_pods),
+            format!(
+                "--node-monitor-grace-period={}",
+                self.node_monitor_grace_period
+            ),
+            format!(
+                "--default-not-ready-toleration-seconds={}",
+                self.default_not_ready_toleration_seconds
+            ),
+            format!(
+                "--default-unreachable-toleration-seconds={}",
+                self.default_unreachable_toleration_seconds
+            ),
         ];
         if let Some(class) = &self.static_provisioner {
             v.push(format!("--static-provisioner={class}"));

@@ -417,6 +417,7 @@ impl NodeLifecycle {
         }
     }
 
+    #[cfg(test)]
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -592,7 +593,8 @@ impl NodeLifecycle {
         self.synced_nodes && self.synced_leases && self.synced_pods
     }
 
-    /// Scheduled evictions: pod → when it fires (for tests and `/metrics`).
+    /// Scheduled evictions: pod → when it fires.
+    #[cfg(test)]
     pub fn scheduled_evictions(&self) -> BTreeMap<PodKey, Millis> {
         self.evictions
             .iter()
