@@ -104,6 +104,8 @@ fn base64(data: &[u8]) -> String {
 struct Conn {
     sender: http1::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
+    /// bonsai's bearer token; etcd rejects any Authorization header ("invalid auth token").
+    token: Option<&'static str>,
 }
 
 impl Conn {
@@ -116,7 +118,18 @@ impl Conn {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Conn { sender, addr }
+        Conn {
+            sender,
+            addr,
+            token: Some(TOKEN),
+        }
+    }
+
+    async fn open_etcd(addr: SocketAddr) -> Conn {
+        Conn {
+            token: None,
+            ..Conn::open(addr).await
+        }
     }
 
     async fn request(
@@ -126,11 +139,14 @@ impl Conn {
         accept: &str,
         body: Bytes,
     ) -> (u16, Bytes) {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.addr.to_string())
-            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("host", self.addr.to_string());
+        if let Some(token) = self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
             .header("content-type", "application/json")
             .header("accept", accept)
             .header("user-agent", "bonsai-bench")
@@ -179,7 +195,10 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
     };
     let mut conns = Vec::new();
     for _ in 0..clients {
-        conns.push(Conn::open(addr).await);
+        conns.push(match target {
+            Target::Bonsai(_) => Conn::open(addr).await,
+            Target::Etcd(_) => Conn::open_etcd(addr).await,
+        });
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -592,7 +611,7 @@ fn main() {
                 times[times.len() / 2].as_secs_f64() * 1e3, count, size as f64 / 1e6);
         }
         if let Some(e) = &etcd {
-            let mut ec = Conn::open(e.addr).await;
+            let mut ec = Conn::open_etcd(e.addr).await;
             let mut times = Vec::new();
             let mut count = 0;
             let body = format!(r#"{{"key":"{}","range_end":"{}"}}"#,
