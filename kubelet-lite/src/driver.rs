@@ -1070,7 +1070,7 @@ impl SyncLoop {
                         p.metadata.name.as_deref().unwrap_or(""),
                         uid,
                     );
-                    s.handle_torn_down(r);
+                    s.handle_torn_down(r, now_ms());
                 }
             }
             Action::Event {

@@ -884,8 +884,13 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
     })
     .await;
     // Clean stop: the pod is stopped and the node exits.
-    let o = c.cli(&["node", "stop", "node-2"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = c.cli(&["node", "stop", "node-2", "--timeout", "20"]);
+    assert!(
+        o.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(c.data().join("nodes/node-2/kubelet.log")).unwrap_or_default()
+    );
     wait_for("loop device auto-cleared after stop", 10, || async {
         (!loop_backing_files().iter().any(|b| b == &image)).then_some(())
     })

@@ -137,6 +137,8 @@ struct Terminating {
     killed: bool,
     torn_down: bool,
     tearing_down: bool,
+    /// After a failed teardown: when to try again.
+    retry_teardown_at: Option<Millis>,
     finished: bool,
 }
 
@@ -385,10 +387,11 @@ impl PodState {
     }
 
     /// The outcome of an [`Action::Teardown`].
-    pub fn handle_torn_down(&mut self, result: Result<(), String>) {
+    pub fn handle_torn_down(&mut self, result: Result<(), String>, now: Millis) {
         if let Some(t) = &mut self.terminating {
             t.tearing_down = false;
             t.torn_down = result.is_ok();
+            t.retry_teardown_at = result.is_err().then_some(now + 1_000);
         }
     }
 
@@ -624,6 +627,7 @@ impl PodState {
                 killed: grace == 0,
                 torn_down: false,
                 tearing_down: false,
+                retry_teardown_at: None,
                 finished: false,
             });
             // Containers waiting for a back-off never start again.
@@ -649,6 +653,9 @@ impl PodState {
             return;
         }
         if !t.torn_down {
+            if t.retry_teardown_at.is_some_and(|r| now < r) {
+                return;
+            }
             if !t.tearing_down {
                 let ops = match &self.volumes {
                     Volumes::Ready(p) | Volumes::Mounting(p) => p.teardown.clone(),
@@ -695,6 +702,11 @@ impl PodState {
         if let Some(term) = &self.terminating {
             if !term.killed {
                 min(term.deadline);
+            }
+            if let Some(r) = term.retry_teardown_at {
+                if !term.torn_down {
+                    min(r);
+                }
             }
         }
         t
@@ -1172,7 +1184,7 @@ mod tests {
                 path: "/k/pods/u1".into()
             })
         );
-        s.handle_torn_down(Ok(()));
+        s.handle_torn_down(Ok(()), 3_001);
         assert_eq!(reasons(&env.poll(&mut s, 3_002)), ["finish"]);
         assert!(s.finished());
     }
