@@ -637,12 +637,29 @@ impl SyncLoop {
             Wake::Shutdown => self.begin_shutdown(),
             Wake::Exited(uid, name, exit, attempt) => self.exited(&uid, &name, exit, attempt),
             Wake::StatusPatched(uid, v) => {
-                let sent = self.in_flight.remove(&uid);
-                if !v.is_null() && self.states.contains_key(&uid) {
-                    self.last_status.insert(uid, v);
-                } else if v.is_null() && sent.is_some() {
-                    // Not applied (e.g. 409): try again on the next look at this pod.
+                if v == serde_json::Value::Bool(false) {
+                    // Rejected for another reason: retried on the next look at the pod.
+                    self.in_flight.remove(&uid);
                     self.last_status.remove(&uid);
+                } else if !v.is_null() {
+                    // Only the write that carried this value is done; a newer one may still
+                    // be in flight.
+                    if self.in_flight.get(&uid) == Some(&v) {
+                        self.in_flight.remove(&uid);
+                    }
+                    if self.states.contains_key(&uid) {
+                        self.last_status.insert(uid, v);
+                    }
+                } else {
+                    // A 409 on a stale resourceVersion: look at this pod again now. The watch
+                    // event with the newer resourceVersion may already have been handled while
+                    // the write was in flight, and then nothing else would wake the pod (it
+                    // stayed ContainerCreating with its container running).
+                    self.in_flight.remove(&uid);
+                    self.last_status.remove(&uid);
+                    if self.states.contains_key(&uid) {
+                        self.dirty.insert(uid);
+                    }
                 }
             }
             Wake::Changed => {}
@@ -927,7 +944,16 @@ impl SyncLoop {
                     }
                     Err(e) => {
                         tracing::debug!(pod = %name, error = %e, "status update not applied");
-                        let _ = tx.send(Wake::StatusPatched(uid, serde_json::Value::Null));
+                        // Null: a conflict, retried at once with the newest copy; false: any
+                        // other failure, retried on the next look at the pod (no hot loop on
+                        // a rejected status).
+                        let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
+                        let marker = if conflict {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::Value::Bool(false)
+                        };
+                        let _ = tx.send(Wake::StatusPatched(uid, marker));
                     }
                 }
             });
