@@ -1096,7 +1096,7 @@ impl SyncLoop {
                         p.metadata.name.as_deref().unwrap_or(""),
                         uid,
                     );
-                    s.handle_torn_down(r, now_ms());
+                    s.handle_torn_down(r);
                 }
             }
             Action::Event {

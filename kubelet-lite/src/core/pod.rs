@@ -137,6 +137,8 @@ struct Terminating {
     killed: bool,
     torn_down: bool,
     tearing_down: bool,
+    /// The last teardown failed; it is retried a second later.
+    teardown_failed: bool,
     /// After a failed teardown: when to try again.
     retry_teardown_at: Option<Millis>,
     finished: bool,
@@ -387,11 +389,11 @@ impl PodState {
     }
 
     /// The outcome of an [`Action::Teardown`].
-    pub fn handle_torn_down(&mut self, result: Result<(), String>, now: Millis) {
+    pub fn handle_torn_down(&mut self, result: Result<(), String>) {
         if let Some(t) = &mut self.terminating {
             t.tearing_down = false;
             t.torn_down = result.is_ok();
-            t.retry_teardown_at = result.is_err().then_some(now + 1_000);
+            t.teardown_failed = result.is_err();
         }
     }
 
@@ -627,6 +629,7 @@ impl PodState {
                 killed: grace == 0,
                 torn_down: false,
                 tearing_down: false,
+                teardown_failed: false,
                 retry_teardown_at: None,
                 finished: false,
             });
@@ -653,9 +656,21 @@ impl PodState {
             return;
         }
         if !t.torn_down {
-            if t.retry_teardown_at.is_some_and(|r| now < r) {
-                return;
+            if t.teardown_failed {
+                let t = self.terminating.as_mut().unwrap();
+                match t.retry_teardown_at {
+                    None => {
+                        t.retry_teardown_at = Some(now + 1_000);
+                        return;
+                    }
+                    Some(r) if now < r => return,
+                    Some(_) => {
+                        t.teardown_failed = false;
+                        t.retry_teardown_at = None;
+                    }
+                }
             }
+            let t = self.terminating.as_ref().unwrap();
             if !t.tearing_down {
                 let ops = match &self.volumes {
                     Volumes::Ready(p) | Volumes::Mounting(p) => p.teardown.clone(),
@@ -1184,8 +1199,40 @@ mod tests {
                 path: "/k/pods/u1".into()
             })
         );
-        s.handle_torn_down(Ok(()), 3_001);
+        s.handle_torn_down(Ok(()));
         assert_eq!(reasons(&env.poll(&mut s, 3_002)), ["finish"]);
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn failed_teardown_is_retried_a_second_later() {
+        let env = Env::new();
+        let mut s = PodState::new(pod(json!({})), 0);
+        env.poll(&mut s, 0);
+        s.handle_mounted(Ok(()), 0);
+        env.poll(&mut s, 0);
+        s.handle_started("app", Ok(()), 0);
+        s.handle_node_shutdown(0);
+        assert_eq!(
+            reasons(&env.poll(&mut s, 10)),
+            ["event:Killing", "signal:KILL"]
+        );
+        s.handle_exited(
+            "app",
+            Exit {
+                exit_code: 137,
+                signal: Some(9),
+            },
+            11,
+        );
+        assert_eq!(reasons(&env.poll(&mut s, 11)), ["teardown"]);
+        s.handle_torn_down(Err("busy".into()));
+        assert!(env.poll(&mut s, 12).is_empty());
+        assert_eq!(s.poll_timeout(), Some(1_012));
+        assert_eq!(reasons(&env.poll(&mut s, 1_012)), ["teardown"]);
+        s.handle_torn_down(Ok(()));
+        // A node shutdown stops the pod but does not delete the object.
+        assert!(env.poll(&mut s, 1_013).is_empty());
         assert!(s.finished());
     }
 
