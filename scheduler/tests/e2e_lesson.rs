@@ -85,6 +85,40 @@ async fn lab_pod_lands_on_node_1_and_claim_binds_example_pv() {
         .get_jsonpath("pv/example-pv", "{.spec.claimRef.name}")
         .await;
     assert_eq!(pv_claim, "example-local-claim");
+    // The fake node looks like a real one: labels, a Lease in kube-node-lease, podIP.
+    assert_eq!(
+        c.get_jsonpath("node/node-1", "{.metadata.labels.kubernetes\\.io/os}")
+            .await,
+        "linux"
+    );
+    assert_eq!(
+        c.get_jsonpath("node/node-1", "{.metadata.labels.kubernetes\\.io/hostname}")
+            .await,
+        "node-1"
+    );
+    assert_eq!(
+        c.get_jsonpath("pod/example-pv-pod", "{.status.podIP}")
+            .await,
+        "127.0.0.1"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "node-1",
+            "-o",
+            "jsonpath={.spec.holderIdentity}"
+        ])
+        .await,
+        "node-1"
+    );
+    // Deleting the pod finishes promptly (the fake node completes the graceful deletion).
+    c.ok(&["delete", "pod", "example-pv-pod", "--timeout=30s"])
+        .await;
+    let (found, _, _) = c.kubectl(&["get", "pod", "example-pv-pod"]).await;
+    assert!(!found, "the pod is gone");
     c.stop().await;
 }
 

@@ -46,6 +46,9 @@ pub struct ClusterView {
     pub with_anti_affinity: BTreeSet<PodKey>,
     /// PersistentVolumes by name.
     pub pvs: AssumeCache<PersistentVolume>,
+    /// VolumeBinding's index of the PVs (by class and hostname, free counts), kept in step
+    /// with `pvs` by the PV methods below.
+    pub pv_index: super::plugins::volume_binding::PvIndex,
     /// PersistentVolumeClaims by `namespace/name`.
     pub pvcs: AssumeCache<PersistentVolumeClaim>,
     /// StorageClasses by name.
@@ -112,6 +115,36 @@ impl ClusterView {
         }
         self.with_anti_affinity.remove(key);
         self.assumed.remove(key);
+    }
+
+    /// PV add/update from the watch.
+    pub fn apply_pv(&mut self, pv: PersistentVolume) {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.pvs.handle_apply(name.clone(), pv);
+        self.pv_index.refresh(&name, self.pvs.get(&name));
+    }
+
+    /// PV delete from the watch.
+    pub fn delete_pv(&mut self, name: &str) {
+        self.pvs.handle_delete(name);
+        self.pv_index.refresh(name, None);
+    }
+
+    /// Assume a PV version (Reserve, or the object a PreBind write returned).
+    pub fn assume_pv(
+        &mut self,
+        name: &str,
+        pv: PersistentVolume,
+    ) -> Result<(), super::assume::AssumeError> {
+        self.pvs.assume(name, pv)?;
+        self.pv_index.refresh(name, self.pvs.get(name));
+        Ok(())
+    }
+
+    /// Back to the API version (Unreserve).
+    pub fn restore_pv(&mut self, name: &str) {
+        self.pvs.restore(name);
+        self.pv_index.refresh(name, self.pvs.get(name));
     }
 
     /// Node add/update.

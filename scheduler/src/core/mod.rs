@@ -34,7 +34,7 @@ use serde_json::json;
 use cluster::{is_terminal, key_of, ClusterView};
 use framework::{names, CycleState, Diagnosis, NodeInfo, Status};
 use metrics::{AttemptResult, Metrics};
-use plugins::volume_binding::{self, AssumedVolumes, PodVolumes, PvIndex};
+use plugins::volume_binding::{self, AssumedVolumes, PodVolumes};
 use queue::{PodKey, QueueConfig, SchedulingQueue};
 
 /// Milliseconds since the Unix epoch, as the driver's clock reads it. Event timestamps and
@@ -204,7 +204,6 @@ const ALL_KINDS: u8 = 0b11_1111;
 pub struct Scheduler {
     config: CoreConfig,
     view: ClusterView,
-    pv_index: PvIndex,
     queue: SchedulingQueue,
     binding: BTreeMap<PodKey, BindingCycle>,
     /// PVC key / `pv:<name>` → pods whose PreBind waits on it.
@@ -267,7 +266,6 @@ impl Scheduler {
             queue: SchedulingQueue::new(config.queue),
             config,
             view: ClusterView::default(),
-            pv_index: PvIndex::default(),
             binding: BTreeMap::new(),
             waiters: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -481,14 +479,12 @@ impl Scheduler {
         match event {
             WatchEvent::Applied(pv) => {
                 let name = pv.metadata.name.clone().unwrap_or_default();
-                self.pv_index.insert(&pv);
-                self.view.pvs.handle_apply(name.clone(), pv);
+                self.view.apply_pv(pv);
                 self.volume_event(now, &format!("pv:{name}"));
             }
             WatchEvent::Deleted(pv) => {
                 let name = pv.metadata.name.clone().unwrap_or_default();
-                self.pv_index.remove(&name);
-                self.view.pvs.handle_delete(&name);
+                self.view.delete_pv(&name);
                 self.volume_event(now, &format!("pv:{name}"));
             }
             WatchEvent::Restarted(list) => {
@@ -505,14 +501,10 @@ impl Scheduler {
                     .filter(|k| !keep.contains(k))
                     .collect();
                 for g in gone {
-                    self.pv_index.remove(&g);
+                    self.view.delete_pv(&g);
                 }
-                self.view.pvs.retain_keys(&keep);
                 for pv in list {
-                    self.pv_index.insert(&pv);
-                    self.view
-                        .pvs
-                        .handle_apply(pv.metadata.name.clone().unwrap_or_default(), pv);
+                    self.view.apply_pv(pv);
                 }
                 self.queue
                     .move_on_event(now, Some(&[names::VOLUME_BINDING]));
@@ -794,7 +786,7 @@ impl Scheduler {
         }
         let mut volumes = None;
         if let Some(claims) = state.volume_claims.as_ref() {
-            let (st, v) = volume_binding::filter(&self.view, &self.pv_index, claims, info);
+            let (st, v) = volume_binding::filter(&self.view, claims, info);
             if !st.is_success() {
                 return (Some((names::VOLUME_BINDING, st)), None);
             }
@@ -1176,7 +1168,7 @@ impl Scheduler {
                     let name = pv.metadata.name.clone().unwrap_or_default();
                     vols.pvs[i].0 = pv.clone();
                     // Re-assume what the server returned; a newer watch copy may already be in.
-                    let _ = self.view.pvs.assume(&name, pv);
+                    let _ = self.view.assume_pv(&name, pv);
                 }
                 let (n_pv, n_pvc) = (vols.pvs.len(), vols.pvcs.len());
                 if i + 1 < n_pv {

@@ -232,16 +232,7 @@ pub fn eligible_hostnames(
     out
 }
 
-/// Index of PVs by (class, hostname bucket): a PV whose node affinity is one term pinning
-/// `kubernetes.io/hostname` to one value can only ever match nodes with that label value, so
-/// Filter looks only at its node's bucket and the "anywhere" bucket (""). It narrows the
-/// candidates without changing what matches.
-#[derive(Debug, Clone, Default)]
-pub struct PvIndex {
-    by_bucket: BTreeMap<(String, String), BTreeSet<String>>,
-    bucket_of: BTreeMap<String, (String, String)>,
-}
-
+/// The single hostname a PV's node affinity pins it to ("" when it is not pinned that way).
 fn hostname_bucket(pv: &PersistentVolume) -> String {
     let terms = pv
         .spec
@@ -262,58 +253,134 @@ fn hostname_bucket(pv: &PersistentVolume) -> String {
     String::new()
 }
 
+/// Index of PVs by class and hostname bucket: a PV whose node affinity is one term pinning
+/// `kubernetes.io/hostname` to one value can only ever match nodes with that label value, so
+/// Filter looks only at its node's bucket and the "anywhere" bucket (""). It also counts, per
+/// bucket, the PVs without a claimRef (in their latest, possibly assumed, version), so a node
+/// where no PV can match is rejected without looking at any. It narrows the work, never what
+/// matches. Kept current by `ClusterView`'s PV methods.
+#[derive(Debug, Clone, Default)]
+pub struct PvIndex {
+    buckets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    free: BTreeMap<String, BTreeMap<String, usize>>,
+    prebound: BTreeMap<String, BTreeSet<String>>,
+    entries: BTreeMap<String, PvEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PvEntry {
+    class: String,
+    host: String,
+    free: bool,
+    claim: Option<String>,
+}
+
 impl PvIndex {
-    /// A PV was added or changed.
-    pub fn insert(&mut self, pv: &PersistentVolume) {
-        let name = pv.metadata.name.clone().unwrap_or_default();
-        let bucket = (volume_storage_class(pv).to_string(), hostname_bucket(pv));
-        if self.bucket_of.get(&name) == Some(&bucket) {
+    /// Re-indexes PV `name` from its latest version (`None`: deleted).
+    pub fn refresh(&mut self, name: &str, latest: Option<&PersistentVolume>) {
+        let entry = latest.map(|pv| {
+            let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            PvEntry {
+                class: volume_storage_class(pv).to_string(),
+                host: hostname_bucket(pv),
+                free: claim_ref.is_none(),
+                claim: claim_ref.map(|r| {
+                    format!(
+                        "{}/{}",
+                        r.namespace.as_deref().unwrap_or(""),
+                        r.name.as_deref().unwrap_or("")
+                    )
+                }),
+            }
+        });
+        if self.entries.get(name) == entry.as_ref() {
             return;
         }
-        self.remove(&name);
-        self.by_bucket
-            .entry(bucket.clone())
-            .or_default()
-            .insert(name.clone());
-        self.bucket_of.insert(name, bucket);
-    }
-
-    /// A PV was deleted.
-    pub fn remove(&mut self, name: &str) {
-        if let Some(b) = self.bucket_of.remove(name) {
-            if let Some(set) = self.by_bucket.get_mut(&b) {
-                set.remove(name);
-                if set.is_empty() {
-                    self.by_bucket.remove(&b);
+        if let Some(old) = self.entries.remove(name) {
+            if let Some(hosts) = self.buckets.get_mut(&old.class) {
+                if let Some(set) = hosts.get_mut(&old.host) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        hosts.remove(&old.host);
+                    }
+                }
+                if hosts.is_empty() {
+                    self.buckets.remove(&old.class);
                 }
             }
+            if old.free {
+                if let Some(hosts) = self.free.get_mut(&old.class) {
+                    if let Some(n) = hosts.get_mut(&old.host) {
+                        *n -= 1;
+                        if *n == 0 {
+                            hosts.remove(&old.host);
+                        }
+                    }
+                }
+            }
+            if let Some(c) = &old.claim {
+                if let Some(set) = self.prebound.get_mut(c) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        self.prebound.remove(c);
+                    }
+                }
+            }
+        }
+        if let Some(e) = entry {
+            self.buckets
+                .entry(e.class.clone())
+                .or_default()
+                .entry(e.host.clone())
+                .or_default()
+                .insert(name.to_string());
+            if e.free {
+                *self
+                    .free
+                    .entry(e.class.clone())
+                    .or_default()
+                    .entry(e.host.clone())
+                    .or_default() += 1;
+            }
+            if let Some(c) = &e.claim {
+                self.prebound
+                    .entry(c.clone())
+                    .or_default()
+                    .insert(name.to_string());
+            }
+            self.entries.insert(name.to_string(), e);
         }
     }
 
     /// Candidate PV names of `class` for a node with hostname label `host`, in name order.
     pub fn candidates(&self, class: &str, host: Option<&str>) -> Vec<&str> {
-        let any = self.by_bucket.get(&(class.to_string(), String::new()));
-        let mine = host.and_then(|h| self.by_bucket.get(&(class.to_string(), h.to_string())));
+        let Some(hosts) = self.buckets.get(class) else {
+            return Vec::new();
+        };
+        let any = hosts.get("");
+        let mine = host.filter(|h| !h.is_empty()).and_then(|h| hosts.get(h));
         let mut out: Vec<&str> = any
             .into_iter()
             .chain(mine)
             .flatten()
             .map(String::as_str)
             .collect();
-        out.sort_unstable();
+        if any.is_some() && mine.is_some() {
+            out.sort_unstable();
+        }
         out
     }
 
-    /// Every PV name of `class` (for callers without a node).
-    pub fn all_of_class(&self, class: &str) -> Vec<&str> {
-        let mut out: Vec<&str> = self
-            .by_bucket
-            .range((class.to_string(), String::new())..)
-            .take_while(|((c, _), _)| c == class)
-            .flat_map(|(_, s)| s.iter().map(String::as_str))
-            .collect();
-        out.sort_unstable();
-        out
+    /// Whether any PV could match `claim_key` (class `class`) on a node with hostname `host`: a
+    /// PV without claimRef in the node's or the "anywhere" bucket, or one pre-bound to the claim.
+    pub fn may_match(&self, class: &str, host: Option<&str>, claim_key: &str) -> bool {
+        if self.prebound.contains_key(claim_key) {
+            return true;
+        }
+        let Some(hosts) = self.free.get(class) else {
+            return false;
+        };
+        hosts.contains_key("") || host.is_some_and(|h| hosts.contains_key(h))
     }
 }
 
@@ -360,7 +427,6 @@ fn topology_allows(class: &StorageClass, node: &NodeInfo) -> bool {
 /// BindConflict, NotEnoughSpace, PVNotExist; any reason is UnschedulableAndUnresolvable.
 pub fn filter(
     view: &ClusterView,
-    index: &PvIndex,
     claims: &PodVolumeClaims,
     node: &NodeInfo,
 ) -> (Status, Option<PodVolumes>) {
@@ -370,6 +436,7 @@ pub fn filter(
     let mut enough_space = true;
     let mut result = PodVolumes::default();
     let labels = node.labels();
+    let index = &view.pv_index;
 
     for key in &claims.bound {
         let Some(claim) = view.pvcs.get(key) else {
@@ -416,6 +483,10 @@ pub fn filter(
         let node_obj: &Node = node.node.as_ref().expect("filter runs on real nodes");
         for claim in to_match {
             let class = claim_storage_class(claim);
+            if !index.may_match(class, host, &key_of(&claim.metadata)) {
+                to_provision.push(claim);
+                continue;
+            }
             let candidates = index.candidates(class, host);
             let pvs = candidates.iter().filter_map(|n| view.pvs.get(n));
             match find_matching_volume(claim, pvs, Some(node_obj), &chosen, true) {
@@ -546,7 +617,7 @@ pub fn reserve(
         };
         let (new_pv, dirty) = bind_volume_to_claim(pv, claim);
         if dirty {
-            if let Err(e) = view.pvs.assume(&b.pv, new_pv.clone()) {
+            if let Err(e) = view.assume_pv(&b.pv, new_pv.clone()) {
                 revert(view, &assumed);
                 return Err(e.to_string());
             }
@@ -583,7 +654,7 @@ pub struct AssumedVolumes {
 
 fn revert(view: &mut ClusterView, assumed: &AssumedVolumes) {
     for (pv, _) in &assumed.pvs {
-        view.pvs.restore(pv.metadata.name.as_deref().unwrap_or(""));
+        view.restore_pv(pv.metadata.name.as_deref().unwrap_or(""));
     }
     for c in &assumed.pvcs {
         view.pvcs.restore(&key_of(&c.metadata));
