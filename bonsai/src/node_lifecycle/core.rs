@@ -711,6 +711,11 @@ impl NodeLifecycle {
             .map(|(k, _)| k.clone())
             .collect();
         for k in retries {
+            // The retry time came: one more write from the same version is allowed.
+            if let Some(w) = self.objects.get_mut(&k) {
+                w.blocked_rv = None;
+                w.retry_at = None;
+            }
             match k {
                 ObjKey::Node(n) => {
                     self.node_dirty.insert(n);
@@ -1174,11 +1179,13 @@ impl NodeLifecycle {
             .into_iter()
             .collect();
         for name in nodes {
-            let taints = self
-                .nodes
-                .get(&name)
-                .map(|n| taints::no_execute(node_taints(n)))
-                .unwrap_or_default();
+            let Some(node) = self.nodes.get(&name) else {
+                // A deleted node is forgotten; evictions already scheduled still fire
+                // (upstream's `handleNodeUpdate` on NotFound).
+                self.tainted.remove(&name);
+                continue;
+            };
+            let taints = taints::no_execute(node_taints(node));
             if taints.is_empty() {
                 self.tainted.remove(&name);
             } else {
