@@ -17,6 +17,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::ser::{SerializeSeq, SerializeStruct, Serializer};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating \
@@ -376,6 +378,9 @@ const DEFAULT_COLS: &[Col] = &[NAME, col("Created At", "date", AGE_DESC)];
 /// Returns `None` only for an `include_object` value kube-apiserver would reject; the caller
 /// answers 400 BadRequest then. Resources without a dedicated printer get the default
 /// `Name | Created At` table, as kube-apiserver gives for kinds without printers.
+///
+/// For large lists prefer [`to_table_json`]: the same document written straight to bytes,
+/// without copying every object's metadata into a new `Value` first.
 #[allow(clippy::too_many_arguments)]
 pub fn to_table(
     group: &str,
@@ -387,84 +392,43 @@ pub fn to_table(
     wide: bool,
     now: SystemTime,
 ) -> Option<Value> {
-    let include = match include_object {
-        "" | "Metadata" => Include::Metadata,
-        "None" => Include::None,
-        "Object" => Include::Object,
-        _ => return None,
-    };
-    let now = nanos_since_epoch(now);
-    let (cols, printer): (&[Col], fn(&Value, i128) -> Vec<Value>) = match (group, resource) {
-        ("", "pods") => (POD_COLS, pod_cells),
-        ("", "nodes") => (NODE_COLS, node_cells),
-        ("", "events") => (EVENT_COLS, event_cells),
-        ("events.k8s.io", "events") => (EVENT_COLS, events_k8s_io_cells),
-        ("", "namespaces") => (NAMESPACE_COLS, namespace_cells),
-        ("", "persistentvolumes") => (PV_COLS, pv_cells),
-        ("", "persistentvolumeclaims") => (PVC_COLS, pvc_cells),
-        ("storage.k8s.io", "storageclasses") => (SC_COLS, sc_cells),
-        ("storage.k8s.io", "csidrivers") => (CSIDRIVER_COLS, csidriver_cells),
-        ("storage.k8s.io", "csistoragecapacities") => (CSISC_COLS, csisc_cells),
-        ("coordination.k8s.io", "leases") => (LEASE_COLS, lease_cells),
-        _ => (DEFAULT_COLS, default_cells),
-    };
-    let keep: Vec<bool> = cols.iter().map(|c| wide || c.priority == 0).collect();
-    let column_definitions: Vec<Value> = cols
-        .iter()
-        .zip(&keep)
-        .filter(|(_, k)| **k)
-        .map(|(c, _)| {
-            json!({"name": c.name, "type": c.ty, "format": c.format,
-                   "description": c.desc, "priority": c.priority})
-        })
-        .collect();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|obj| {
-            let cells: Vec<Value> = printer(obj, now)
-                .into_iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(c, _)| c)
-                .collect();
-            let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(cells));
-            if resource == "pods" && group.is_empty() {
-                if let Some(c) = pod_row_conditions(obj) {
-                    row.insert("conditions".into(), c);
-                }
-            }
-            match include {
-                Include::None => {}
-                Include::Metadata => {
-                    row.insert(
-                        "object".into(),
-                        json!({
-                            "kind": "PartialObjectMetadata",
-                            "apiVersion": "meta.k8s.io/v1",
-                            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-                        }),
-                    );
-                }
-                Include::Object => {
-                    row.insert("object".into(), Value::clone(obj));
-                }
-            }
-            Value::Object(row)
-        })
-        .collect();
-    let mut metadata = Map::new();
-    metadata.insert("resourceVersion".into(), json!(list_rv));
-    if let Some(c) = continue_token.filter(|c| !c.is_empty()) {
-        metadata.insert("continue".into(), json!(c));
-    }
-    Some(json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": column_definitions,
-        "rows": rows,
-    }))
+    let view = TableView::new(
+        group,
+        resource,
+        objects,
+        list_rv,
+        continue_token,
+        include_object,
+        wide,
+        now,
+    )?;
+    Some(serde_json::to_value(&view).expect("a table serializes"))
+}
+
+/// [`to_table`] serialized: the JSON bytes of the same `Table`, written directly from the
+/// stored objects (a 10k-row `kubectl get` then costs one pass over the objects, no copy).
+#[allow(clippy::too_many_arguments)]
+pub fn to_table_json(
+    group: &str,
+    resource: &str,
+    objects: &[Arc<Value>],
+    list_rv: &str,
+    continue_token: Option<&str>,
+    include_object: &str,
+    wide: bool,
+    now: SystemTime,
+) -> Option<Vec<u8>> {
+    let view = TableView::new(
+        group,
+        resource,
+        objects,
+        list_rv,
+        continue_token,
+        include_object,
+        wide,
+        now,
+    )?;
+    Some(serde_json::to_vec(&view).expect("a table serializes"))
 }
 
 #[derive(Clone, Copy)]
@@ -472,6 +436,178 @@ enum Include {
     None,
     Metadata,
     Object,
+}
+
+type Printer = fn(&Value, i128) -> Vec<Value>;
+
+/// The table as a borrowed view: serializing it prints each row as it goes.
+struct TableView<'a> {
+    cols: &'static [Col],
+    printer: Printer,
+    keep: Vec<bool>,
+    include: Include,
+    pods: bool,
+    objects: &'a [Arc<Value>],
+    list_rv: &'a str,
+    continue_token: Option<&'a str>,
+    now: i128,
+}
+
+impl<'a> TableView<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        group: &str,
+        resource: &str,
+        objects: &'a [Arc<Value>],
+        list_rv: &'a str,
+        continue_token: Option<&'a str>,
+        include_object: &str,
+        wide: bool,
+        now: SystemTime,
+    ) -> Option<TableView<'a>> {
+        let include = match include_object {
+            "" | "Metadata" => Include::Metadata,
+            "None" => Include::None,
+            "Object" => Include::Object,
+            _ => return None,
+        };
+        let (cols, printer): (&'static [Col], Printer) = match (group, resource) {
+            ("", "pods") => (POD_COLS, pod_cells),
+            ("", "nodes") => (NODE_COLS, node_cells),
+            ("", "events") => (EVENT_COLS, event_cells),
+            ("events.k8s.io", "events") => (EVENT_COLS, events_k8s_io_cells),
+            ("", "namespaces") => (NAMESPACE_COLS, namespace_cells),
+            ("", "persistentvolumes") => (PV_COLS, pv_cells),
+            ("", "persistentvolumeclaims") => (PVC_COLS, pvc_cells),
+            ("storage.k8s.io", "storageclasses") => (SC_COLS, sc_cells),
+            ("storage.k8s.io", "csidrivers") => (CSIDRIVER_COLS, csidriver_cells),
+            ("storage.k8s.io", "csistoragecapacities") => (CSISC_COLS, csisc_cells),
+            ("coordination.k8s.io", "leases") => (LEASE_COLS, lease_cells),
+            _ => (DEFAULT_COLS, default_cells),
+        };
+        Some(TableView {
+            cols,
+            printer,
+            keep: cols.iter().map(|c| wide || c.priority == 0).collect(),
+            include,
+            pods: group.is_empty() && resource == "pods",
+            objects,
+            list_rv,
+            continue_token: continue_token.filter(|c| !c.is_empty()),
+            now: nanos_since_epoch(now),
+        })
+    }
+}
+
+impl Serialize for TableView<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut t = ser.serialize_struct("Table", 5)?;
+        t.serialize_field("kind", "Table")?;
+        t.serialize_field("apiVersion", "meta.k8s.io/v1")?;
+        t.serialize_field(
+            "metadata",
+            &ListMeta {
+                resource_version: self.list_rv,
+                continue_token: self.continue_token,
+            },
+        )?;
+        let columns: Vec<ColumnOut> = self
+            .cols
+            .iter()
+            .zip(&self.keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| ColumnOut {
+                name: c.name,
+                ty: c.ty,
+                format: c.format,
+                description: c.desc,
+                priority: c.priority,
+            })
+            .collect();
+        t.serialize_field("columnDefinitions", &columns)?;
+        t.serialize_field("rows", &RowsOut(self))?;
+        t.end()
+    }
+}
+
+#[derive(Serialize)]
+struct ListMeta<'a> {
+    #[serde(rename = "resourceVersion")]
+    resource_version: &'a str,
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    continue_token: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ColumnOut {
+    name: &'static str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    format: &'static str,
+    description: &'static str,
+    priority: u8,
+}
+
+struct RowsOut<'v, 'a>(&'v TableView<'a>);
+
+impl Serialize for RowsOut<'_, '_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let view = self.0;
+        let mut seq = ser.serialize_seq(Some(view.objects.len()))?;
+        for obj in view.objects {
+            let mut cells = (view.printer)(obj, view.now);
+            if view.keep.iter().any(|k| !k) {
+                let mut keep = view.keep.iter();
+                cells.retain(|_| *keep.next().unwrap_or(&false));
+            }
+            let object = match view.include {
+                Include::None => None,
+                Include::Metadata => Some(RowObject::Partial {
+                    kind: "PartialObjectMetadata",
+                    api_version: "meta.k8s.io/v1",
+                    metadata: obj.get("metadata").unwrap_or_else(|| empty_object()),
+                }),
+                Include::Object => Some(RowObject::Full(obj)),
+            };
+            let conditions = if view.pods {
+                pod_row_conditions(obj)
+            } else {
+                None
+            };
+            seq.serialize_element(&RowOut {
+                cells,
+                conditions,
+                object,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+fn empty_object() -> &'static Value {
+    static EMPTY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Value::Object(Map::new()))
+}
+
+#[derive(Serialize)]
+struct RowOut<'a> {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<RowObject<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RowObject<'a> {
+    Partial {
+        kind: &'static str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        metadata: &'a Value,
+    },
+    Full(&'a Value),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1948,6 +2084,22 @@ mod tests {
         assert!(to_table("", "pods", &objs, "1", None, "Bogus", true, at(0)).is_none());
         let full = to_table("", "pods", &objs, "1", None, "Object", true, at(0)).unwrap();
         assert_eq!(full["rows"][0]["object"], json!({"metadata":{"name":"x"}}));
+    }
+
+    #[test]
+    fn json_bytes_equal_the_value() {
+        let objs: Vec<Arc<Value>> = vec![
+            Arc::new(lesson_pod()),
+            Arc::new(json!({"metadata":{"name":"bare"}})),
+        ];
+        for inc in ["Metadata", "None", "Object"] {
+            for wide in [true, false] {
+                let v = to_table("", "pods", &objs, "9", Some("c"), inc, wide, at(5)).unwrap();
+                let b = to_table_json("", "pods", &objs, "9", Some("c"), inc, wide, at(5)).unwrap();
+                assert_eq!(serde_json::from_slice::<Value>(&b).unwrap(), v);
+            }
+        }
+        assert!(to_table_json("", "pods", &objs, "9", None, "x", true, at(5)).is_none());
     }
 
     #[test]
