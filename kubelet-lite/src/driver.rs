@@ -587,6 +587,7 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
         first_seen: BTreeMap::new(),
         dirty: Default::default(),
         in_flight: BTreeMap::new(),
+        final_statuses: Vec::new(),
     };
     loop {
         let timeout = sync.step().await;
@@ -629,6 +630,8 @@ struct SyncLoop {
     dirty: std::collections::BTreeSet<String>,
     /// Status writes in flight, so the same status is not sent twice.
     in_flight: BTreeMap<String, serde_json::Value>,
+    /// Last statuses of the pods a node shutdown stopped (written before the kubelet exits).
+    final_statuses: Vec<(String, String, serde_json::Value)>,
 }
 
 impl SyncLoop {
@@ -679,19 +682,18 @@ impl SyncLoop {
     }
 
     async fn finish_shutdown(&mut self) {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let cached: Vec<Pod> = self.cache.lock().unwrap().pods.values().cloned().collect();
-        for p in cached {
-            let ns = p.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(pods.clone().into_client(), &ns);
+        // The pods this node stopped end Failed, as with the kubelet's graceful node shutdown;
+        // their container statuses say how each container ended.
+        for (ns, name, mut v) in std::mem::take(&mut self.final_statuses) {
+            v["phase"] = json!("Failed");
+            v["reason"] = json!("Terminated");
+            v["message"] = json!("Pod was terminated in response to imminent node shutdown.");
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             let _ = api
                 .patch_status(
-                    p.metadata.name.as_deref().unwrap_or(""),
+                    &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {
-                        "phase": "Failed", "reason": "Terminated",
-                        "message": "Pod was terminated in response to imminent node shutdown."
-                    }})),
+                    &Patch::Merge(json!({"status": v})),
                 )
                 .await;
         }
@@ -916,6 +918,10 @@ impl SyncLoop {
                 }
             }
             if finished_now {
+                if self.shutting_down && p.metadata.deletion_timestamp.is_none() {
+                    let v = serde_json::to_value(&st).unwrap_or_default();
+                    self.final_statuses.push((ns, name, v));
+                }
                 finished.push(uid.clone());
                 continue;
             }

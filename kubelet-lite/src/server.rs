@@ -476,7 +476,7 @@ async fn run_exec(
     let mut master_w: Option<std::fs::File> = None;
     let mut readers = Vec::new();
     if tty {
-        let (master, slave) = crate::runtime::shim::open_pty()?;
+        let (master, slave) = crate::runtime::shim::open_pty_in(spec.init_pid)?;
         child = runtime.exec_command(&spec, Some(&slave))?;
         drop(slave);
         let mfile = std::fs::File::from(master);

@@ -891,6 +891,14 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
         String::from_utf8_lossy(&o.stderr),
         std::fs::read_to_string(c.data().join("nodes/node-2/kubelet.log")).unwrap_or_default()
     );
+    // Graceful node shutdown: the pod ends Failed/Terminated, its container terminated.
+    let p = pods.get("sleeper").await.unwrap();
+    let st = p.status.unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+    assert_eq!(st.reason.as_deref(), Some("Terminated"));
+    let cs = &st.container_statuses.unwrap()[0];
+    assert!(!cs.ready);
+    assert!(cs.state.as_ref().unwrap().terminated.is_some(), "{cs:?}");
     wait_for("loop device auto-cleared after stop", 10, || async {
         (!loop_backing_files().iter().any(|b| b == &image)).then_some(())
     })

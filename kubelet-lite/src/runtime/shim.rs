@@ -773,6 +773,49 @@ pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r.master, r.slave))
 }
 
+/// Opens a pty pair inside a container's own devpts instance (through
+/// `/proc/<init_pid>/root/dev/ptmx`), so the shell's `tty` and `ttyname()` find `/dev/pts/N`
+/// in the container. Falls back to the node's devpts if that fails.
+pub fn open_pty_in(init_pid: i32) -> io::Result<(OwnedFd, OwnedFd)> {
+    let root = format!("/proc/{init_pid}/root/dev");
+    let ptmx = CString::new(format!("{root}/pts/ptmx")).unwrap();
+    // SAFETY: open(2) with a valid path; the fd is owned below.
+    let m = unsafe {
+        libc::open(
+            ptmx.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if m < 0 {
+        return open_pty();
+    }
+    // SAFETY: m is a fresh fd we own.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCSPTLCK/TIOCGPTN take pointers to ints that live across the calls.
+    let ok = unsafe {
+        libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) == 0
+            && libc::ioctl(m, libc::TIOCGPTN, &mut n) == 0
+    };
+    if !ok {
+        return open_pty();
+    }
+    let slave_path = CString::new(format!("{root}/pts/{n}")).unwrap();
+    // SAFETY: open(2) with a valid path.
+    let sfd = unsafe {
+        libc::open(
+            slave_path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if sfd < 0 {
+        return open_pty();
+    }
+    // SAFETY: sfd is a fresh fd we own.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(sfd) }))
+}
+
 /// Sets a pty's window size.
 pub fn set_winsize(master: RawFd, cols: u16, rows: u16) {
     let ws = libc::winsize {
