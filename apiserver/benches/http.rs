@@ -213,7 +213,7 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
                     break;
                 }
                 let i = base + k;
-                let (bytes, path, key) = if i % 2 == 0 {
+                let (bytes, path, key) = if i.is_multiple_of(2) {
                     (
                         pv_json(i),
                         "/api/v1/persistentvolumes".to_string(),
@@ -561,7 +561,7 @@ fn main() {
 
         println!("\ncreates (alternating PV and Pod JSON, {} bytes / {} bytes), both durable",
             pv_json(0).len(), pod_json(1).len());
-        println!("  {:>7}  {:<52}  {:<52}  {}", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)", "bonsai/etcd");
+        println!("  {:>7}  {:<52}  {:<52}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
         let mut base = 0;
         for clients in [1usize, 16, 64, 256] {
             let ops = if quick { (clients * 20).clamp(300, 3000) } else { (clients * 50).clamp(1000, 12800) };
