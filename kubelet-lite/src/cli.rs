@@ -145,7 +145,8 @@ pub enum DiskCmd {
 }
 
 fn exe() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+    // The helpers are this very binary, even if a rebuild replaced the file meanwhile.
+    PathBuf::from("/proc/self/exe")
 }
 
 impl NodeCmd {
@@ -200,8 +201,10 @@ impl NodeCmd {
                 let argv = node::recorded_argv(data_dir, node)?;
                 // Read the disks first: the booting node drops its lost RAM disks from the list.
                 let before = disks::load(&node::node_dir(data_dir, node));
+                // The node process runs the binary by its real path (so `ps` shows bonsai).
+                let bin = std::env::current_exe().unwrap_or_else(|_| exe());
                 let pid = node::spawn(
-                    &exe(),
+                    &bin,
                     &argv,
                     data_dir,
                     node,

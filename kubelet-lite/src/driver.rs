@@ -403,10 +403,11 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
     let client = client(&args.server, &token, &args.node)?;
     let ndir = crate::node::node_dir(&args.data_dir, &args.node);
     let runtime = Runtime {
+        // /proc/self/exe, not its target: it still execs this very binary after a rebuild has
+        // replaced (deleted) the file on disk.
         helper_exe: args
             .helper_exe
             .clone()
-            .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe")),
         state_dir: ndir.join("containers"),
         log_dir: ndir.join("logs").join("pods"),

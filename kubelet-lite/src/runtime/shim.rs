@@ -70,6 +70,16 @@ pub fn helper_entry() {
     let Ok(role) = std::env::var(HELPER_ENV) else {
         return;
     };
+    // Helpers are started as /proc/self/exe; give them a name `ps` can show.
+    let comm = CString::new(
+        format!("bonsai-{role}")
+            .chars()
+            .take(15)
+            .collect::<String>(),
+    )
+    .unwrap_or_default();
+    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) };
     let code = match role.as_str() {
         "container" => {
             let dir = std::env::args_os()
