@@ -581,12 +581,21 @@ fn publish(
     let mut dead = vec![false; watchers.len()];
     for (c, object) in committed.iter().zip(objects) {
         let views = Views::with_object(c, object.clone());
+        // Watchers without selectors all get the same event: build it once, clone it.
+        let plain = std::cell::OnceCell::new();
         for (i, slot) in watchers.iter().enumerate() {
             if dead[i] || !slot.filter.covers(&c.key) {
                 continue;
             }
-            let Some(ev) = slot.filter.convert(&views) else {
-                continue;
+            let ev = if slot.filter.has_selectors() {
+                match slot.filter.convert(&views) {
+                    Some(ev) => ev,
+                    None => continue,
+                }
+            } else {
+                plain
+                    .get_or_init(|| c.event_with(c.event_type, object.clone()))
+                    .clone()
             };
             match slot.tx.try_send(WatchItem::Event(ev)) {
                 Ok(()) => {}
