@@ -311,6 +311,15 @@ impl Cluster {
             &format!("schedulerName {name}"),
         );
 
+        if c.fake_nodes > 0 {
+            self.start_fake_nodes(c).await?;
+        }
+        if c.nodes > 0 {
+            self.start_nodes(c).await?;
+        }
+
+        // Last: a node's grace period starts when the controller first sees it, so nodes that
+        // are still registering (thousands of fake nodes take seconds) are not judged silent.
         let t = Instant::now();
         let client = crate::node_lifecycle::client(&api.url, &api.token)
             .map_err(|e| CliError::Serve(format!("node lifecycle controller: {e}")))?;
@@ -338,13 +347,6 @@ impl Cluster {
                 c.default_tolerations.unreachable
             ),
         );
-
-        if c.fake_nodes > 0 {
-            self.start_fake_nodes(c).await?;
-        }
-        if c.nodes > 0 {
-            self.start_nodes(c).await?;
-        }
         Ok(())
     }
 

@@ -86,10 +86,11 @@ pub struct NodeFlags {
     pub static_provisioner: Option<String>,
     /// How long a node may go without renewing its Lease before the node lifecycle controller
     /// marks it Ready=Unknown and taints it unreachable (kube-controller-manager's
-    /// --node-monitor-grace-period, 50s there; short here so a lab shows it in seconds). The
-    /// kubelets' Lease duration is half of it.
-    #[arg(long, default_value = "8s", value_name = "DURATION")]
-    pub node_monitor_grace_period: String,
+    /// --node-monitor-grace-period, 50s there). Default: 8s, so a lab shows a dead node in
+    /// seconds; 50s with --fake-nodes, whose thousands of Leases need the slower renewals. The
+    /// nodes' Lease duration is half of it.
+    #[arg(long, value_name = "DURATION")]
+    pub node_monitor_grace_period: Option<String>,
     /// tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration admission
     /// adds to every pod (kube-apiserver's flag; 300 there).
     #[arg(long, default_value_t = crate::node_lifecycle::LAB_DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
@@ -165,17 +166,19 @@ impl NodeFlags {
         if self.nodes > 0 && !crate::cluster::is_root() {
             return Err(crate::cluster::nodes_need_root(self.nodes));
         }
-        let node_monitor_grace_period =
-            crate::node_lifecycle::parse_duration(&self.node_monitor_grace_period)
+        let node_monitor_grace_period = match &self.node_monitor_grace_period {
+            None if self.fake_nodes > 0 => crate::node_lifecycle::FAKE_NODES_GRACE_PERIOD,
+            None => crate::node_lifecycle::LAB_NODE_MONITOR_GRACE_PERIOD,
+            Some(g) => crate::node_lifecycle::parse_duration(g)
                 .ok()
                 .filter(|d| d.as_millis() >= 1000)
                 .ok_or_else(|| CliError::InvalidFlag {
                     flag: "--node-monitor-grace-period",
                     message: format!(
-                        "{:?} (expected a duration of at least 1s, such as 8s or 50s)",
-                        self.node_monitor_grace_period
+                        "{g:?} (expected a duration of at least 1s, such as 8s or 50s)"
                     ),
-                })?;
+                })?,
+        };
         for (flag, v) in [
             (
                 "--default-not-ready-toleration-seconds",
@@ -219,10 +222,6 @@ impl NodeFlags {
             format!("--memory={}", self.memory),
             format!("--max-pods={}", self.max_pods),
             format!(
-                "--node-monitor-grace-period={}",
-                self.node_monitor_grace_period
-            ),
-            format!(
                 "--default-not-ready-toleration-seconds={}",
                 self.default_not_ready_toleration_seconds
             ),
@@ -233,6 +232,9 @@ impl NodeFlags {
         ];
         if let Some(class) = &self.static_provisioner {
             v.push(format!("--static-provisioner={class}"));
+        }
+        if let Some(g) = &self.node_monitor_grace_period {
+            v.push(format!("--node-monitor-grace-period={g}"));
         }
         v
     }

@@ -244,6 +244,10 @@ pub struct NodeLifecycle {
     deadlines: BTreeSet<(Millis, String)>,
     node_deadline: BTreeMap<String, Millis>,
     node_dirty: BTreeSet<String>,
+    /// A node was added or removed since the last pass (`classifyNodes` has work).
+    node_set_changed: bool,
+    /// Some node's Ready status (or the node set) changed: the zone states need a look.
+    readiness_changed: bool,
     zone_states: BTreeMap<String, ZoneState>,
     /// Token bucket (burst 1) per zone: when the next NoExecute taint may be added.
     zone_next_taint: BTreeMap<String, Millis>,
@@ -400,6 +404,8 @@ impl NodeLifecycle {
             deadlines: BTreeSet::new(),
             node_deadline: BTreeMap::new(),
             node_dirty: BTreeSet::new(),
+            node_set_changed: false,
+            readiness_changed: false,
             zone_states: BTreeMap::new(),
             zone_next_taint: BTreeMap::new(),
             taint_waits: BTreeMap::new(),
@@ -627,6 +633,10 @@ impl NodeLifecycle {
             .get(&name)
             .is_none_or(|o| ready_status(o) != ready_status(&n));
         if ready_changed {
+            self.readiness_changed = true;
+            if !self.nodes.contains_key(&name) {
+                self.node_set_changed = true;
+            }
             for k in self.pods_by_node.get(&name).into_iter().flatten() {
                 self.pod_dirty.insert(k.clone());
             }
@@ -637,6 +647,8 @@ impl NodeLifecycle {
 
     fn remove_node(&mut self, name: &str) {
         if self.nodes.remove(name).is_some() {
+            self.node_set_changed = true;
+            self.readiness_changed = true;
             self.te_dirty_nodes.insert(name.to_string());
             self.node_dirty.insert(name.to_string());
         }
@@ -726,12 +738,14 @@ impl NodeLifecycle {
             }
         }
 
-        self.classify_nodes();
+        if std::mem::take(&mut self.node_set_changed) {
+            self.classify_nodes();
+        }
         let dirty: Vec<String> = std::mem::take(&mut self.node_dirty).into_iter().collect();
         for name in &dirty {
             self.update_health(name);
         }
-        self.handle_disruption(&dirty);
+        self.handle_disruption();
         let mut dirty: BTreeSet<String> = dirty.into_iter().collect();
         dirty.extend(std::mem::take(&mut self.node_dirty));
         for name in &dirty {
@@ -936,8 +950,9 @@ impl NodeLifecycle {
     /// `handleDisruption`: zone states from the Ready conditions; entering "every zone fully
     /// disrupted" removes the NoExecute taints (see `reconcile_taints`), leaving it resets the
     /// probe times so nodes get a full grace period again.
-    fn handle_disruption(&mut self, dirty: &[String]) {
-        if dirty.is_empty() {
+    fn handle_disruption(&mut self) {
+        // Only Ready statuses (and the node set) decide the zone states.
+        if !std::mem::take(&mut self.readiness_changed) {
             return;
         }
         let mut zones: BTreeMap<String, (usize, usize)> = BTreeMap::new();

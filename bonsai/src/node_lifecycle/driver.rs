@@ -19,6 +19,9 @@ use super::core::{Config, Millis, NodeLifecycle, Outcome, Request, WatchEvent, W
 /// User agent and field manager of every write (`bonsai history` shows it).
 pub const FIELD_MANAGER: &str = "bonsai-node-lifecycle-controller";
 
+/// Most API writes in flight at once.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Settings of the controller (`bonsai up --node-monitor-grace-period …`).
 #[derive(Clone, Debug, Default)]
 pub struct NodeLifecycleConfig {
@@ -94,11 +97,16 @@ pub async fn run(
         eviction_rate = config.core.node_eviction_rate,
         "node lifecycle controller started"
     );
+    // Bounded writes in flight: thousands of nodes going Unknown at once must not open
+    // thousands of connections to the API server.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     tokio::pin!(shutdown);
     loop {
         while let Some(w) = core.poll_write() {
             let (client, tx) = (client.clone(), tx.clone());
+            let permits = permits.clone();
             tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let id = w.id;
                 let outcome = perform(client, w).await;
                 let _ = tx.send(Input::Done(id, outcome));
@@ -115,7 +123,10 @@ pub async fn run(
                 let Some(input) = input else { break };
                 let t = now();
                 feed(&mut core, t, input);
-                while let Ok(more) = rx.try_recv() {
+                // Drain what is ready (fewer wakeups under load) — boundedly, so that a steady
+                // stream of Lease renewals cannot keep us from seeing `shutdown`.
+                for _ in 0..256 {
+                    let Ok(more) = rx.try_recv() else { break };
                     feed(&mut core, t, more);
                 }
             }

@@ -31,6 +31,9 @@ pub use driver::{client, run, NodeLifecycleConfig};
 /// tolerations). Why these numbers: see examples/node-failure/README.md.
 pub const LAB_NODE_MONITOR_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(8);
 pub const LAB_DEFAULT_TOLERATION_SECONDS: i64 = 10;
+/// With `--fake-nodes`: kube-controller-manager's own grace period, so that thousands of
+/// in-process Leases are renewed every ~6 s rather than every second.
+pub const FAKE_NODES_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// The kubelets' Lease duration for a grace period: half of it (the kubelet renews every
 /// quarter of its Lease, so a grace period spans eight renewals, as upstream's 40 s Lease / 10 s
