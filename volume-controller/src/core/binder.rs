@@ -207,6 +207,13 @@ impl VolumeControllerCore {
             if let Some(volume) = found {
                 // OBSERVATION: pvc is "Pending", pv is "Available" (or pre-bound to it)
                 self.bind(volume, claim);
+            } else if let Some(v) = (!delay_binding)
+                .then(|| self.cache.busy_candidate(&claim))
+                .flatten()
+            {
+                // OBSERVATION: nothing free fits now, but a volume that would is in the middle
+                // of a write (another claim's bind, a phase update): decide after it.
+                self.wait_on(Obj::Volume(v), Work::Claim(key));
             } else {
                 // OBSERVATION: pvc is "Pending", no volume fits; will retry.
                 if !claim_has_class(&claim) {

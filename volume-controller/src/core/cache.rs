@@ -98,6 +98,8 @@ pub struct Cache {
     /// Volumes the controller must not pick now (a write in flight, or stale): kept out of
     /// `free`, so a burst of claims does not rescan every busy volume (O(n²)).
     hidden: BTreeSet<String>,
+    /// The hidden volumes that would otherwise be in `free`, indexed the same way.
+    busy_free: BTreeMap<(String, String), BTreeSet<(ParsedQuantity, String)>>,
 }
 
 /// Does the object's own state say it no longer exists (a write removed the last finalizer
@@ -192,12 +194,15 @@ impl Cache {
                     .insert(name.to_string());
             }
             None => {
-                if !self.hidden.contains(name) {
-                    self.free
-                        .entry((entry.modes.clone(), entry.class.clone()))
-                        .or_default()
-                        .insert((entry.capacity, name.to_string()));
-                }
+                let target = if self.hidden.contains(name) {
+                    &mut self.busy_free
+                } else {
+                    &mut self.free
+                };
+                target
+                    .entry((entry.modes.clone(), entry.class.clone()))
+                    .or_default()
+                    .insert((entry.capacity, name.to_string()));
             }
         }
         self.volume_entries.insert(name.to_string(), entry);
@@ -221,16 +226,13 @@ impl Cache {
         }
         let k = (e.modes.clone(), e.class.clone());
         let item = (e.capacity, name.to_string());
-        if hidden {
-            if let Some(set) = self.free.get_mut(&k) {
-                set.remove(&item);
-                if set.is_empty() {
-                    self.free.remove(&k);
-                }
-            }
+        let (from, to) = if hidden {
+            (&mut self.free, &mut self.busy_free)
         } else {
-            self.free.entry(k).or_default().insert(item);
-        }
+            (&mut self.busy_free, &mut self.free)
+        };
+        remove_from(from, &k, &item);
+        to.entry(k).or_default().insert(item);
     }
 
     fn unindex_volume(&mut self, name: &str) {
@@ -254,12 +256,9 @@ impl Cache {
             }
             None => {
                 let k = (entry.modes.clone(), entry.class.clone());
-                if let Some(set) = self.free.get_mut(&k) {
-                    set.remove(&(entry.capacity, name.to_string()));
-                    if set.is_empty() {
-                        self.free.remove(&k);
-                    }
-                }
+                let item = (entry.capacity, name.to_string());
+                remove_from(&mut self.free, &k, &item);
+                remove_from(&mut self.busy_free, &k, &item);
             }
         }
     }
@@ -274,23 +273,13 @@ impl Cache {
         delay_binding: bool,
         excluded: &BTreeSet<String>,
     ) -> Option<&PersistentVolume> {
-        let requested = api::claim_access_modes(claim);
         // Groups whose modes ⊇ requested, ordered by (number of modes, key).
-        let mut groups: Vec<(usize, &String)> = self
-            .mode_groups
-            .keys()
-            .filter(|key| {
-                let have: Vec<&str> = key.split(',').filter(|s| !s.is_empty()).collect();
-                requested.iter().all(|m| have.contains(&short_mode(m)))
-            })
-            .map(|key| (key.split(',').filter(|s| !s.is_empty()).count(), key))
-            .collect();
-        groups.sort();
+        let groups = self.groups_for(claim);
         let claim_key = meta_key(&claim.metadata);
         let class = api::claim_storage_class(claim).to_string();
         let request = api::claim_requested_storage(claim);
         let none = BTreeSet::new();
-        for (_, group) in groups {
+        for group in groups {
             // 1. Volumes whose claimRef names this claim (pre-bound, or bound earlier).
             for name in self.by_claim_ref.get(&claim_key).unwrap_or(&none) {
                 let Some(pv) = self.volumes.get(name) else {
@@ -327,6 +316,48 @@ impl Cache {
             }
         }
         None
+    }
+
+    /// A volume hidden from the free index (a write in flight, or stale) that the claim could
+    /// take once it is settled: class, access modes, capacity and volume mode fit. The binder
+    /// waits on it rather than conclude that nothing fits (which would record a spurious
+    /// event and leave the claim until the next resync).
+    pub fn busy_candidate(&self, claim: &PersistentVolumeClaim) -> Option<String> {
+        let class = api::claim_storage_class(claim).to_string();
+        let request = api::claim_requested_storage(claim);
+        for group in self.groups_for(claim) {
+            let Some(set) = self.busy_free.get(&(group.clone(), class.clone())) else {
+                continue;
+            };
+            for (_, name) in set.range((request, String::new())..) {
+                let Some(pv) = self.volumes.get(name) else {
+                    continue;
+                };
+                if api::check_volume_mode_mismatches(claim, pv)
+                    || pv.metadata.deletion_timestamp.is_some()
+                {
+                    continue;
+                }
+                return Some(name.clone());
+            }
+        }
+        None
+    }
+
+    /// Access-mode groups containing the claim's modes, fewest modes first.
+    fn groups_for(&self, claim: &PersistentVolumeClaim) -> Vec<&String> {
+        let requested = api::claim_access_modes(claim);
+        let mut groups: Vec<(usize, &String)> = self
+            .mode_groups
+            .keys()
+            .filter(|key| {
+                let have: Vec<&str> = key.split(',').filter(|s| !s.is_empty()).collect();
+                requested.iter().all(|m| have.contains(&short_mode(m)))
+            })
+            .map(|key| (key.split(',').filter(|s| !s.is_empty()).count(), key))
+            .collect();
+        groups.sort();
+        groups.into_iter().map(|(_, g)| g).collect()
     }
 
     /// Volumes whose claimRef names `claim_key`.
@@ -412,5 +443,18 @@ fn short_mode(m: &str) -> &'static str {
         api::RWX => "RWX",
         api::RWOP => "RWOP",
         _ => "?",
+    }
+}
+
+fn remove_from(
+    map: &mut BTreeMap<(String, String), BTreeSet<(ParsedQuantity, String)>>,
+    k: &(String, String),
+    item: &(ParsedQuantity, String),
+) {
+    if let Some(set) = map.get_mut(k) {
+        set.remove(item);
+        if set.is_empty() {
+            map.remove(k);
+        }
     }
 }

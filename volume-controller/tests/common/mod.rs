@@ -173,6 +173,20 @@ impl Cluster {
         }
     }
 
+    /// Starts one more volume controller replica against the same API server.
+    pub fn spawn_controller(&mut self) -> Arc<volume_controller::Metrics> {
+        let config = volume_controller::Config::default();
+        let metrics = config.metrics.clone();
+        let client = volume_controller::client(&self.url, &self.token).expect("client");
+        let sig = shutdown_signal(&self.stop.subscribe());
+        self.tasks.push(tokio::spawn(async move {
+            volume_controller::run(client, config, sig)
+                .await
+                .expect("volume controller");
+        }));
+        metrics
+    }
+
     /// A kube client for the test itself (plain HTTP, bearer token).
     pub fn client(&self) -> kube::Client {
         volume_controller::client(&self.url, &self.token).expect("client")
