@@ -883,8 +883,11 @@ impl Scheduler {
         let to_find = Self::num_feasible_nodes_to_find(num_nodes);
         let start = self.next_start_node % num_nodes;
         let mut best: Option<(usize, String)> = None;
+        let mut best_volumes: Option<PodVolumes> = None;
         let mut feasible = 0usize;
         let mut processed = 0usize;
+        // Rejections are not recorded on this pass: they only matter when no node fits, and
+        // then the diagnosis pass below evaluates every node again.
         for i in 0..num_nodes {
             if feasible >= to_find {
                 break;
@@ -897,28 +900,38 @@ impl Scheduler {
             let (failed, volumes) = self.filter_node(pod, &state, info);
             match failed {
                 Some((_, Status::Error(e))) => return Err(CycleFailure::Error(e)),
-                Some((plugin, st)) => {
-                    let unresolvable = matches!(st, Status::UnschedulableAndUnresolvable(_));
-                    diag.rejected_by.insert(plugin);
-                    diag.node_reasons
-                        .insert(name.clone(), (st.reasons().to_vec(), unresolvable));
-                }
+                Some(_) => {}
                 None => {
                     feasible += 1;
                     if better(&best, info.pods.len(), name) {
                         best = Some((info.pods.len(), name.clone()));
-                    }
-                    if let Some(v) = volumes {
-                        state.volumes_by_node.insert(name.clone(), v);
+                        best_volumes = volumes;
                     }
                 }
             }
         }
         self.next_start_node = (start + processed) % num_nodes;
-        match best {
-            Some((_, name)) => Ok((name, state)),
-            None => Err(CycleFailure::Fit(diag)),
+        if let Some((_, name)) = best {
+            if let Some(v) = best_volumes {
+                state.volumes_by_node.insert(name.clone(), v);
+            }
+            return Ok((name, state));
         }
+        for name in &self.view.node_order {
+            let Some(info) = self.view.nodes.get(name) else {
+                continue;
+            };
+            if let (Some((plugin, st)), _) = self.filter_node(pod, &state, info) {
+                if let Status::Error(e) = st {
+                    return Err(CycleFailure::Error(e));
+                }
+                let unresolvable = matches!(st, Status::UnschedulableAndUnresolvable(_));
+                diag.rejected_by.insert(plugin);
+                diag.node_reasons
+                    .insert(name.clone(), (st.reasons().to_vec(), unresolvable));
+            }
+        }
+        Err(CycleFailure::Fit(diag))
     }
 
     fn pre_filter_outcome(

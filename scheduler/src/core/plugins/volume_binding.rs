@@ -460,7 +460,7 @@ pub fn filter(
         if claims.unbound_delay.is_empty() {
             break 'unbound;
         }
-        let mut to_match: Vec<&PersistentVolumeClaim> = Vec::new();
+        let mut to_match: Vec<(&String, &PersistentVolumeClaim)> = Vec::new();
         let mut to_provision: Vec<&PersistentVolumeClaim> = Vec::new();
         for key in &claims.unbound_delay {
             let Some(claim) = view.pvcs.get(key) else {
@@ -473,17 +473,19 @@ pub fn filter(
                     break 'unbound;
                 }
                 Some(_) => to_provision.push(claim),
-                None => to_match.push(claim),
+                None => to_match.push((key, claim)),
             }
         }
         // Greedy, smallest request first (stable for equal sizes: volume order).
-        to_match.sort_by_key(|c| claim_requested_storage(c));
+        if to_match.len() > 1 {
+            to_match.sort_by_key(|(_, c)| claim_requested_storage(c));
+        }
         let mut chosen: BTreeSet<String> = BTreeSet::new();
         let host = labels.get(LABEL_HOSTNAME).map(String::as_str);
         let node_obj: &Node = node.node.as_ref().expect("filter runs on real nodes");
-        for claim in to_match {
+        for (key, claim) in to_match {
             let class = claim_storage_class(claim);
-            if !index.may_match(class, host, &key_of(&claim.metadata)) {
+            if !index.may_match(class, host, key) {
                 to_provision.push(claim);
                 continue;
             }
@@ -495,7 +497,7 @@ pub fn filter(
                     chosen.insert(name.clone());
                     result.static_bindings.push(StaticBinding {
                         pv: name,
-                        pvc: key_of(&claim.metadata),
+                        pvc: key.clone(),
                     });
                 }
                 None => to_provision.push(claim),
