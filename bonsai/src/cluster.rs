@@ -195,6 +195,7 @@ impl Cluster {
         // API server before it serves.
         let vc_config = volume_controller::Config::default();
         let sched_config = scheduler::Config::default();
+        let nlc_metrics = crate::node_lifecycle::MetricsHandle::default();
         if let Some(c) = &cfg.components {
             server_config.default_tolerations = c.default_tolerations;
         }
@@ -210,6 +211,10 @@ impl Cluster {
                 Arc::new(move || sched.render()),
                 Arc::new(move || nodes.scrape()),
             ];
+            let nl = nlc_metrics.clone();
+            server_config
+                .extra_metrics
+                .push(Arc::new(move || nl.text()) as MetricsFn);
         }
         let server = apiserver::http::serve(server_config)
             .await
@@ -254,7 +259,7 @@ impl Cluster {
 
         if let Some(components) = cfg.components {
             if let Err(e) = cluster
-                .start_components(&components, vc_config, sched_config)
+                .start_components(&components, vc_config, sched_config, nlc_metrics)
                 .await
             {
                 // Whatever did start is stopped again: a failed `up` leaves nothing behind.
@@ -271,6 +276,7 @@ impl Cluster {
         c: &Components,
         vc_config: volume_controller::Config,
         sched_config: scheduler::Config,
+        nlc_metrics: crate::node_lifecycle::MetricsHandle,
     ) -> Result<(), CliError> {
         let api = self.client();
 
@@ -328,6 +334,7 @@ impl Cluster {
                 node_monitor_grace_period_ms: c.node_monitor_grace_period.as_millis() as u64,
                 ..Default::default()
             },
+            metrics: nlc_metrics,
         };
         let shutdown = self.shutdown();
         self.spawn_task("node-lifecycle", async move {

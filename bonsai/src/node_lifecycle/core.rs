@@ -169,6 +169,73 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Per-zone figures (`node_collector_*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZoneFigures {
+    pub size: u64,
+    pub unhealthy: u64,
+    /// NoExecute taints added (`node_collector_evictions_total`).
+    pub evictions: u64,
+}
+
+/// A snapshot of the controller's figures for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    pub zones: BTreeMap<String, ZoneFigures>,
+    /// `taint_eviction_controller_pod_deletions_total`.
+    pub pod_deletions: u64,
+    /// Pods whose eviction is scheduled.
+    pub scheduled_evictions: u64,
+}
+
+impl Metrics {
+    /// Prometheus text (zone labels are upstream's `GetZoneKey` without its NUL byte).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let label = |z: &str| z.replace('\u{0}', "").replace('"', "");
+        out.push_str("# HELP node_collector_zone_size Gauge measuring number of registered Nodes per zones.\n# TYPE node_collector_zone_size gauge\n");
+        for (z, f) in &self.zones {
+            out.push_str(&format!(
+                "node_collector_zone_size{{zone=\"{}\"}} {}\n",
+                label(z),
+                f.size
+            ));
+        }
+        out.push_str("# HELP node_collector_unhealthy_nodes_in_zone Gauge measuring number of not Ready Nodes per zones.\n# TYPE node_collector_unhealthy_nodes_in_zone gauge\n");
+        for (z, f) in &self.zones {
+            out.push_str(&format!(
+                "node_collector_unhealthy_nodes_in_zone{{zone=\"{}\"}} {}\n",
+                label(z),
+                f.unhealthy
+            ));
+        }
+        out.push_str("# HELP node_collector_zone_health Gauge measuring percentage of healthy nodes per zone.\n# TYPE node_collector_zone_health gauge\n");
+        for (z, f) in &self.zones {
+            let h = if f.size == 0 {
+                100.0
+            } else {
+                100.0 * (f.size - f.unhealthy) as f64 / f.size as f64
+            };
+            out.push_str(&format!(
+                "node_collector_zone_health{{zone=\"{}\"}} {}\n",
+                label(z),
+                h
+            ));
+        }
+        out.push_str("# HELP node_collector_evictions_total Number of Node evictions that happened since current instance of NodeController started.\n# TYPE node_collector_evictions_total counter\n");
+        for (z, f) in &self.zones {
+            out.push_str(&format!(
+                "node_collector_evictions_total{{zone=\"{}\"}} {}\n",
+                label(z),
+                f.evictions
+            ));
+        }
+        out.push_str(&format!("# HELP taint_eviction_controller_pod_deletions_total Total number of Pods deleted by TaintEvictionController since its start.\n# TYPE taint_eviction_controller_pod_deletions_total counter\ntaint_eviction_controller_pod_deletions_total {}\n", self.pod_deletions));
+        out.push_str(&format!("# HELP bonsai_node_lifecycle_scheduled_evictions Pods whose eviction is scheduled.\n# TYPE bonsai_node_lifecycle_scheduled_evictions gauge\nbonsai_node_lifecycle_scheduled_evictions {}\n", self.scheduled_evictions));
+        out
+    }
+}
+
 /// `namespace/name` of a pod.
 pub type PodKey = (String, String);
 
@@ -195,6 +262,8 @@ struct Pending {
     on_success: Vec<Value>,
     /// A pod deletion: done means the eviction is over.
     evicts: Option<PodKey>,
+    /// A new NoExecute taint in this zone (`node_collector_evictions_total`).
+    zone_eviction: Option<String>,
 }
 
 /// `nodeHealthData`, without the fields v1.33 no longer uses.
@@ -261,6 +330,10 @@ pub struct NodeLifecycle {
     te_dirty_nodes: BTreeSet<String>,
     te_dirty_pods: BTreeSet<PodKey>,
     pod_dirty: BTreeSet<PodKey>,
+
+    // Counters for /metrics.
+    zone_evictions: BTreeMap<String, u64>,
+    pod_deletions: u64,
 
     // Writes.
     next_id: u64,
@@ -415,6 +488,8 @@ impl NodeLifecycle {
             te_dirty_nodes: BTreeSet::new(),
             te_dirty_pods: BTreeSet::new(),
             pod_dirty: BTreeSet::new(),
+            zone_evictions: BTreeMap::new(),
+            pod_deletions: 0,
             next_id: 1,
             event_seq: 0,
             objects: BTreeMap::new(),
@@ -543,6 +618,10 @@ impl NodeLifecycle {
                 }
                 if let Some(k) = p.evicts {
                     self.evictions.insert(k, Eviction::Fired);
+                    self.pod_deletions += 1;
+                }
+                if let Some(z) = p.zone_eviction {
+                    *self.zone_evictions.entry(z).or_default() += 1;
                 }
             }
             Outcome::NotFound => {
@@ -609,6 +688,33 @@ impl NodeLifecycle {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The controller's figures, under kube-controller-manager's metric names.
+    pub fn metrics(&self) -> Metrics {
+        let mut zones: BTreeMap<String, ZoneFigures> = BTreeMap::new();
+        for n in self.nodes.values() {
+            if excluded_from_disruption(n) {
+                continue;
+            }
+            let z = zones.entry(zone_key(n)).or_default();
+            z.size += 1;
+            if ready_status(n) != "True" {
+                z.unhealthy += 1;
+            }
+        }
+        for (z, e) in &self.zone_evictions {
+            zones.entry(z.clone()).or_default().evictions = *e;
+        }
+        Metrics {
+            zones,
+            pod_deletions: self.pod_deletions,
+            scheduled_evictions: self
+                .evictions
+                .values()
+                .filter(|e| matches!(e, Eviction::Scheduled { .. }))
+                .count() as u64,
+        }
     }
 
     // ---- views -------------------------------------------------------------------------
@@ -1169,7 +1275,7 @@ impl NodeLifecycle {
             let rate = self.zone_rate(&zone);
             if rate > 0.0 {
                 let period = (1000.0 / rate) as Millis;
-                self.zone_next_taint.insert(zone, now + period);
+                self.zone_next_taint.insert(zone.clone(), now + period);
             }
         }
         self.write(
@@ -1183,6 +1289,11 @@ impl NodeLifecycle {
             Vec::new(),
             None,
         );
+        if takes_token {
+            if let Some(p) = self.pending.get_mut(&WriteId(self.next_id - 1)) {
+                p.zone_eviction = Some(zone);
+            }
+        }
     }
 
     // ---- taint eviction ----------------------------------------------------------------
@@ -1485,6 +1596,7 @@ impl NodeLifecycle {
                 rv,
                 on_success,
                 evicts,
+                zone_eviction: None,
             },
         );
         self.out.push_back(Write { id, request });
@@ -1500,6 +1612,7 @@ impl NodeLifecycle {
                 rv: String::new(),
                 on_success: Vec::new(),
                 evicts: None,
+                zone_eviction: None,
             },
         );
         self.out.push_back(Write {

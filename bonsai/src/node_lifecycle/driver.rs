@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::core::{Config, Millis, NodeLifecycle, Outcome, Request, WatchEvent, Write, WriteId};
+use super::core::{
+    Config, Metrics, Millis, NodeLifecycle, Outcome, Request, WatchEvent, Write, WriteId,
+};
 
 /// User agent and field manager of every write (`bonsai history` shows it).
 pub const FIELD_MANAGER: &str = "bonsai-node-lifecycle-controller";
@@ -26,6 +28,19 @@ const MAX_IN_FLIGHT: usize = 64;
 #[derive(Clone, Debug, Default)]
 pub struct NodeLifecycleConfig {
     pub core: Config,
+    /// Where `/metrics` reads from; clone it before passing the config to `run`.
+    pub metrics: MetricsHandle,
+}
+
+/// The controller's latest figures, refreshed at most once a second.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsHandle(std::sync::Arc<std::sync::Mutex<Metrics>>);
+
+impl MetricsHandle {
+    /// Prometheus text for the API server's `/metrics`.
+    pub fn text(&self) -> String {
+        self.0.lock().map(|m| m.text()).unwrap_or_default()
+    }
 }
 
 /// Why the controller could not start.
@@ -100,8 +115,16 @@ pub async fn run(
     // Bounded writes in flight: thousands of nodes going Unknown at once must not open
     // thousands of connections to the API server.
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut metrics_at: Millis = 0;
     tokio::pin!(shutdown);
     loop {
+        let t = now();
+        if t >= metrics_at + 1000 {
+            metrics_at = t;
+            if let Ok(mut m) = config.metrics.0.lock() {
+                *m = core.metrics();
+            }
+        }
         while let Some(w) = core.poll_write() {
             let (client, tx) = (client.clone(), tx.clone());
             let permits = permits.clone();

@@ -25,7 +25,7 @@ pub mod taints;
 #[cfg(test)]
 mod tests;
 
-pub use driver::{client, run, NodeLifecycleConfig};
+pub use driver::{client, run, MetricsHandle, NodeLifecycleConfig};
 
 /// `bonsai up`'s lab defaults (kube-controller-manager: 50 s grace, kube-apiserver: 300 s
 /// tolerations). Why these numbers: see examples/node-failure/README.md.

@@ -534,6 +534,13 @@ fn pods_are_evicted_after_their_toleration_seconds_and_forever_tolerating_pods_s
         .unwrap();
     assert_eq!(ev["source"]["component"], "taint-eviction-controller");
     assert_eq!(ev["involvedObject"]["kind"], "Pod");
+    let m = sim.core.metrics();
+    assert_eq!(m.pod_deletions, 3);
+    assert_eq!(m.zones[""].evictions, 1);
+    assert_eq!((m.zones[""].size, m.zones[""].unhealthy), (2, 1));
+    let text = m.text();
+    assert!(text.contains("taint_eviction_controller_pod_deletions_total 3\n"), "{text}");
+    assert!(text.contains("node_collector_unhealthy_nodes_in_zone{zone=\"\"} 1\n"), "{text}");
 }
 
 #[test]
@@ -680,4 +687,70 @@ fn toleration_arithmetic_matches_upstream() {
     assert!(all);
     assert_eq!(used, vec![&a]);
     assert!(!matching_tolerations(std::slice::from_ref(&taint), &[]).0);
+}
+
+#[test]
+fn kubelet_reporting_not_ready_gets_not_ready_taints_swapped_to_unreachable_when_silent() {
+    let mut sim = Sim::start(lab_config(), &["node-1", "node-2"], vec![]);
+    sim.advance_to(T0 + 2_000);
+    // The kubelet itself says Ready=False (e.g. its runtime is down), and keeps renewing.
+    let now = sim.now;
+    let mut v = Sim::node_json("node-1", "False", now);
+    v["metadata"] = sim.nodes["node-1"]["metadata"].clone();
+    v["metadata"]["resourceVersion"] = json!(sim.next_rv());
+    sim.nodes.insert("node-1".into(), v.clone());
+    sim.core
+        .handle_node_event(now, WatchEvent::Applied(serde_json::from_value(v).unwrap()));
+    sim.settle();
+    assert_eq!(
+        sim.taints("node-1"),
+        vec![
+            ("node.kubernetes.io/not-ready".into(), "NoSchedule".into()),
+            ("node.kubernetes.io/not-ready".into(), "NoExecute".into())
+        ]
+    );
+    // Then it goes silent: Unknown, and the taints become unreachable (swapped at once, no
+    // rate-limit token needed).
+    let last = sim.now;
+    sim.alive.remove("node-1");
+    sim.advance_to(last + 8_001);
+    assert_eq!(
+        Sim::condition(sim.node("node-1"), "Ready").unwrap()["status"],
+        "Unknown"
+    );
+    let mut taints = sim.taints("node-1");
+    taints.sort();
+    assert_eq!(
+        taints,
+        vec![
+            ("node.kubernetes.io/unreachable".into(), "NoExecute".into()),
+            ("node.kubernetes.io/unreachable".into(), "NoSchedule".into())
+        ]
+    );
+}
+
+#[test]
+fn a_deleted_node_forgets_its_taints_but_scheduled_evictions_still_fire() {
+    let mut sim = Sim::start(
+        lab_config(),
+        &["node-1", "node-2"],
+        vec![pod("ten", "node-1", default_tolerations(10))],
+    );
+    let t = kill_at(&mut sim, T0 + 1_000);
+    let node = sim.nodes.remove("node-1").unwrap();
+    sim.core.handle_node_event(
+        sim.now,
+        WatchEvent::Deleted(serde_json::from_value(node).unwrap()),
+    );
+    sim.settle();
+    assert_eq!(
+        sim.events_with("RemovingNode"),
+        vec!["Node node-1 event: Removing Node node-1 from Controller"]
+    );
+    sim.advance_to(t + 10_000);
+    assert!(evicted(&sim, "ten"));
+    assert!(sim
+        .events_with("TaintManagerEviction")
+        .iter()
+        .all(|m| m.starts_with("Marking")));
 }
