@@ -2341,3 +2341,39 @@ fn two_replicas_never_bind_one_volume_to_two_claims() {
         "no conflicts in 300 seeds: the test would not catch anything"
     );
 }
+
+#[test]
+fn claim_waits_for_a_fitting_volume_whose_write_is_in_flight() {
+    // The volume's Pending → Available write is in flight when the claim syncs: the claim
+    // waits for it instead of recording "no persistent volumes available" and waiting 15 s.
+    let mut w = World::new(
+        vec![],
+        vec![pv("v", "1Gi", "", "", "Pending", "Retain", &[])],
+        vec![pvc("c", "uid-c", "1Gi", "", "Pending", &[])],
+        vec![],
+    );
+    w.start_idle();
+    w.core.enqueue(volume_work("v"));
+    w.core.enqueue(claim_work("c"));
+    // Both syncs run before the volume's write completes.
+    let mut outs = vec![];
+    while let Some(o) = w.core.poll_output() {
+        outs.push(o);
+    }
+    assert_eq!(
+        outs.len(),
+        1,
+        "only the volume's phase write; the claim waits: {outs:?}"
+    );
+    for o in outs {
+        let c = w.api.apply(&o.request);
+        w.core.handle_completion(w.now, o.id, c);
+    }
+    w.run();
+    assert_eq!(w.events(), Vec::<String>::new());
+    assert_eq!(w.vol("v"), "Bound claimRef=c:uid-c [bound-by-controller]");
+    assert_eq!(
+        w.claim("c"),
+        "Bound volume=v [bind-completed,bound-by-controller] cap=1Gi"
+    );
+}
