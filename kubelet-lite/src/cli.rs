@@ -268,8 +268,8 @@ impl DiskCmd {
             }
             DiskCmd::Ls => {
                 println!(
-                    "{:<10} {:<12} {:<8} {:<8} {}",
-                    "NODE", "NAME", "SIZE", "BACKING", "PATH"
+                    "{:<10} {:<12} {:<8} {:<8} PATH",
+                    "NODE", "NAME", "SIZE", "BACKING"
                 );
                 for (n, d, running) in disks::ls(data_dir) {
                     println!(

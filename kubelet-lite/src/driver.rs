@@ -318,11 +318,14 @@ impl HostPaths for StatPaths {
     }
 }
 
+/// (pod uid, reason, message): events with the same key are one Event with a count.
+type EventKey = (String, String, String);
+
 struct EventSink {
     api_client: kube::Client,
     node: String,
     /// (uid, reason, message) → (namespace, event name, count)
-    seen: Arc<tokio::sync::Mutex<BTreeMap<(String, String, String), (String, String, i32)>>>,
+    seen: Arc<tokio::sync::Mutex<BTreeMap<EventKey, (String, String, i32)>>>,
 }
 
 impl EventSink {
@@ -1200,7 +1203,7 @@ async fn heartbeat(
         }
         // Node status every fourth beat (the kubelet's nodeStatusReportFrequency is longer; the
         // Lease is the liveness signal).
-        if status_tick % 4 == 0 {
+        if status_tick.is_multiple_of(4) {
             let now = crate::core::rfc3339(now_ms());
             let body = json!({"status": node_status(&args, port, true, &now, &since)});
             if nodes
@@ -1286,7 +1289,7 @@ async fn provisioner_loop(
                 entries.push(provisioner::Entry {
                     name: e.file_name().to_string_lossy().into_owned(),
                     is_dir,
-                    is_mount_point: mounts.iter().any(|m| *m == p),
+                    is_mount_point: mounts.contains(&p),
                     capacity_bytes: if is_dir {
                         crate::mounter::fs_total_bytes(&p).unwrap_or(0)
                     } else {

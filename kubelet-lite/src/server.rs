@@ -235,6 +235,7 @@ fn flag(q: &[(String, String)], k: &str) -> bool {
         .any(|(n, v)| n == k && (v == "1" || v == "true" || v.is_empty()))
 }
 
+#[allow(clippy::result_large_err)] // the Err is the ready-made HTTP answer
 fn lookup(
     st: &ServerState,
     ns: &str,
