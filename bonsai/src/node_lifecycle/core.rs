@@ -192,7 +192,7 @@ impl Metrics {
     /// Prometheus text (zone labels are upstream's `GetZoneKey` without its NUL byte).
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let label = |z: &str| z.replace('\u{0}', "").replace('"', "");
+        let label = |z: &str| z.replace(['\u{0}', '"'], "");
         out.push_str("# HELP node_collector_zone_size Gauge measuring number of registered Nodes per zones.\n# TYPE node_collector_zone_size gauge\n");
         for (z, f) in &self.zones {
             out.push_str(&format!(
@@ -1622,6 +1622,7 @@ impl NodeLifecycle {
     }
 
     /// A core/v1 Event as client-go's recorder writes it (name `<object>.<hex nanoseconds>`).
+    #[allow(clippy::too_many_arguments)] // one per field of the Event
     fn event(
         &mut self,
         namespace: &str,

@@ -73,6 +73,8 @@ pub fn client(url: &str, token: &str) -> Result<kube::Client, Error> {
     kube::Client::try_from(cfg).map_err(Error::Client)
 }
 
+// Inputs pass through a channel one at a time; boxing the large objects would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Node(WatchEvent<Node>),
     Lease(WatchEvent<Lease>),

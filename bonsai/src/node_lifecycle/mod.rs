@@ -11,13 +11,13 @@
 //! anywhere else (the PV's node affinity), and the claim stays bound to a disk on a dead node.
 //!
 //! # Layout
-//! - `core`    — the deterministic state machine: `handle_*` inputs (Node, Lease and Pod watch
-//!               events, write completions, timeouts, each with `now`), `poll_write` /
-//!               `poll_timeout` outputs. No await, no clock, BTreeMaps only.
-//! - `taints`  — toleration arithmetic (`ToleratesTaint`, `GetMatchingTolerations`,
-//!               `getMinTolerationTime`) and the well-known taint keys.
-//! - `driver`  — the tokio driver: kube-rs watchers in, API writes out ([`run`], [`client`]).
-//! - `tests`   — unit tests of the core, driven with explicit times.
+//! - `core` — the deterministic state machine: `handle_*` inputs (Node, Lease and Pod watch
+//!   events, write completions, timeouts, each with `now`), `poll_write` / `poll_timeout`
+//!   outputs. No await, no clock, BTreeMaps only.
+//! - `taints` — toleration arithmetic (`ToleratesTaint`, `GetMatchingTolerations`,
+//!   `getMinTolerationTime`) and the well-known taint keys.
+//! - `driver` — the tokio driver: kube-rs watchers in, API writes out ([`run`], [`client`]).
+//! - `tests` — unit tests of the core, driven with explicit times.
 
 pub mod core;
 pub mod driver;

@@ -539,8 +539,14 @@ fn pods_are_evicted_after_their_toleration_seconds_and_forever_tolerating_pods_s
     assert_eq!(m.zones[""].evictions, 1);
     assert_eq!((m.zones[""].size, m.zones[""].unhealthy), (2, 1));
     let text = m.text();
-    assert!(text.contains("taint_eviction_controller_pod_deletions_total 3\n"), "{text}");
-    assert!(text.contains("node_collector_unhealthy_nodes_in_zone{zone=\"\"} 1\n"), "{text}");
+    assert!(
+        text.contains("taint_eviction_controller_pod_deletions_total 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("node_collector_unhealthy_nodes_in_zone{zone=\"\"} 1\n"),
+        "{text}"
+    );
 }
 
 #[test]
