@@ -78,15 +78,19 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Runs a `node`/`disk` command. It blocks (a node stop waits for the kubelet, which talks
+    /// to the API server running in this very runtime), so tell tokio to move other work away.
     fn cli(&self, args: &[&str]) -> std::process::Output {
         let (group, rest) = args.split_first().unwrap();
-        Command::new(BIN)
-            .arg(group)
-            .arg("--data-dir")
-            .arg(self.data())
-            .args(rest)
-            .output()
-            .unwrap()
+        tokio::task::block_in_place(|| {
+            Command::new(BIN)
+                .arg(group)
+                .arg("--data-dir")
+                .arg(self.data())
+                .args(rest)
+                .output()
+                .unwrap()
+        })
     }
 
     fn start_node(&mut self, name: &str, extra: &[&str]) {
@@ -100,14 +104,16 @@ impl Cluster {
         ];
         argv.extend(extra.iter().map(|s| s.to_string()));
         self.nodes.push(name.to_string());
-        kubelet_lite::node::spawn(
-            Path::new(BIN),
-            &argv,
-            self.data(),
-            name,
-            Duration::from_secs(30),
-        )
-        .expect("node starts");
+        tokio::task::block_in_place(|| {
+            kubelet_lite::node::spawn(
+                Path::new(BIN),
+                &argv,
+                self.data(),
+                name,
+                Duration::from_secs(30),
+            )
+            .expect("node starts")
+        });
     }
 
     fn port(&self, node: &str) -> u16 {
@@ -266,9 +272,9 @@ async fn exec_tty(
 
 async fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
