@@ -31,8 +31,52 @@ pub use sim::{run, Options, Verdict};
 /// The shipped scenarios (`examples/races/<name>.race`), compiled into the binary.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "crash-between-the-writes-of-a-bind",
+        include_str!("../../../examples/races/crash-between-the-writes-of-a-bind.race"),
+    ),
+    (
         "immediate-strands-the-pod",
         include_str!("../../../examples/races/immediate-strands-the-pod.race"),
+    ),
+    (
+        "k8s-65131-anti-affinity-with-local-pvs",
+        include_str!("../../../examples/races/k8s-65131-anti-affinity-with-local-pvs.race"),
+    ),
+    (
+        "k8s-72013-rescheduled-while-binding",
+        include_str!("../../../examples/races/k8s-72013-rescheduled-while-binding.race"),
+    ),
+    (
+        "k8s-73216-informer-ordering",
+        include_str!("../../../examples/races/k8s-73216-informer-ordering.race"),
+    ),
+    (
+        "k8s-73263-partial-binding",
+        include_str!("../../../examples/races/k8s-73263-partial-binding.race"),
+    ),
+    (
+        "kubelet-sees-the-pod-before-its-claim-is-bound",
+        include_str!("../../../examples/races/kubelet-sees-the-pod-before-its-claim-is-bound.race"),
+    ),
+    (
+        "pod-deleted-between-reserve-and-prebind",
+        include_str!("../../../examples/races/pod-deleted-between-reserve-and-prebind.race"),
+    ),
+    (
+        "stale-scheduler-cache-after-its-own-write",
+        include_str!("../../../examples/races/stale-scheduler-cache-after-its-own-write.race"),
+    ),
+    (
+        "two-pods-race-for-the-last-pv",
+        include_str!("../../../examples/races/two-pods-race-for-the-last-pv.race"),
+    ),
+    (
+        "two-volume-controllers-race-for-one-pv",
+        include_str!("../../../examples/races/two-volume-controllers-race-for-one-pv.race"),
+    ),
+    (
+        "watch-gap-across-compaction",
+        include_str!("../../../examples/races/watch-gap-across-compaction.race"),
     ),
     (
         "wffc-schedules-the-pod",

@@ -190,7 +190,7 @@ impl Scenario {
 
 /// A malformed scenario: file, line (1-based; 0 = the file as a whole) and what is wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[error("{file}:{}{message}", if *line > 0 { format!("{line}: ") } else { " ".to_string() })]
 pub struct ScenarioError {
     pub file: String,
     pub line: usize,

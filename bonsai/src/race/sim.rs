@@ -56,7 +56,7 @@ impl Options {
             seed,
             breaks: Vec::new(),
             trace: true,
-            step_limit: 200_000,
+            step_limit: 50_000,
         }
     }
 }
@@ -164,7 +164,7 @@ pub struct World<'s> {
     pub(crate) step: u64,
     trace: String,
     uids: u64,
-    /// Virtual time of the last write to anything but an Event.
+    /// Virtual time of the last request or write about anything but an Event.
     last_change: u64,
     committed_by: BTreeSet<(String, Key)>,
     /// PVs whose claimRef the scheduler wrote (its PreBind: "the scheduler chose a node").
@@ -728,6 +728,10 @@ impl<'s> World<'s> {
                 },
             };
             let verb = kind_of(&req);
+            if Kind::of(&key) != Some(Kind::Event) {
+                // Work on real objects (even a write that will conflict) is activity.
+                self.last_change = self.now;
+            }
             let detail = format!("{verb} {detail}");
             self.log(&name, "send", &label(&key), detail.trim_end());
             self.seq += 1;
@@ -1140,7 +1144,17 @@ impl<'s> World<'s> {
     fn restart(&mut self, a: usize) {
         let name = self.actors[a].name.clone();
         let core = Core::new(&name);
+        // A scenario's `hold` is a partition of that connection: it outlives the process.
+        let held: Vec<Kind> = self.actors[a]
+            .watches
+            .iter()
+            .filter(|w| w.held)
+            .map(|w| w.kind)
+            .collect();
         self.actors[a].watches = Self::fresh_watches(&core);
+        for w in &mut self.actors[a].watches {
+            w.held = held.contains(&w.kind);
+        }
         self.actors[a].core = Some(core);
         self.log(&name, "restart", "", "empty caches; every watch relists");
     }
