@@ -459,7 +459,9 @@ impl Cluster {
                 ),
                 static_provisioner: c.static_provisioner.clone(),
                 discovery_period_ms: 1000,
-                shutdown_grace_period_seconds: 10,
+                // A clean node stop must end within `stop`'s deadline (7 s): pods get at most
+                // 5 s of their grace period when the node shuts down.
+                shutdown_grace_period_seconds: 5,
                 helper_exe: None,
             };
             let ndir = kubelet_lite::node::node_dir(&self.dir.root, &node);
