@@ -65,6 +65,10 @@ enum Command {
     Apiserver(cmd::up::ServeArgs),
     /// Reproduce binding races deterministically: list, show, run, explore scenarios.
     Race(cmd::race::RaceArgs),
+    /// An object's timeline from the log: revision, time, writer, what changed.
+    History(cmd::history::HistoryArgs),
+    /// Why a pod is Pending: per node, the first scheduler filter that rejects it.
+    Explain(cmd::explain::ExplainArgs),
     /// The cluster's nodes: ls, exec (log in to a node), stop, kill (power cut), start.
     Node(cmd::node::NodeArgs),
     /// Disks of the nodes (mounts at /mnt/disks/NAME inside a node): add, ls, rm.
@@ -112,6 +116,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kubeconfig(args) => cmd::kubeconfig::run(&args)?,
         Command::Apiserver(args) => cmd::apiserver::run(args)?,
         Command::Race(args) => cmd::race::run(args)?,
+        Command::History(args) => cmd::history::run(args)?,
+        Command::Explain(args) => cmd::explain::run(args)?,
         Command::Node(args) => cmd::node::run(&args)?,
         Command::Disk(args) => cmd::disk::run(&args)?,
         Command::Kubelet(_) => unreachable!("dispatched in main before any runtime"),

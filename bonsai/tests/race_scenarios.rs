@@ -87,19 +87,41 @@ scenario_tests! {
 #[test]
 fn breaking_resource_versions_lets_two_controllers_bind_one_pv_twice() {
     let name = "two-volume-controllers-race-for-one-pv";
-    let out = bonsai(&["race", "explore", name, "--seeds", "200", "--break", "resource-version"]);
+    let out = bonsai(&[
+        "race",
+        "explore",
+        name,
+        "--seeds",
+        "200",
+        "--break",
+        "resource-version",
+    ]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("a PersistentVolume is bound to at most one claim"), "{stdout}");
+    assert!(
+        stdout.contains("a PersistentVolume is bound to at most one claim"),
+        "{stdout}"
+    );
     let replay = format!("bonsai race run {name} --seed ");
     let line = stdout
         .lines()
         .find(|l| l.trim_start().starts_with(&replay))
         .expect("a replay command");
-    assert!(line.trim_end().ends_with("--break resource-version"), "{line}");
+    assert!(
+        line.trim_end().ends_with("--break resource-version"),
+        "{line}"
+    );
     // The replay command reproduces the failure, trace included.
     let seed = line.trim().split_whitespace().nth(5).unwrap().to_string();
-    let again = bonsai(&["race", "run", name, "--seed", &seed, "--break", "resource-version"]);
+    let again = bonsai(&[
+        "race",
+        "run",
+        name,
+        "--seed",
+        &seed,
+        "--break",
+        "resource-version",
+    ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stdout).contains("outcome: INVARIANT BROKEN"));
 }
@@ -109,7 +131,13 @@ fn unknown_scenarios_and_switches_are_named() {
     let out = bonsai(&["race", "run", "no-such-race"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("no scenario named \"no-such-race\""));
-    let out = bonsai(&["race", "run", "wffc-schedules-the-pod", "--break", "gravity"]);
+    let out = bonsai(&[
+        "race",
+        "run",
+        "wffc-schedules-the-pod",
+        "--break",
+        "gravity",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("unknown break switch \"gravity\""));
 }

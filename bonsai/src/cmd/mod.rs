@@ -3,6 +3,8 @@
 pub mod apiserver;
 pub mod disk;
 pub mod down;
+pub mod explain;
+pub mod history;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod node;
