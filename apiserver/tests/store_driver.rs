@@ -293,6 +293,19 @@ async fn watch_resumes_gapless_and_expires_outside_the_window() {
 }
 
 #[tokio::test]
+async fn a_watch_from_a_future_revision_starts_there() {
+    let store = Store::open(StoreConfig::memory()).unwrap();
+    let mut w = store.watch(&pods(Some(2))).unwrap();
+    for i in 0..3 {
+        store
+            .create(&pod("default", &format!("p{i}")), json!({}), "t")
+            .await
+            .unwrap();
+    }
+    assert_eq!(next_event(&mut w).await.revision, 3);
+}
+
+#[tokio::test]
 async fn slow_watchers_are_cut_off_and_never_block_writers() {
     let config = StoreConfig {
         watcher_buffer: 8,

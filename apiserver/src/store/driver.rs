@@ -45,6 +45,9 @@ struct WatchState {
 
 struct Slot {
     filter: Filter,
+    /// Events at or below this revision are not delivered (a watch from a future revision
+    /// starts there, as kube-apiserver's does).
+    after: Revision,
     tx: mpsc::Sender<WatchItem>,
     state: Arc<WatchState>,
 }
@@ -347,8 +350,10 @@ impl Store {
                 .collect(),
         };
         // Registered under the same lock the writer publishes under: no gap, no duplicate.
+        let after = q.from.unwrap_or(0);
         inner.watchers.push(Slot {
             filter,
+            after,
             tx,
             state: state.clone(),
         });
@@ -584,7 +589,7 @@ fn publish(
         // Watchers without selectors all get the same event: build it once, clone it.
         let plain = std::cell::OnceCell::new();
         for (i, slot) in watchers.iter().enumerate() {
-            if dead[i] || !slot.filter.covers(&c.key) {
+            if dead[i] || c.revision <= slot.after || !slot.filter.covers(&c.key) {
                 continue;
             }
             let ev = if slot.filter.has_selectors() {
