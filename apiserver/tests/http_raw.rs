@@ -1130,3 +1130,52 @@ async fn a_claim_without_class_gets_the_default_storage_class() {
     assert_eq!(r.json()["spec"]["storageClassName"], "local-storage");
     s.stop().await;
 }
+
+/// Patches that name no resourceVersion never answer 409, however many writers race: each is
+/// re-applied to the newer object (kube-apiserver's GuaranteedUpdate). A patch that does name
+/// a stale resourceVersion is a precondition and gets the Conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_without_resource_version_all_apply() {
+    let s = std::sync::Arc::new(start().await);
+    let path = "/api/v1/persistentvolumes/racy";
+    let r = s.post_json("/api/v1/persistentvolumes", &pv("racy")).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let stale = r.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (ct, body) = match i % 3 {
+                0 => (
+                    "application/merge-patch+json",
+                    format!(r#"{{"metadata":{{"labels":{{"l{i}":"x"}}}}}}"#),
+                ),
+                1 => (
+                    "application/strategic-merge-patch+json",
+                    format!(r#"{{"metadata":{{"labels":{{"l{i}":"x"}}}}}}"#),
+                ),
+                _ => (
+                    "application/json-patch+json",
+                    format!(r#"[{{"op":"add","path":"/metadata/labels/l{i}","value":"x"}}]"#),
+                ),
+            };
+            s.send("PATCH", path, ct, &body).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let labels = s.get(path).await.json()["metadata"]["labels"].clone();
+    for i in 0..24 {
+        assert_eq!(labels[format!("l{i}")], "x", "{labels}");
+    }
+    let pinned = format!(r#"{{"metadata":{{"resourceVersion":"{stale}","labels":{{"z":"y"}}}}}}"#);
+    let r = s
+        .send("PATCH", path, "application/merge-patch+json", &pinned)
+        .await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["reason"], "Conflict");
+}

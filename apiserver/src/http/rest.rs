@@ -27,8 +27,10 @@ use crate::store::{
 };
 
 /// How many times a write that raced another writer is retried when the client did not pin a
-/// resourceVersion (kube-apiserver's GuaranteedUpdate loops the same way).
-const MAX_RETRIES: usize = 16;
+/// resourceVersion. kube-apiserver's GuaranteedUpdate loops until it wins; every lost round
+/// means another writer committed, so the loop always progresses, and with N writers racing
+/// on one object the last one may lose N-1 times. The bound is only a guard against a bug.
+const MAX_RETRIES: usize = 10_000;
 
 /// Namespaces that may never be deleted (NamespaceLifecycle's immortal namespaces).
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -1179,10 +1181,17 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
             None => r.kind,
         };
         check_kind(r.group, r.version, kind, &mut new)?;
-        // A resourceVersion in the patch is a precondition.
-        let pinned = match meta_str(&new, "resourceVersion") {
-            "" => None,
-            s => Some(s.to_string()),
+        // A resourceVersion in the patch *body* is a precondition. The patched object always
+        // carries the stored object's resourceVersion, so it cannot tell a pinned patch from a
+        // plain one; a plain patch that raced another writer is re-applied to the newer object,
+        // as kube-apiserver's GuaranteedUpdate does, instead of answering 409.
+        let pinned = if patch_names_resource_version(pt, body) {
+            match meta_str(&new, "resourceVersion") {
+                "" => None,
+                s => Some(s.to_string()),
+            }
+        } else {
+            None
         };
         if let Some(p) = &pinned {
             if p != meta_str(&old, "resourceVersion") {
@@ -1202,6 +1211,33 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         }
     }
     Err(ApiError::conflict(r.group, r.name, &name))
+}
+
+/// Whether a patch body sets `metadata.resourceVersion` (which makes it a precondition).
+fn patch_names_resource_version(pt: PatchType, body: &[u8]) -> bool {
+    match pt {
+        PatchType::Json => serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .is_some_and(|ops| {
+                ops.iter().any(|op| {
+                    op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                        && matches!(
+                            op.get("op").and_then(Value::as_str),
+                            Some("add" | "replace" | "copy" | "move")
+                        )
+                })
+            }),
+        _ => {
+            let v: Option<Value> = serde_json::from_slice(body)
+                .ok()
+                .or_else(|| serde_norway::from_slice(body).ok());
+            v.as_ref()
+                .and_then(|v| v.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                .is_some_and(|rv| !rv.is_empty())
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
