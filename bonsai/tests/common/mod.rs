@@ -48,9 +48,11 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// `bonsai up --port 0 --data-dir <tmp>`, asserting it succeeds.
+    /// `bonsai up --port 0 --data-dir <tmp> --nodes 0`: the control plane alone, asserting it
+    /// succeeds. API-level tests need no nodes, and without nodes they need no root, so they run
+    /// (rather than skip) for a non-root developer too. Tests that want nodes use `up_with`.
     pub fn up() -> TestCluster {
-        Self::up_with(&[])
+        Self::up_with(&["--nodes", "0"])
     }
 
     pub fn up_with(extra: &[&str]) -> TestCluster {
