@@ -56,13 +56,23 @@ impl MetricsHandle {
 /// A `kube::Config` for bonsai's plain-HTTP API server, authenticating with `token` and
 /// identifying itself as `bonsai-scheduler`.
 pub fn client_config(url: &str, token: &str) -> Result<kube::Config, Error> {
+    client_config_as(url, token, FIELD_MANAGER)
+}
+
+/// `client_config` with another user agent (the fake nodes use `bonsai-fake-nodes`), so that
+/// `bonsai history` names the right actor.
+pub fn client_config_as(
+    url: &str,
+    token: &str,
+    user_agent: &'static str,
+) -> Result<kube::Config, Error> {
     let uri = url
         .parse()
         .map_err(|e| Error::Client(format!("invalid server URL {url:?}: {e}")))?;
     let mut cfg = kube::Config::new(uri);
     cfg.headers.push((
         hyper::header::USER_AGENT,
-        hyper::header::HeaderValue::from_static(FIELD_MANAGER),
+        hyper::header::HeaderValue::from_static(user_agent),
     ));
     // The token goes in as a plain header: bonsai's API server speaks HTTP on loopback.
     let auth = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))

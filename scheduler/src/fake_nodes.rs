@@ -80,6 +80,12 @@ impl FakeNodesConfig {
     }
 }
 
+/// A client for the fake nodes (user agent `bonsai-fake-nodes`).
+pub fn client_for(url: &str, token: &str) -> Result<Client, Error> {
+    Client::try_from(crate::driver::client_config_as(url, token, FIELD_MANAGER)?)
+        .map_err(|e| Error::Client(e.to_string()))
+}
+
 fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

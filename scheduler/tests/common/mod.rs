@@ -127,7 +127,8 @@ impl Cluster {
                 .expect("volume controller");
         }));
         if nodes > 0 {
-            let client = scheduler::client_for(&url, &token).expect("fake nodes client");
+            let client =
+                scheduler::fake_nodes::client_for(&url, &token).expect("fake nodes client");
             let sig = shutdown_signal(&rx);
             let cfg = FakeNodesConfig {
                 count: nodes,
