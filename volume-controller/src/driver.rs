@@ -145,6 +145,10 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     loop {
+        // The resync timer, checked here too so a steady input stream cannot starve it.
+        if core.poll_timeout().is_some_and(|t| now() >= t) {
+            core.handle_timeout(now());
+        }
         while let Some(out) = core.poll_output() {
             let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
             let permits = permits.clone();
@@ -173,9 +177,11 @@ pub async fn run(
                 let Some(input) = input else { break };
                 let t = now();
                 feed(&mut core, t, input);
-                // Drain whatever else is ready before polling outputs again: fewer wakeups
-                // under load, same order.
-                while let Ok(more) = rx.try_recv() {
+                // Take a few more ready inputs before sending outputs again (fewer wakeups
+                // under load), but never so many that a steady stream of watch events
+                // starves the requests the core already decided.
+                for _ in 0..64 {
+                    let Ok(more) = rx.try_recv() else { break };
                     feed(&mut core, t, more);
                 }
             }
