@@ -73,6 +73,14 @@ impl Drop for Nodes<'_> {
                 .arg(self.dir)
                 .args(["kill", n])
                 .output();
+            // Belt and braces: if the CLI could not, kill the recorded processes directly.
+            if let Some(pids) = kubelet_lite::node::running_pids(self.dir, n) {
+                // SAFETY: kill(2) on this test's own, verified node processes.
+                unsafe {
+                    nix::libc::kill(pids.node_pid, nix::libc::SIGKILL);
+                    nix::libc::kill(pids.init_pid, nix::libc::SIGKILL);
+                }
+            }
         }
     }
 }

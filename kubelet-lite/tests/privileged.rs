@@ -48,6 +48,14 @@ impl Drop for Cluster {
                 .arg(self.dir.path())
                 .args(["kill", n])
                 .output();
+            // Belt and braces: if the CLI could not, kill the recorded processes directly.
+            if let Some(pids) = kubelet_lite::node::running_pids(self.dir.path(), n) {
+                // SAFETY: kill(2) on this test's own, verified node processes.
+                unsafe {
+                    nix::libc::kill(pids.node_pid, nix::libc::SIGKILL);
+                    nix::libc::kill(pids.init_pid, nix::libc::SIGKILL);
+                }
+            }
         }
     }
 }
