@@ -84,7 +84,7 @@ impl Outcome {
 }
 
 fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
-    serde_json::from_value(v.clone()).map_err(|e| {
+    T::deserialize(v).map_err(|e| {
         format!(
             "cannot decode {}: {e}",
             objects::str_at(v, "/metadata/name")

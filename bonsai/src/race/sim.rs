@@ -705,35 +705,36 @@ impl<'s> World<'s> {
         }
         for (id, req) in out {
             let (key, body) = self.describe(&req);
-            let detail = match &body {
-                Some(b) if Kind::of(&key) != Some(Kind::Event) => {
-                    let s = objects::summary(Kind::of(&key).unwrap_or(Kind::Event), b);
-                    match rv_in(b) {
-                        Some(rv) if !matches!(req, Req::Kube(_)) => format!("{s} (read r{rv})"),
-                        _ => s,
-                    }
-                }
-                _ => match &req {
-                    Req::Sched(scheduler::Request::Bind { node, .. }) => format!("to {node}"),
-                    Req::Kube(KubeReq::Status {
-                        status,
-                        resource_version,
-                        ..
-                    }) => format!(
-                        "phase={} (read r{resource_version})",
-                        objects::str_at(status, "/phase")
-                    ),
-                    Req::Kube(KubeReq::Finish { .. }) => "grace 0, uid precondition".into(),
-                    _ => String::new(),
-                },
-            };
-            let verb = kind_of(&req);
             if Kind::of(&key) != Some(Kind::Event) {
                 // Work on real objects (even a write that will conflict) is activity.
                 self.last_change = self.now;
             }
-            let detail = format!("{verb} {detail}");
-            self.log(&name, "send", &label(&key), detail.trim_end());
+            if self.opts.trace {
+                let detail = match &body {
+                    Some(b) if Kind::of(&key) != Some(Kind::Event) => {
+                        let s = objects::summary(Kind::of(&key).unwrap_or(Kind::Event), b);
+                        match rv_in(b) {
+                            Some(rv) if !matches!(req, Req::Kube(_)) => format!("{s} (read r{rv})"),
+                            _ => s,
+                        }
+                    }
+                    _ => match &req {
+                        Req::Sched(scheduler::Request::Bind { node, .. }) => format!("to {node}"),
+                        Req::Kube(KubeReq::Status {
+                            status,
+                            resource_version,
+                            ..
+                        }) => format!(
+                            "phase={} (read r{resource_version})",
+                            objects::str_at(status, "/phase")
+                        ),
+                        Req::Kube(KubeReq::Finish { .. }) => "grace 0, uid precondition".into(),
+                        _ => String::new(),
+                    },
+                };
+                let detail = format!("{} {detail}", kind_of(&req));
+                self.log(&name, "send", &label(&key), detail.trim_end());
+            }
             self.seq += 1;
             self.actors[a].reqs.insert(
                 self.seq,
@@ -926,13 +927,11 @@ impl<'s> World<'s> {
                 let f = self.actors[a].reqs.remove(&seq).expect("enabled");
                 let agent = self.actors[a].agent.clone();
                 let out = self.perform(&agent, &f);
-                let name = self.actors[a].name.clone();
-                self.log(
-                    &name,
-                    "commit",
-                    &label(&f.key),
-                    &format!("{} {}", kind_of(&f.req), out.short()),
-                );
+                if self.opts.trace {
+                    let name = self.actors[a].name.clone();
+                    let detail = format!("{} {}", kind_of(&f.req), out.short());
+                    self.log(&name, "commit", &label(&f.key), &detail);
+                }
                 self.actors[a].reqs.insert(
                     seq,
                     Inflight {
@@ -961,8 +960,10 @@ impl<'s> World<'s> {
                 self.now += self.rng.below(self.latency_ms);
                 let f = self.actors[a].reqs.remove(&seq).expect("enabled");
                 let out = f.outcome.as_ref().expect("committed");
-                let name = self.actors[a].name.clone();
-                self.log(&name, "hear", &label(&f.key), &out.short());
+                if self.opts.trace {
+                    let name = self.actors[a].name.clone();
+                    self.log(&name, "hear", &label(&f.key), &out.short());
+                }
                 let now = self.now;
                 let core = self.actors[a].core.as_mut().expect("up");
                 if let Err(e) = core.complete(now, f.id, &f.req, out) {
@@ -1094,18 +1095,14 @@ impl<'s> World<'s> {
             let w = &mut self.actors[a].watches[wi];
             w.rev = next;
             w.seen.push(next);
-            self.log(
-                &name,
-                "watch",
-                &label(&key),
-                &format!(
+            if self.opts.trace {
+                let detail = format!(
                     "{} r{next} {}",
                     et.as_str(),
                     objects::summary(kind, &object)
-                )
-                .trim_end()
-                .to_string(),
-            );
+                );
+                self.log(&name, "watch", &label(&key), detail.trim_end());
+            }
             let d = match et {
                 EventType::Deleted => Delivery::Deleted(&object),
                 _ => Delivery::Applied(&object),
