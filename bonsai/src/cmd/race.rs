@@ -205,13 +205,6 @@ fn prepare(name: &str, breaks: &[String]) -> Option<(race::Scenario, Vec<Break>)
             }
         }
     }
-    if out.contains(&Break::AssumeCache) {
-        eprintln!(
-            "bonsai race: --break assume-cache needs a switch in the scheduler core \
-             (scheduler::CoreConfig) to turn its assume cache off; the core has none yet"
-        );
-        return None;
-    }
     Some((scn, out))
 }
 

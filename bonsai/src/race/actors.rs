@@ -495,10 +495,17 @@ impl Core {
     /// A fresh core for the actor named `name` (`scheduler`, `volume-controller-N`,
     /// `kubelet-NODE`): empty caches, as after a process start.
     pub fn new(name: &str) -> Core {
+        Core::with_assume_cache(name, true)
+    }
+
+    /// As [`Core::new`]; `assume_cache = false` is `--break assume-cache`: the scheduler core
+    /// is built with `CoreConfig.assume_cache = false`, deciding from its informer cache only.
+    pub fn with_assume_cache(name: &str, assume_cache: bool) -> Core {
         if name == "scheduler" {
-            Core::Scheduler(Box::new(
-                sched::Scheduler::new(sched::CoreConfig::default()),
-            ))
+            Core::Scheduler(Box::new(sched::Scheduler::new(sched::CoreConfig {
+                assume_cache,
+                ..sched::CoreConfig::default()
+            })))
         } else if let Some(node) = name.strip_prefix("kubelet-") {
             Core::Kubelet(Box::new(Kubelet::new(node)))
         } else {

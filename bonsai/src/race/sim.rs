@@ -236,7 +236,8 @@ impl<'s> World<'s> {
             .actors()
             .into_iter()
             .map(|name| {
-                let core = Core::new(&name);
+                let core =
+                    Core::with_assume_cache(&name, !opts.breaks.contains(&Break::AssumeCache));
                 let watches = Self::fresh_watches(&core);
                 Actor {
                     agent: Core::agent(&name),
@@ -1140,7 +1141,7 @@ impl<'s> World<'s> {
 
     fn restart(&mut self, a: usize) {
         let name = self.actors[a].name.clone();
-        let core = Core::new(&name);
+        let core = Core::with_assume_cache(&name, !self.broken(Break::AssumeCache));
         // A scenario's `hold` is a partition of that connection: it outlives the process.
         let held: Vec<Kind> = self.actors[a]
             .watches

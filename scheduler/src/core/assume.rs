@@ -61,12 +61,17 @@ struct Entry<T> {
 #[derive(Debug, Clone)]
 pub struct AssumeCache<T> {
     entries: BTreeMap<String, Entry<T>>,
+    /// Set only by `CoreConfig.assume_cache = false` (the `bonsai race --break assume-cache`
+    /// teaching switch): `assume` then keeps the informer version, so decisions use the
+    /// informer cache alone.
+    disabled: bool,
 }
 
 impl<T> Default for AssumeCache<T> {
     fn default() -> Self {
         AssumeCache {
             entries: BTreeMap::new(),
+            disabled: false,
         }
     }
 }
@@ -105,12 +110,21 @@ impl<T: Clone + Metadata<Ty = ObjectMeta>> AssumeCache<T> {
         self.entries.retain(|k, _| keep.contains(k));
     }
 
+    /// Switch assuming off (a break switch for the race simulator; never the real driver).
+    pub fn set_disabled(&mut self, disabled: bool) {
+        self.disabled = disabled;
+    }
+
     /// Replaces `latest` only; refused if `obj` is older than the stored latest.
+    /// When disabled, accepted but not stored.
     pub fn assume(&mut self, key: &str, obj: T) -> Result<(), AssumeError> {
         let e = self
             .entries
             .get_mut(key)
             .ok_or_else(|| AssumeError::NotFound(key.to_string()))?;
+        if self.disabled {
+            return Ok(());
+        }
         let stored = revision_of(e.latest.metadata());
         let assumed = revision_of(obj.metadata());
         if assumed < stored {

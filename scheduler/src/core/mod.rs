@@ -146,6 +146,11 @@ pub struct CoreConfig {
     /// Scheduling cycles per `handle_timeout`, so that watch events and completions are not
     /// starved by a long active queue.
     pub max_cycles_per_tick: usize,
+    /// `false` switches off the assume cache — a teaching/break switch used only by
+    /// `bonsai race --break assume-cache`; never by the real driver. Reserve and the re-assume
+    /// after PreBind then leave the informer versions in place, so the scheduler decides from
+    /// the informer cache only and can double-book a PV.
+    pub assume_cache: bool,
 }
 
 impl Default for CoreConfig {
@@ -157,6 +162,7 @@ impl Default for CoreConfig {
             bind_poll: false,
             bind_poll_interval_ms: 1_000,
             max_cycles_per_tick: 256,
+            assume_cache: true,
         }
     }
 }
@@ -262,10 +268,15 @@ impl Scheduler {
     /// delivered its initial list (`WatchEvent::Restarted`), like upstream waiting for its
     /// informers to sync.
     pub fn new(config: CoreConfig) -> Self {
+        let mut view = ClusterView::default();
+        if !config.assume_cache {
+            view.pvs.set_disabled(true);
+            view.pvcs.set_disabled(true);
+        }
         Scheduler {
             queue: SchedulingQueue::new(config.queue),
             config,
-            view: ClusterView::default(),
+            view,
             binding: BTreeMap::new(),
             waiters: BTreeMap::new(),
             pending: BTreeMap::new(),
