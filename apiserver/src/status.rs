@@ -77,8 +77,12 @@ impl ApiError {
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         let q = Self::qualified(group, resource);
-        Self::new(409, "AlreadyExists", format!("{q} \"{name}\" already exists"))
-            .with_details(group, resource, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{q} \"{name}\" already exists"),
+        )
+        .with_details(group, resource, name)
     }
 
     /// The stale-resourceVersion conflict, in kube-apiserver's words.
@@ -110,8 +114,12 @@ impl ApiError {
         } else {
             format!("[{}]", list.join(", "))
         };
-        let mut e = Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {summary}"))
-            .with_details(group, kind, name);
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(group, kind, name);
         e.causes = causes;
         e
     }
@@ -138,7 +146,10 @@ impl ApiError {
             details.insert("kind".into(), json!(k));
         }
         if !self.causes.is_empty() {
-            details.insert("causes".into(), serde_json::to_value(&self.causes).unwrap_or_default());
+            details.insert(
+                "causes".into(),
+                serde_json::to_value(&self.causes).unwrap_or_default(),
+            );
         }
         let mut status = json!({
             "kind": "Status",

@@ -30,7 +30,9 @@ pub mod driver;
 pub mod fake_nodes;
 
 pub use crate::core::{Completion, CoreConfig, Millis, Output, Request, Scheduler, WatchEvent};
-pub use driver::{client_config, client_config_as, client_for, run, Config, MetricsHandle, FIELD_MANAGER};
+pub use driver::{
+    client_config, client_config_as, client_for, run, Config, MetricsHandle, FIELD_MANAGER,
+};
 
 /// Errors at the scheduler's boundary (everything expected — conflicts, unschedulable pods —
 /// is a value inside the core, not an error).
