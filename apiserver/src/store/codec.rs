@@ -81,29 +81,54 @@ fn type_code(t: EventType) -> u8 {
     }
 }
 
+/// [`Header`] borrowing its strings: the same bincode bytes (bincode writes `&str` and `String`
+/// alike), without copying five strings per event.
+#[derive(Serialize)]
+struct HeaderRef<'a> {
+    revision: Revision,
+    event_type: u8,
+    group: &'a str,
+    resource: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    actor: &'a str,
+    time: &'a str,
+    prev_revision: Option<Revision>,
+    body_len: u32,
+    body_crc: u32,
+}
+
 /// Encodes one committed event; its JSON text becomes the body as is.
 pub fn encode_event(c: &Committed) -> Vec<u8> {
+    encode_event_at(c, &c.time())
+}
+
+/// [`encode_event`] with the event's time already formatted (`c.time()`; a group commit
+/// formats it once for all its events of the same second).
+pub fn encode_event_at(c: &Committed, time: &str) -> Vec<u8> {
     let body = c.json.as_bytes();
-    let header = Header {
+    let header = HeaderRef {
         revision: c.revision,
         event_type: type_code(c.event_type),
-        group: c.key.group.clone(),
-        resource: c.key.resource.clone(),
-        namespace: c.key.namespace.clone(),
-        name: c.key.name.clone(),
-        actor: c.actor.to_string(),
-        time: c.time(),
+        group: &c.key.group,
+        resource: &c.key.resource,
+        namespace: &c.key.namespace,
+        name: &c.key.name,
+        actor: &c.actor,
+        time,
         prev_revision: c.prev_revision,
         body_len: body.len() as u32,
         body_crc: crc32(body),
     };
-    let h = bincode::serde::encode_to_vec(&header, bincode::config::standard())
-        .expect("the header always encodes");
-    let mut out = Vec::with_capacity(1 + 4 + h.len() + 4 + body.len());
+    let mut out = Vec::with_capacity(1 + 4 + 128 + 4 + body.len());
     out.push(FORMAT);
-    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&crc32(&h).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    bincode::serde::encode_into_std_write(&header, &mut out, bincode::config::standard())
+        .expect("the header always encodes");
+    let hlen = out.len() - 5;
+    out[1..5].copy_from_slice(&(hlen as u32).to_le_bytes());
+    let crc = crc32(&out[5..]);
+    out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(body);
     out
 }
@@ -268,6 +293,16 @@ mod tests {
         assert!(String::from_utf8_lossy(&bytes).ends_with(&*c.json));
         assert_eq!(decode_header(&bytes).unwrap().revision, 42);
         assert_eq!(decode_committed(&bytes).unwrap().1, c.json);
+    }
+
+    #[test]
+    fn borrowed_header_encodes_as_the_owned_one() {
+        let c = committed();
+        let bytes = encode_event(&c);
+        let (h, body) = split(&bytes).unwrap();
+        let owned = bincode::serde::encode_to_vec(&h, bincode::config::standard()).unwrap();
+        assert_eq!(&bytes[5..5 + owned.len()], &owned[..]);
+        assert_eq!(body, c.json.as_bytes());
     }
 
     #[test]

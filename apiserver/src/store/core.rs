@@ -20,7 +20,7 @@
 //! to live watchers, so fan-out parses nothing.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -147,6 +147,11 @@ impl<'a> Views<'a> {
             .get_or_init(|| self.committed.prev.as_deref().map(parse))
             .as_ref()
     }
+
+    /// The previous version if something already parsed it (to share it further).
+    pub fn parsed_prev(&self) -> Option<Option<Arc<Value>>> {
+        self.prev.get().cloned()
+    }
 }
 
 /// The outcome of a prepared write: its event and what the caller gets back.
@@ -224,34 +229,59 @@ impl Filter {
                 .is_none_or(|s| s.matches(&self.group, &self.resource, object))
     }
 
-    /// The event this filter's watcher sees, if any. As kube-apiserver's watch cache: an object
-    /// entering the selection is ADDED, one leaving it is DELETED (with its previous content and
-    /// the event's resourceVersion).
-    pub fn convert(&self, v: &Views<'_>) -> Option<Event> {
+    /// How this filter's watcher sees the event, if at all. As kube-apiserver's watch cache: an
+    /// object entering the selection is ADDED, one leaving it is DELETED (with its previous
+    /// content and the event's resourceVersion: [`Seen::LeftSelection`]).
+    pub fn seen(&self, v: &Views<'_>) -> Option<Seen> {
         let c = v.committed;
         if !self.covers(&c.key) {
             return None;
         }
         if !self.has_selectors() {
-            return Some(c.event_with(c.event_type, v.object().clone()));
+            return Some(Seen::As(c.event_type));
         }
         let cur = c.event_type != EventType::Deleted && self.selects(v.object());
         let old = v.prev().is_some_and(|p| self.selects(p));
         match (cur, old) {
             (false, false) => None,
-            (true, false) => Some(c.event_with(EventType::Added, v.object().clone())),
-            (true, true) => Some(c.event_with(EventType::Modified, v.object().clone())),
-            (false, true) => {
-                if c.event_type == EventType::Deleted {
-                    // The stored DELETED object already is the last state at this revision.
-                    return Some(c.event_with(EventType::Deleted, v.object().clone()));
-                }
-                let mut o = (**v.prev().expect("old matched, so prev exists")).clone();
-                set_resource_version(&mut o, c.revision);
-                Some(c.event_with(EventType::Deleted, Arc::new(o)))
+            (true, false) => Some(Seen::As(EventType::Added)),
+            (true, true) => Some(Seen::As(EventType::Modified)),
+            // The stored DELETED object already is the last state at this revision.
+            (false, true) if c.event_type == EventType::Deleted => {
+                Some(Seen::As(EventType::Deleted))
+            }
+            (false, true) => Some(Seen::LeftSelection),
+        }
+    }
+
+    /// The event this filter's watcher sees, if any (see [`Filter::seen`]).
+    pub fn convert(&self, v: &Views<'_>) -> Option<Event> {
+        let c = v.committed;
+        match self.seen(v)? {
+            Seen::As(t) => Some(c.event_with(t, v.object().clone())),
+            Seen::LeftSelection => {
+                let prev = v.prev().expect("old matched, so prev exists");
+                Some(c.event_with(EventType::Deleted, left_selection(prev, c.revision)))
             }
         }
     }
+}
+
+/// How a watcher sees a committed event (see [`Filter::seen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// With this type and the event's object.
+    As(EventType),
+    /// As `DELETED` with the key's previous state at the event's revision: the object left the
+    /// watcher's selection.
+    LeftSelection,
+}
+
+/// The object a watcher gets when `prev` left its selection at `revision`.
+pub fn left_selection(prev: &Value, revision: Revision) -> Arc<Value> {
+    let mut o = prev.clone();
+    set_resource_version(&mut o, revision);
+    Arc::new(o)
 }
 
 /// The resourceVersion an object carries (`metadata.resourceVersion`, a decimal string).
@@ -297,18 +327,28 @@ pub struct Entry {
 }
 
 /// The store's state: committed objects, revision, watch window, and the batch being prepared.
+///
+/// The current objects live in a hash map (point lookups: every write's precondition check and
+/// commit, `get`) plus an ordered set of their keys (lists, snapshots). Comparing two keys is four
+/// string comparisons, and a B-tree search over 100k keys makes ~40 of them: with the keys in a
+/// hash map, an update touches no B-tree at all and a create or delete one. The hash map is never
+/// iterated, so its (random) order never shows: everything ordered goes through `order`.
 #[derive(Debug)]
 pub struct StoreCore {
-    objects: BTreeMap<Arc<Key>, Entry>,
+    objects: HashMap<Arc<Key>, Entry>,
+    /// The keys of `objects`, in list order.
+    order: BTreeSet<Arc<Key>>,
     revision: Revision,
     window: VecDeque<Committed>,
     /// A watch from revision `r` is served iff `r >= window_start` (every event after it is in
     /// the window). Events at or below it have left.
     window_start: Revision,
     window_config: WatchWindow,
-    /// Prepared but not yet committed: events and the overlay they imply.
+    /// Prepared but not yet committed: events and the overlay they imply (per key: the revision
+    /// of its last prepared write and the state it leaves, `None` for deleted). Several prepared
+    /// groups may be in flight; they commit (or abort) in revision order.
     pending: Vec<Committed>,
-    pending_objects: BTreeMap<Arc<Key>, Option<Entry>>,
+    pending_objects: HashMap<Arc<Key>, (Revision, Option<Entry>)>,
     /// Actor names, interned: a handful of components write millions of events.
     actors: BTreeMap<String, Arc<str>>,
 }
@@ -340,10 +380,11 @@ impl StoreCore {
             tail.last().is_none_or(|c| c.revision == revision),
             "window tail must end at the store revision"
         );
-        let objects: BTreeMap<Arc<Key>, Entry> = objects
+        let objects: HashMap<Arc<Key>, Entry> = objects
             .into_iter()
             .map(|(k, json, revision)| (Arc::new(k), Entry { json, revision }))
             .collect();
+        let order = objects.keys().cloned().collect();
         // Share keys and bodies between the objects and the window.
         let mut tail = tail;
         for c in &mut tail {
@@ -356,12 +397,13 @@ impl StoreCore {
         }
         StoreCore {
             objects,
+            order,
             revision,
             window: tail.into(),
             window_start,
             window_config,
             pending: Vec::new(),
-            pending_objects: BTreeMap::new(),
+            pending_objects: HashMap::new(),
             actors: BTreeMap::new(),
         }
     }
@@ -392,17 +434,28 @@ impl StoreCore {
 
     /// Every current object, parsed (tests, the simulator's invariant checks).
     pub fn snapshot(&self) -> BTreeMap<Key, Arc<Value>> {
-        self.objects
+        self.order
             .iter()
-            .map(|(k, e)| ((**k).clone(), parse(&e.json)))
+            .map(|k| ((**k).clone(), parse(&self.objects[k].json)))
             .collect()
     }
 
     /// The current (prepared-or-committed) entry, as preconditions see it.
     fn current(&self, key: &Key) -> Option<(&Arc<Key>, &Entry)> {
         match self.pending_objects.get_key_value(key) {
-            Some((k, e)) => e.as_ref().map(|e| (k, e)),
+            Some((k, (_, e))) => e.as_ref().map(|e| (k, e)),
             None => self.objects.get_key_value(key),
+        }
+    }
+
+    /// The shared `Arc` of a key the store knows (committed or prepared), or a new one.
+    fn intern_key(&self, key: Key) -> Arc<Key> {
+        match self.pending_objects.get_key_value(&key) {
+            Some((k, _)) => k.clone(),
+            None => self
+                .objects
+                .get_key_value(&key)
+                .map_or_else(|| Arc::new(key), |(k, _)| k.clone()),
         }
     }
 
@@ -523,10 +576,7 @@ impl StoreCore {
                 meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
                 let json = serialize(&object);
                 let object = Arc::new(object);
-                let key = self
-                    .objects
-                    .get_key_value(&key)
-                    .map_or_else(|| Arc::new(key), |(k, _)| k.clone());
+                let key = self.intern_key(key);
                 let c = Committed {
                     revision: rev,
                     event_type: EventType::Added,
@@ -602,7 +652,8 @@ impl StoreCore {
             json: committed.json.clone(),
             revision: rev,
         });
-        self.pending_objects.insert(committed.key.clone(), after);
+        self.pending_objects
+            .insert(committed.key.clone(), (rev, after));
         self.pending.push(committed.clone());
         Ok(Prepared {
             committed,
@@ -616,24 +667,44 @@ impl StoreCore {
         &self.pending
     }
 
+    /// The revision of the last prepared (not yet committed) write, or the store's revision.
+    pub fn prepared_revision(&self) -> Revision {
+        self.pending.last().map_or(self.revision, |c| c.revision)
+    }
+
     /// Makes the prepared writes visible, appends them to the watch window and ages the window.
     /// Returns them for fan-out.
     pub fn commit_prepared(&mut self, now_ms: u64) -> Vec<Committed> {
-        let batch = std::mem::take(&mut self.pending);
-        self.pending_objects.clear();
+        self.commit_prepared_through(Revision::MAX, now_ms)
+    }
+
+    /// Makes the prepared writes up to revision `through` visible (a driver with several groups
+    /// in flight commits each once it is durable); later ones stay prepared.
+    pub fn commit_prepared_through(&mut self, through: Revision, now_ms: u64) -> Vec<Committed> {
+        let n = self.pending.partition_point(|c| c.revision <= through);
+        let batch: Vec<Committed> = self.pending.drain(..n).collect();
+        if self.pending.is_empty() {
+            self.pending_objects.clear();
+        } else if !batch.is_empty() {
+            self.pending_objects.retain(|_, (rev, _)| *rev > through);
+        }
         for c in &batch {
             assert_eq!(c.revision, self.revision + 1, "revisions are gapless");
             self.revision = c.revision;
             match c.event_type {
                 EventType::Deleted => {
-                    self.objects.remove(&*c.key);
+                    if self.objects.remove(&*c.key).is_some() {
+                        self.order.remove(&*c.key);
+                    }
                 }
                 _ => {
                     let e = Entry {
                         json: c.json.clone(),
                         revision: c.revision,
                     };
-                    self.objects.insert(c.key.clone(), e);
+                    if self.objects.insert(c.key.clone(), e).is_none() {
+                        self.order.insert(c.key.clone());
+                    }
                 }
             }
             self.window.push_back(c.clone());
@@ -646,6 +717,22 @@ impl StoreCore {
     pub fn abort_prepared(&mut self) {
         self.pending.clear();
         self.pending_objects.clear();
+    }
+
+    /// Forgets the prepared writes after revision `after` (a later group's backend write failed
+    /// while an earlier one is still being flushed).
+    pub fn abort_prepared_after(&mut self, after: Revision) {
+        let n = self.pending.partition_point(|c| c.revision <= after);
+        self.pending.truncate(n);
+        self.pending_objects.clear();
+        for c in &self.pending {
+            let state = (c.event_type != EventType::Deleted).then(|| Entry {
+                json: c.json.clone(),
+                revision: c.revision,
+            });
+            self.pending_objects
+                .insert(c.key.clone(), (c.revision, state));
+        }
     }
 
     /// Prepare and commit one write at once (no backend in between).
@@ -746,12 +833,12 @@ impl StoreCore {
         };
         let bounds: (Bound<&Key>, Bound<&Key>) = (lower.as_ref(), Bound::Unbounded);
         let current = self
-            .objects
+            .order
             .range::<Key, _>(bounds)
             // Keys sort by (group, resource, namespace, name): the resource (or the namespace)
             // is one contiguous run starting at `lower`.
-            .take_while(|(k, _)| filter.covers(k))
-            .map(|(k, e)| (&**k, &e.json));
+            .take_while(|k| filter.covers(k))
+            .map(|k| (&**k, &self.objects[k].json));
         let mut snapshot: Box<dyn Iterator<Item = (&Key, &Arc<str>)>> = if undo.is_empty() {
             Box::new(current)
         } else {

@@ -1,34 +1,57 @@
-//! [`Store`]: the handle everyone uses, and the writer thread that drives the core.
+//! [`Store`]: the handle everyone uses, the writer thread that drives the core, the flusher
+//! thread that makes groups durable, and the watch fan-out.
 //!
-//! Writes go through one channel to one writer thread, which:
+//! Writes go through one channel to the writer thread, which:
 //! 1. takes every request waiting (up to `max_batch`): that is the group;
 //! 2. prepares each against the core (preconditions, revisions) under the core's lock —
 //!    rejected writes are answered at once;
-//! 3. appends the group to the backend in one transaction with one flush (`Durable`), without
-//!    holding the lock, so readers and watchers keep going while the disk works;
-//! 4. commits the group in the core and hands each event to every matching watcher's bounded
-//!    buffer (`try_send`: a full buffer cuts that watcher off, it never blocks the writer);
-//! 5. only then answers the writers. Nothing is acknowledged before it is durable.
+//! 3. appends the group to the backend in one transaction, without holding the lock;
+//! 4. durable mode on a disk backend: hands the group to the flusher thread and goes on with the
+//!    next group while the disk flushes (the core keeps several prepared groups apart and
+//!    commits them in order). The flusher takes every group handed to it, flushes once
+//!    (fdatasync) for all of them, then finishes them. Relaxed mode and the memory backend
+//!    finish each group right away;
+//! 5. finishing a group: commit it in the core, hand each event to every watcher that sees it
+//!    ([`publish`]), and only then answer the writers. Nothing is acknowledged — or visible to
+//!    readers and watchers — before the flush that covers it.
 //!
-//! The writer is a plain thread, not a tokio task: the backends block on fdatasync, and the
-//! store must work from any runtime (or none: `Store::open` is synchronous).
-//! Between groups it sends bookmarks, ages the watch window, flushes relaxed writes and applies
-//! log retention.
+//! Overlapping the CPU work of group N+1 with the flush of group N is what lets many writers
+//! share each flush: while one group is on its way to the disk, the next one gathers.
+//!
+//! The writer and the flusher are plain threads, not tokio tasks: the backends block on
+//! fdatasync, and the store must work from any runtime (or none: `Store::open` is synchronous).
+//! Between groups the writer sends bookmarks, ages the watch window, flushes relaxed writes and
+//! applies log retention.
+//!
+//! # Watch fan-out
+//! Each committed event becomes one shared [`Shared`]-side `Entry` (the committed event, its
+//! parsed object, its time, lazily the parsed previous version). Publishing hands every watcher
+//! that sees the event an `Arc` of it plus how it sees it (`Seen`: as is, or ADDED/DELETED for
+//! selector transitions) — a pointer push into the watcher's bounded queue, then one wake-up per
+//! watcher and group. Nothing is encoded, cloned or allocated per watcher on the writer's side;
+//! the watcher's own task turns the entry into its [`Event`](super::Event) when it reads it.
+//! A watcher whose queue is full (`watcher_buffer` items) is cut off: it reads what it has,
+//! then `Closed` (it resumes from the last revision it saw). Writers never wait for watchers,
+//! and memory is bounded by `watcher_buffer` pointers per watcher.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::backend::{Backend, BackendError, Log, MemoryBackend, RedbBackend, SledBackend};
-use super::core::{resource_version_of, Committed, Filter, StoreCore, Views, Write, WriteContext};
+use super::core::{
+    left_selection, parse, resource_version_of, Committed, Filter, Seen, StoreCore, Views, Write,
+    WriteContext,
+};
 use super::{
-    rfc3339, BackendKind, Durability, History, Key, ListQuery, ListResult, Precondition, Result,
-    Revision, StateAt, StoreConfig, StoreError, WatchItem, WatchQuery,
+    rfc3339, BackendKind, Durability, Event, EventType, History, Key, ListQuery, ListResult,
+    Precondition, Result, Revision, StateAt, StoreConfig, StoreError, WatchItem, WatchQuery,
 };
 
 struct Request {
@@ -37,10 +60,71 @@ struct Request {
     reply: oneshot::Sender<Result<Arc<Value>>>,
 }
 
-/// Why a watcher stopped, read by the watcher once its buffer is drained.
+/// One committed event as every watcher shares it.
+struct Entry {
+    committed: Committed,
+    /// The event's object, parsed (the writer had it).
+    object: Arc<Value>,
+    /// The key's previous version, parsed by the first one who needs it (selector transitions).
+    prev: OnceLock<Option<Arc<Value>>>,
+    /// The previous version with the event's resourceVersion (an object leaving a selection).
+    left: OnceLock<Arc<Value>>,
+    /// RFC 3339, formatted once.
+    time: String,
+    /// When it was handed to the watchers (for commit → receipt latency).
+    published: Instant,
+}
+
+impl Entry {
+    fn prev(&self) -> Option<&Arc<Value>> {
+        self.prev
+            .get_or_init(|| self.committed.prev.as_deref().map(parse))
+            .as_ref()
+    }
+
+    fn event(&self, seen: Seen) -> Event {
+        let c = &self.committed;
+        let (event_type, object) = match seen {
+            Seen::As(t) => (t, self.object.clone()),
+            Seen::LeftSelection => (
+                EventType::Deleted,
+                self.left
+                    .get_or_init(|| {
+                        left_selection(
+                            self.prev().expect("left the selection, so prev exists"),
+                            c.revision,
+                        )
+                    })
+                    .clone(),
+            ),
+        };
+        Event {
+            revision: c.revision,
+            event_type,
+            key: (*c.key).clone(),
+            object,
+            actor: c.actor.to_string(),
+            time: self.time.clone(),
+        }
+    }
+}
+
+/// What waits in a watcher's queue.
+enum Item {
+    Event(Arc<Entry>, Seen),
+    Bookmark(Revision),
+}
+
+/// A watcher's queue, shared between the publisher and the watcher's task.
 #[derive(Default)]
-struct WatchState {
-    reason: Mutex<Option<String>>,
+struct Queue {
+    items: VecDeque<Item>,
+    /// The task waiting for items.
+    waker: Option<Waker>,
+    /// Cut off (too slow) or the store closed: the items left are delivered, then `Closed`.
+    closed: Option<String>,
+    /// The [`Watcher`] was dropped: the publisher forgets the slot when it next delivers to it.
+    dropped: bool,
 }
 
 struct Slot {
@@ -48,31 +132,43 @@ struct Slot {
     /// Events at or below this revision are not delivered (a watch from a future revision
     /// starts there, as kube-apiserver's does).
     after: Revision,
-    tx: mpsc::Sender<WatchItem>,
-    state: Arc<WatchState>,
+    queue: Mutex<Queue>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding it; a poisoned queue is still a consistent queue.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 struct Inner {
     core: StoreCore,
-    watchers: Vec<Slot>,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
+    /// The registered watchers. Lock order: `inner`, then `watchers` (a committer takes
+    /// `watchers` before it lets go of `inner`, a new watch takes both: no gap, no duplicate).
+    watchers: Mutex<Vec<Arc<Slot>>>,
     log: Log,
     config: StoreConfig,
     /// Set when a backend write failed: the store then refuses writes (reads go on).
     failed: Mutex<Option<String>>,
-    /// Group commits written and writes committed (for `writes per flush`).
+    /// Group commits written, flushes and writes committed (for `writes per flush`).
     groups: AtomicU64,
+    flushes: AtomicU64,
     writes: AtomicU64,
 }
 
 /// Counters of the writer since open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
-    /// Backend transactions (each one flush in durable mode) that committed writes.
+    /// Backend transactions (group commits) that committed writes.
     pub groups: u64,
+    /// Durable mode: flushes (fdatasync) that covered committed writes; one may cover several
+    /// groups. Relaxed mode and the memory backend: equal to `groups`.
+    pub flushes: u64,
     /// Writes committed.
     pub writes: u64,
 }
@@ -81,6 +177,10 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The core asserts its invariants before mutating; a panic in a reader leaves it intact.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_watchers(&self) -> MutexGuard<'_, Vec<Arc<Slot>>> {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -95,13 +195,46 @@ pub struct Store {
 /// A watch: the matching events after its start, in order, each once, then live events.
 pub struct Watcher {
     backlog: VecDeque<WatchItem>,
-    rx: mpsc::Receiver<WatchItem>,
-    state: Arc<WatchState>,
+    slot: Arc<Slot>,
+    /// Items taken from the slot's queue in one go (the queue's buffer and this one are swapped,
+    /// so neither side allocates in steady state).
+    local: VecDeque<Item>,
     done: bool,
+    published: Option<Instant>,
 }
 
 impl Watcher {
-    /// The next item; after `Closed(..)` it returns `None`.
+    fn item(&mut self, item: Item) -> WatchItem {
+        match item {
+            Item::Bookmark(r) => WatchItem::Bookmark(r),
+            Item::Event(entry, seen) => {
+                self.published = Some(entry.published);
+                WatchItem::Event(entry.event(seen))
+            }
+        }
+    }
+
+    /// Moves what the publisher queued into `local`; `Err(reason)` once cut off and drained.
+    fn refill(&mut self, waker: Option<&Waker>) -> std::result::Result<bool, String> {
+        let mut q = self.slot.lock();
+        if !q.items.is_empty() {
+            std::mem::swap(&mut q.items, &mut self.local);
+            return Ok(true);
+        }
+        if let Some(reason) = &q.closed {
+            return Err(reason.clone());
+        }
+        if let Some(w) = waker {
+            match &q.waker {
+                Some(old) if old.will_wake(w) => {}
+                _ => q.waker = Some(w.clone()),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The next item; after `Closed(..)` it returns `None`. Cancel-safe (items already taken
+    /// from the queue stay in the watcher).
     pub async fn next(&mut self) -> Option<WatchItem> {
         if let Some(item) = self.backlog.pop_front() {
             return Some(item);
@@ -109,21 +242,23 @@ impl Watcher {
         if self.done {
             return None;
         }
-        match self.rx.recv().await {
-            Some(item) => Some(item),
-            None => {
-                self.done = true;
-                let reason = self
-                    .state
-                    .reason
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                Some(WatchItem::Closed(
-                    reason.unwrap_or_else(|| "the store was closed".into()),
-                ))
+        std::future::poll_fn(|cx| {
+            if let Some(item) = self.local.pop_front() {
+                return Poll::Ready(Some(self.item(item)));
             }
-        }
+            match self.refill(Some(cx.waker())) {
+                Ok(true) => {
+                    let item = self.local.pop_front().expect("refilled");
+                    Poll::Ready(Some(self.item(item)))
+                }
+                Ok(false) => Poll::Pending,
+                Err(reason) => {
+                    self.done = true;
+                    Poll::Ready(Some(WatchItem::Closed(reason)))
+                }
+            }
+        })
+        .await
     }
 
     /// The next item if one is ready now (no waiting).
@@ -131,7 +266,26 @@ impl Watcher {
         if let Some(item) = self.backlog.pop_front() {
             return Some(item);
         }
-        self.rx.try_recv().ok()
+        if self.local.is_empty() && !matches!(self.refill(None), Ok(true)) {
+            return None;
+        }
+        let item = self.local.pop_front()?;
+        Some(self.item(item))
+    }
+
+    /// When the store handed the last event [`Watcher::next`] returned to the watchers (after
+    /// its commit, and in durable mode its flush): commit → receipt latency for benchmarks.
+    pub fn published_at(&self) -> Option<Instant> {
+        self.published
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let mut q = self.slot.lock();
+        q.dropped = true;
+        q.items.clear();
+        q.waker = None;
     }
 }
 
@@ -140,6 +294,42 @@ fn now() -> (u64, String) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     (d.as_millis() as u64, rfc3339(d.as_secs()))
+}
+
+/// uuid v4s drawn from a buffer of OS randomness refilled 256 uuids at a time (one
+/// `getrandom` per create is a syscall on the writer's path).
+struct Uids {
+    buf: [u8; 4096],
+    used: usize,
+}
+
+impl Uids {
+    fn new() -> Uids {
+        Uids {
+            buf: [0; 4096],
+            used: 4096,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        if self.used == self.buf.len() {
+            // `Uuid::new_v4` is the fallback if the OS source is unavailable.
+            let ok = std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut self.buf))
+                .is_ok();
+            if !ok {
+                return uuid::Uuid::new_v4().to_string();
+            }
+            self.used = 0;
+        }
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&self.buf[self.used..self.used + 16]);
+        self.used += 16;
+        uuid::Builder::from_random_bytes(b)
+            .into_uuid()
+            .hyphenated()
+            .to_string()
+    }
 }
 
 impl Store {
@@ -193,14 +383,13 @@ impl Store {
             loaded.tail,
         );
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                core,
-                watchers: Vec::new(),
-            }),
+            inner: Mutex::new(Inner { core }),
+            watchers: Mutex::new(Vec::new()),
             log,
             config,
             failed: Mutex::new(None),
             groups: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         });
         let (tx, rx) = std_mpsc::channel();
@@ -310,7 +499,9 @@ impl Store {
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
-        self.shared.lock().core.get(key)
+        // Parse outside the lock: the writer and other readers need it.
+        let json = self.shared.lock().core.get_json(key)?;
+        Some(parse(&json))
     }
 
     /// The current object as stored, JSON text (for responses that need no parsing).
@@ -337,9 +528,7 @@ impl Store {
     pub fn watch(&self, q: &WatchQuery) -> Result<Watcher> {
         let filter = Filter::from_watch(q);
         filter.validate()?;
-        let (tx, rx) = mpsc::channel(self.shared.config.watcher_buffer);
-        let state = Arc::new(WatchState::default());
-        let mut inner = self.shared.lock();
+        let inner = self.shared.lock();
         let backlog = match q.from {
             None => VecDeque::new(),
             Some(from) => inner
@@ -349,25 +538,27 @@ impl Store {
                 .map(WatchItem::Event)
                 .collect(),
         };
-        // Registered under the same lock the writer publishes under: no gap, no duplicate.
-        let after = q.from.unwrap_or(0);
-        inner.watchers.push(Slot {
+        let slot = Arc::new(Slot {
             filter,
-            after,
-            tx,
-            state: state.clone(),
+            after: q.from.unwrap_or(0),
+            queue: Mutex::new(Queue::default()),
         });
+        // Registered while holding the core's lock, which a committer holds until it has the
+        // watchers' lock: this watch gets every event after the backlog, none twice.
+        self.shared.lock_watchers().push(slot.clone());
+        drop(inner);
         Ok(Watcher {
             backlog,
-            rx,
-            state,
+            slot,
+            local: VecDeque::new(),
             done: false,
+            published: None,
         })
     }
 
     /// How many watchers are registered.
     pub fn watcher_count(&self) -> usize {
-        self.shared.lock().watchers.len()
+        self.shared.lock_watchers().len()
     }
 
     /// Every retained event of `key`, and where retention truncated the log.
@@ -399,10 +590,11 @@ impl Store {
         })
     }
 
-    /// Group commits and writes since open.
+    /// Group commits, flushes and writes since open.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             groups: self.shared.groups.load(Ordering::Relaxed),
+            flushes: self.shared.flushes.load(Ordering::Relaxed),
             writes: self.shared.writes.load(Ordering::Relaxed),
         }
     }
@@ -432,6 +624,15 @@ fn open_error(config: &StoreConfig, e: BackendError) -> StoreError {
     }
 }
 
+/// A group appended to the backend, on its way to being finished (after its flush).
+struct Group {
+    /// The revision of its last event.
+    through: Revision,
+    now_ms: u64,
+    /// Each accepted write: its reply, the event's parsed object (for watchers), the result.
+    accepted: Vec<(oneshot::Sender<Result<Arc<Value>>>, Arc<Value>, Arc<Value>)>,
+}
+
 fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
     let config = shared.config.clone();
     let durable = config.durability == Durability::Durable;
@@ -439,6 +640,21 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
         .bookmark_interval
         .min(Duration::from_secs(1))
         .max(Duration::from_millis(10));
+    // Durable on a disk: flushes happen on their own thread, overlapped with the next group.
+    let mut flusher = None;
+    if durable && shared.log.needs_sync() {
+        let (tx, frx) = std_mpsc::channel::<Group>();
+        let s = shared.clone();
+        match std::thread::Builder::new()
+            .name("bonsai-store-flush".into())
+            .spawn(move || flusher_loop(s, frx))
+        {
+            Ok(handle) => flusher = Some((tx, handle)),
+            // Without a flusher thread the writer flushes each group itself.
+            Err(e) => eprintln!("bonsai store: no flusher thread ({e}); flushing inline"),
+        }
+    }
+    let mut uids = Uids::new();
     let mut last_bookmark = Instant::now();
     let mut last_sync = Instant::now();
     let mut dirty = false;
@@ -453,8 +669,45 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                         Err(_) => break,
                     }
                 }
-                if commit_group(&shared, &mut batch, durable) && !durable {
-                    dirty = true;
+                if let Some((group, events)) = prepare_group(&shared, &mut batch, &mut uids) {
+                    let pipelined = flusher.as_ref().map(|(tx, _)| tx);
+                    let written = shared.log.append(&events, durable && pipelined.is_none());
+                    drop(events);
+                    match written {
+                        Ok(()) => {
+                            shared.groups.fetch_add(1, Ordering::Relaxed);
+                            match pipelined {
+                                Some(tx) => {
+                                    if let Err(std_mpsc::SendError(group)) = tx.send(group) {
+                                        let why = "the store's flusher thread stopped".to_string();
+                                        abort_groups(
+                                            &shared,
+                                            vec![group],
+                                            StoreError::Backend(why),
+                                        );
+                                    }
+                                }
+                                None => {
+                                    shared.flushes.fetch_add(1, Ordering::Relaxed);
+                                    dirty |= !durable;
+                                    finish(&shared, vec![group]);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let err = shared.log.store_error(e);
+                            let first = group.through + 1 - group.accepted.len() as Revision;
+                            {
+                                let mut inner = shared.lock();
+                                fail(&shared, err.to_string());
+                                // Earlier groups still being flushed stay prepared.
+                                inner.core.abort_prepared_after(first - 1);
+                            }
+                            for (reply, _, _) in group.accepted {
+                                let _ = reply.send(Err(err.clone()));
+                            }
+                        }
+                    }
                 }
                 batch.clear();
                 apply_retention(&shared, durable);
@@ -462,19 +715,9 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        let (now_ms, _) = now();
         if last_bookmark.elapsed() >= config.bookmark_interval {
             last_bookmark = Instant::now();
-            let mut inner = shared.lock();
-            inner.core.age_window(now_ms);
-            let rev = inner.core.revision();
-            // A full buffer skips a bookmark; only events cut a watcher off.
-            inner.watchers.retain(|s| {
-                !matches!(
-                    s.tx.try_send(WatchItem::Bookmark(rev)),
-                    Err(mpsc::error::TrySendError::Closed(_))
-                )
-            });
+            send_bookmarks(&shared);
         }
         if dirty && last_sync.elapsed() >= Duration::from_secs(1) {
             last_sync = Instant::now();
@@ -487,12 +730,153 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
             }
         }
     }
-    // Last handle dropped: flush relaxed writes, close every watcher.
+    // Last handle dropped: finish the groups in flight, flush relaxed writes, close every
+    // watcher (each still reads what it was handed, then `Closed`).
+    if let Some((tx, handle)) = flusher {
+        drop(tx);
+        let _ = handle.join();
+    }
     let _ = shared.log.sync();
+    let _inner = shared.lock();
+    for s in shared.lock_watchers().drain(..) {
+        let waker = {
+            let mut q = s.lock();
+            q.closed = Some("the store was closed".into());
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Prepares a batch of requests against the core; rejected ones are answered at once. Returns
+/// the group of accepted writes and their events, or `None` if none was accepted.
+fn prepare_group(
+    shared: &Shared,
+    batch: &mut Vec<Request>,
+    uids: &mut Uids,
+) -> Option<(Group, Vec<Committed>)> {
+    let (now_ms, _) = now();
+    let mut accepted = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
     let mut inner = shared.lock();
-    for s in inner.watchers.drain(..) {
-        *s.state.reason.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some("the store was closed".into());
+    // Checked under the core's lock, where a failing flusher sets it and aborts what is
+    // prepared: no group is prepared (and so appended) after that.
+    let failed = shared
+        .failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(why) = failed {
+        drop(inner);
+        for r in batch.drain(..) {
+            let _ = r.reply.send(Err(StoreError::Backend(format!(
+                "the store refuses writes after a failed write: {why}"
+            ))));
+        }
+        return None;
+    }
+    for r in batch.drain(..) {
+        let uid = match r.write {
+            Write::Create { .. } => uids.next(),
+            _ => String::new(),
+        };
+        let ctx = WriteContext {
+            actor: r.actor,
+            uid,
+        };
+        match inner.core.prepare(r.write, &ctx, now_ms) {
+            Ok(p) => {
+                events.push(p.committed);
+                accepted.push((r.reply, p.object, p.result));
+            }
+            Err(e) => {
+                let _ = r.reply.send(Err(e));
+            }
+        }
+    }
+    let through = inner.core.prepared_revision();
+    drop(inner);
+    if accepted.is_empty() {
+        return None;
+    }
+    Some((
+        Group {
+            through,
+            now_ms,
+            accepted,
+        },
+        events,
+    ))
+}
+
+/// The flusher: one flush for every group handed over since the last one, then finish them.
+fn flusher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Group>) {
+    let mut broken: Option<StoreError> = None;
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(g) = rx.try_recv() {
+            groups.push(g);
+        }
+        if broken.is_none() {
+            match shared.log.sync() {
+                Ok(()) => {
+                    shared.flushes.fetch_add(1, Ordering::Relaxed);
+                    finish(&shared, groups);
+                    continue;
+                }
+                Err(e) => broken = Some(shared.log.store_error(e)),
+            }
+        }
+        let err = broken.clone().expect("set above");
+        abort_groups(&shared, groups, err);
+    }
+}
+
+/// Fails groups that will never be flushed: the store refuses writes from now on, and nothing
+/// prepared is committed (a group the writer prepares meanwhile sees `failed` first).
+fn abort_groups(shared: &Shared, groups: Vec<Group>, err: StoreError) {
+    {
+        let mut inner = shared.lock();
+        fail(shared, err.to_string());
+        inner.core.abort_prepared();
+    }
+    for g in groups {
+        for (reply, _, _) in g.accepted {
+            let _ = reply.send(Err(err.clone()));
+        }
+    }
+}
+
+/// Commits durable groups (in order) in the core, hands their events to the watchers, and
+/// answers their writers.
+fn finish(shared: &Shared, groups: Vec<Group>) {
+    let last = groups.last().expect("at least one group");
+    let (through, now_ms) = (last.through, last.now_ms);
+    let mut inner = shared.lock();
+    let committed = inner.core.commit_prepared_through(through, now_ms);
+    let mut watchers = shared.lock_watchers();
+    drop(inner);
+    shared
+        .writes
+        .fetch_add(committed.len() as u64, Ordering::Relaxed);
+    if !watchers.is_empty() {
+        let objects = groups
+            .iter()
+            .flat_map(|g| g.accepted.iter().map(|(_, o, _)| o.clone()));
+        publish(
+            &mut watchers,
+            committed,
+            objects,
+            shared.config.watcher_buffer,
+        );
+    }
+    drop(watchers);
+    for g in groups {
+        for (reply, _, result) in g.accepted {
+            let _ = reply.send(Ok(result));
+        }
     }
 }
 
@@ -503,123 +887,113 @@ fn fail(shared: &Shared, why: String) {
     }
 }
 
-/// One group commit. Returns whether anything was committed.
-fn commit_group(shared: &Shared, batch: &mut Vec<Request>, durable: bool) -> bool {
-    if let Some(why) = shared
-        .failed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-    {
-        for r in batch.drain(..) {
-            let _ = r.reply.send(Err(StoreError::Backend(format!(
-                "the store refuses writes after a failed write: {why}"
-            ))));
-        }
-        return false;
-    }
-    let (now_ms, _) = now();
-    let mut accepted = Vec::with_capacity(batch.len());
-    let pending: Vec<Committed> = {
-        let mut inner = shared.lock();
-        for r in batch.drain(..) {
-            let ctx = WriteContext {
-                actor: r.actor,
-                uid: uuid::Uuid::new_v4().to_string(),
-            };
-            match inner.core.prepare(r.write, &ctx, now_ms) {
-                Ok(p) => accepted.push((r.reply, p.object, p.result)),
-                Err(e) => {
-                    let _ = r.reply.send(Err(e));
+/// Hands each event to every watcher that sees it: one shared entry per event, a pointer push
+/// per watcher, one wake-up per watcher. A watcher whose queue is full is cut off (it reads what
+/// it has, then `Closed`, and resumes from its last revision); a dropped watcher is forgotten.
+fn publish(
+    watchers: &mut Vec<Arc<Slot>>,
+    committed: Vec<Committed>,
+    objects: impl Iterator<Item = Arc<Value>>,
+    buffer: usize,
+) {
+    let published = Instant::now();
+    let mut time = (u64::MAX, String::new());
+    let entries: Vec<Arc<Entry>> = committed
+        .into_iter()
+        .zip(objects)
+        .map(|(committed, object)| {
+            if committed.at_ms / 1000 != time.0 {
+                time = (committed.at_ms / 1000, committed.time());
+            }
+            Arc::new(Entry {
+                committed,
+                object,
+                prev: OnceLock::new(),
+                left: OnceLock::new(),
+                time: time.1.clone(),
+                published,
+            })
+        })
+        .collect();
+    // Selector transitions parse the previous version at most once for all watchers.
+    let views: Vec<Views<'_>> = entries
+        .iter()
+        .map(|e| Views::with_object(&e.committed, e.object.clone()))
+        .collect();
+    watchers.retain(|slot| {
+        let selectors = slot.filter.has_selectors();
+        let mut q = slot.lock();
+        let mut queued = false;
+        for (entry, view) in entries.iter().zip(&views) {
+            let c = &entry.committed;
+            if c.revision <= slot.after || !slot.filter.covers(&c.key) {
+                continue;
+            }
+            let seen = if selectors {
+                match slot.filter.seen(view) {
+                    Some(s) => s,
+                    None => continue,
                 }
+            } else {
+                Seen::As(c.event_type)
+            };
+            if q.dropped {
+                return false;
             }
+            if q.items.len() >= buffer {
+                q.closed = Some(format!(
+                    "watcher too slow: its buffer of {buffer} events was full at revision {}; \
+                     resume from the last revision received",
+                    c.revision
+                ));
+                let waker = q.waker.take();
+                drop(q);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                return false;
+            }
+            q.items.push_back(Item::Event(entry.clone(), seen));
+            queued = true;
         }
-        inner.core.pending().to_vec()
-    };
-    if pending.is_empty() {
-        return false;
-    }
-    let written = shared.log.append(&pending, durable);
-    let mut inner = shared.lock();
-    match written {
-        Ok(()) => {
-            let committed = inner.core.commit_prepared(now_ms);
-            shared.groups.fetch_add(1, Ordering::Relaxed);
-            shared
-                .writes
-                .fetch_add(committed.len() as u64, Ordering::Relaxed);
-            let objects: Vec<Arc<Value>> = accepted.iter().map(|(_, o, _)| o.clone()).collect();
-            publish(
-                &mut inner.watchers,
-                &committed,
-                &objects,
-                shared.config.watcher_buffer,
-            );
-            drop(inner);
-            for (reply, _, result) in accepted {
-                let _ = reply.send(Ok(result));
-            }
-            true
+        let waker = if queued { q.waker.take() } else { None };
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
         }
-        Err(e) => {
-            inner.core.abort_prepared();
-            drop(inner);
-            let err = shared.log.store_error(e);
-            fail(shared, err.to_string());
-            for (reply, _, _) in accepted {
-                let _ = reply.send(Err(err.clone()));
-            }
-            false
+        true
+    });
+    for (entry, view) in entries.iter().zip(&views) {
+        if let Some(prev) = view.parsed_prev() {
+            let _ = entry.prev.set(prev);
         }
     }
 }
 
-/// Hands each event to every watcher that sees it (each object parsed at most once for all
-/// of them). A watcher whose buffer is full is cut off (it resumes from its last revision); a
-/// watcher whose receiver is gone is dropped.
-fn publish(
-    watchers: &mut Vec<Slot>,
-    committed: &[Committed],
-    objects: &[Arc<Value>],
-    buffer: usize,
-) {
-    let mut dead = vec![false; watchers.len()];
-    for (c, object) in committed.iter().zip(objects) {
-        let views = Views::with_object(c, object.clone());
-        // Watchers without selectors all get the same event: build it once, clone it.
-        let plain = std::cell::OnceCell::new();
-        for (i, slot) in watchers.iter().enumerate() {
-            if dead[i] || c.revision <= slot.after || !slot.filter.covers(&c.key) {
-                continue;
-            }
-            let ev = if slot.filter.has_selectors() {
-                match slot.filter.convert(&views) {
-                    Some(ev) => ev,
-                    None => continue,
-                }
-            } else {
-                plain
-                    .get_or_init(|| c.event_with(c.event_type, object.clone()))
-                    .clone()
-            };
-            match slot.tx.try_send(WatchItem::Event(ev)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    *slot.state.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-                        "watcher too slow: its buffer of {buffer} events was full at revision {}; \
-                         resume from the last revision received",
-                        c.revision
-                    ));
-                    dead[i] = true;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => dead[i] = true,
+/// Ages the watch window and hands every watcher a bookmark with the store's revision (after
+/// every event at or below it: the committer publishes before it lets go of the watchers).
+fn send_bookmarks(shared: &Shared) {
+    let (now_ms, _) = now();
+    let mut inner = shared.lock();
+    inner.core.age_window(now_ms);
+    let rev = inner.core.revision();
+    let mut watchers = shared.lock_watchers();
+    drop(inner);
+    let buffer = shared.config.watcher_buffer;
+    watchers.retain(|s| {
+        let mut q = s.lock();
+        if q.dropped {
+            return false;
+        }
+        // A full queue skips a bookmark; only events cut a watcher off.
+        if q.items.len() < buffer {
+            q.items.push_back(Item::Bookmark(rev));
+            if let Some(w) = q.waker.take() {
+                drop(q);
+                w.wake();
             }
         }
-    }
-    let mut i = 0;
-    watchers.retain(|_| {
-        i += 1;
-        !dead[i - 1]
+        true
     });
 }
 

@@ -97,4 +97,8 @@ impl Backend for MemoryBackend {
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>> {
         Ok(self.lock().meta.get(name).copied())
     }
+
+    fn needs_sync(&self) -> bool {
+        false
+    }
 }

@@ -79,6 +79,11 @@ pub trait Backend: Send + Sync {
         f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
     ) -> BackendResult<()>;
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>>;
+    /// Whether `write(.., sync: true)` / `sync` do anything: `false` for the memory backend, whose
+    /// writes are as durable as they get once applied (the driver then needs no flush stage).
+    fn needs_sync(&self) -> bool {
+        true
+    }
 }
 
 /// What `Log::load` found: the state to restore the core from.
@@ -347,19 +352,33 @@ impl Log {
     }
 
     /// Appends a group of committed events and updates the objects table, atomically.
+    /// (A key written twice in the group appears twice in the batch; backends apply a batch in
+    /// order, so its last write wins.)
     pub fn append(&self, batch: &[Committed], sync: bool) -> BackendResult<()> {
-        let mut b = Batch::default();
-        let mut objects: BTreeMap<Vec<u8>, Option<Revision>> = BTreeMap::new();
+        let mut b = Batch {
+            put_events: Vec::with_capacity(batch.len()),
+            objects: Vec::with_capacity(batch.len()),
+            ..Batch::default()
+        };
+        let mut time = (u64::MAX, String::new());
         for c in batch {
-            b.put_events.push((c.revision, codec::encode_event(c)));
+            if c.at_ms / 1000 != time.0 {
+                time = (c.at_ms / 1000, c.time());
+            }
+            b.put_events
+                .push((c.revision, codec::encode_event_at(c, &time.1)));
             let live = (c.event_type != EventType::Deleted).then_some(c.revision);
-            objects.insert(codec::encode_object_key(&c.key), live);
+            b.objects.push((codec::encode_object_key(&c.key), live));
         }
-        b.objects = objects.into_iter().collect();
         self.backend.write(b, sync)?;
         self.retained
             .fetch_add(batch.len() as u64, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// See [`Backend::needs_sync`].
+    pub fn needs_sync(&self) -> bool {
+        self.backend.needs_sync()
     }
 
     pub fn sync(&self) -> BackendResult<()> {
