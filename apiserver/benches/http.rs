@@ -32,6 +32,10 @@ use tokio::net::TcpStream;
 
 const TOKEN: &str = "bench-token";
 
+// The allocator `bonsai up` runs with (bonsai/src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn pv_json(i: usize) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "apiVersion": "v1", "kind": "PersistentVolume",
@@ -543,6 +547,15 @@ fn up_has_flag(flag: &str) -> bool {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // BONSAI_BENCH_ONLY=startup|creates|list|watch (comma-separated) runs only those parts;
+    // BONSAI_BENCH_CLIENTS=16,64 picks the client counts of the creates table (for profiling).
+    let only = std::env::var("BONSAI_BENCH_ONLY").unwrap_or_default();
+    let part = move |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    let client_counts: Vec<usize> = std::env::var("BONSAI_BENCH_CLIENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64, 256]);
+    let skip_etcd = std::env::var("BONSAI_BENCH_NO_ETCD").is_ok();
     // cargo bench passes --bench; ignore everything else.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -555,7 +568,19 @@ fn main() {
         // In-process start-up: store open + serve + first /readyz.
         let dir = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        let store = Store::open(StoreConfig::durable(BackendKind::Sled, dir.path().join("store"))).unwrap();
+        // BONSAI_BENCH_BACKEND=memory|redb|sled (default sled) separates the store's share.
+        let backend = match std::env::var("BONSAI_BENCH_BACKEND").as_deref() {
+            Ok("memory") => BackendKind::Memory,
+            Ok("redb") => BackendKind::Redb,
+            _ => BackendKind::Sled,
+        };
+        let cfg = if backend == BackendKind::Memory {
+            StoreConfig::memory()
+        } else {
+            StoreConfig::durable(backend, dir.path().join("store"))
+        };
+        println!("store backend: {backend:?}");
+        let store = Store::open(cfg).unwrap();
         let handle = serve(ServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN, store)).await.unwrap();
         let addr = handle.local_addr();
         let mut c = Conn::open(addr).await;
@@ -566,14 +591,15 @@ fn main() {
         if let Some(bin) = bonsai_binary() {
             println!("  binary: {}", bin.display());
         }
-        if up_has_flag("--nodes") {
+        if !part("startup") {
+        } else if up_has_flag("--nodes") {
             startup(runs, &["--nodes", "0"], "--nodes 0 (API server + controllers)");
             startup(runs, &[], "(default: + 3 kubelet nodes)");
         } else {
             startup(runs, &[], "(API server alone)");
         }
 
-        let etcd = match start_etcd().await {
+        let etcd = match if skip_etcd { Err("BONSAI_BENCH_NO_ETCD is set".to_string()) } else { start_etcd().await } {
             Ok(e) => Some(e),
             Err(why) => {
                 println!("\netcd: SKIPPED — {why}");
@@ -585,7 +611,7 @@ fn main() {
             pv_json(0).len(), pod_json(1).len());
         println!("  {:>7}  {:<52}  {:<52}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
         let mut base = 0;
-        for clients in [1usize, 16, 64, 256] {
+        for &clients in client_counts.iter().filter(|_| part("creates")) {
             let ops = if quick { (clients * 20).clamp(300, 3000) } else { (clients * 50).clamp(1000, 12800) };
             let b = creates(Target::Bonsai(addr), clients, ops, base).await;
             let e = match &etcd {
@@ -600,7 +626,7 @@ fn main() {
 
         // Top the PVs up to 10k, then list them.
         let pvs_now = base / 2;
-        if pvs_now < 10_000 {
+        if part("list") && pvs_now < 10_000 {
             let extra = (10_000 - pvs_now) * 2;
             creates(Target::Bonsai(addr), 64, extra, base).await;
             if let Some(e) = &etcd {
@@ -608,6 +634,7 @@ fn main() {
             }
             base += extra;
         }
+        if part("list") {
         println!("\nlist ({} PVs)", base / 2);
         let reps = if quick { 3 } else { 7 };
         let mut c = Conn::open(addr).await;
@@ -652,6 +679,8 @@ fn main() {
                 times[times.len() / 2].as_secs_f64() * 1e3, count, size as f64 / 1e6);
         }
 
+        }
+        if part("watch") {
         println!("\nwatch fan-out (pods, 16 writers; time until every watcher saw every event)");
         let cases: &[(usize, usize)] = if quick { &[(1, 200), (100, 100)] } else { &[(1, 500), (100, 200), (1000, 100)] };
         for &(w, e) in cases {
@@ -661,6 +690,7 @@ fn main() {
                 w, e, took.as_secs_f64() * 1e3, (w * e) as f64 / took.as_secs_f64(), complete, w);
         }
         println!("  (etcd watch fan-out is not measured: its gateway streams are not comparable to kubectl's watch)");
+        }
         drop(etcd);
         handle.shutdown().await;
     });

@@ -14,7 +14,7 @@
 //! are atomic, which objects are free-form maps) is the OpenAPI `x-kubernetes-list-type` /
 //! `-map-keys` / `structType` of the v1.33 types these kinds use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
@@ -31,7 +31,142 @@ pub enum PE {
 }
 
 pub type Path = Vec<PE>;
-pub type Set = BTreeSet<Path>;
+
+/// A set of field paths kept as a trie, as SMD's `fieldpath.Set` is: a node says whether its
+/// own path is a member and holds its children by path element. Set algebra then walks only
+/// the branches both sides share, instead of comparing whole paths string by string (the
+/// flat `BTreeSet<Path>` this replaced cost a fifth of the API server's CPU on writes).
+/// Invariant: no child is empty (every operation prunes), so `is_empty` is O(1) and a
+/// node with children always has a member below it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Set {
+    member: bool,
+    children: BTreeMap<PE, Set>,
+}
+
+impl Set {
+    pub fn new() -> Set {
+        Set::default()
+    }
+    pub fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+    pub fn insert(&mut self, path: Path) {
+        let mut cur = self;
+        for pe in path {
+            cur = cur.children.entry(pe).or_default();
+        }
+        cur.member = true;
+    }
+    fn node(&self, path: &[PE]) -> Option<&Set> {
+        let mut cur = self;
+        for pe in path {
+            cur = cur.children.get(pe)?;
+        }
+        Some(cur)
+    }
+    pub fn contains(&self, path: &[PE]) -> bool {
+        self.node(path).is_some_and(|n| n.member)
+    }
+    /// Some member lies strictly below `path`.
+    pub fn has_below(&self, path: &[PE]) -> bool {
+        self.node(path).is_some_and(|n| !n.children.is_empty())
+    }
+    pub fn union_with(&mut self, other: &Set) {
+        self.member |= other.member;
+        for (pe, c) in &other.children {
+            match self.children.get_mut(pe) {
+                Some(mine) => mine.union_with(c),
+                None => {
+                    self.children.insert(pe.clone(), c.clone());
+                }
+            }
+        }
+    }
+    pub fn union_owned(&mut self, other: Set) {
+        self.member |= other.member;
+        for (pe, c) in other.children {
+            match self.children.get_mut(&pe) {
+                Some(mine) => mine.union_owned(c),
+                None => {
+                    self.children.insert(pe, c);
+                }
+            }
+        }
+    }
+    /// `self = self − other`.
+    pub fn subtract(&mut self, other: &Set) {
+        if other.member {
+            self.member = false;
+        }
+        if self.children.is_empty() {
+            return;
+        }
+        for (pe, oc) in &other.children {
+            if let Some(c) = self.children.get_mut(pe) {
+                c.subtract(oc);
+                if c.is_empty() {
+                    self.children.remove(pe);
+                }
+            }
+        }
+    }
+    pub fn difference(&self, other: &Set) -> Set {
+        let mut d = self.clone();
+        d.subtract(other);
+        d
+    }
+    pub fn intersection(&self, other: &Set) -> Set {
+        let mut out = Set {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
+        let (small, big) = if self.children.len() <= other.children.len() {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        for (pe, c) in &small.children {
+            if let Some(oc) = big.children.get(pe) {
+                let i = c.intersection(oc);
+                if !i.is_empty() {
+                    out.children.insert(pe.clone(), i);
+                }
+            }
+        }
+        out
+    }
+    /// Every member path, in path order (a path before its extensions).
+    pub fn paths(&self) -> Vec<Path> {
+        fn walk(n: &Set, cur: &mut Path, out: &mut Vec<Path>) {
+            if n.member {
+                out.push(cur.clone());
+            }
+            for (pe, c) in &n.children {
+                cur.push(pe.clone());
+                walk(c, cur, out);
+                cur.pop();
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut Vec::new(), &mut out);
+        out
+    }
+    /// Drops the member at `prefix` and everything below it.
+    fn remove_prefix(&mut self, prefix: &[&str]) {
+        let Some((first, rest)) = prefix.split_first() else {
+            *self = Set::new();
+            return;
+        };
+        let pe = PE::Field((*first).to_string());
+        if let Some(c) = self.children.get_mut(&pe) {
+            c.remove_prefix(rest);
+            if c.is_empty() {
+                self.children.remove(&pe);
+            }
+        }
+    }
+}
 
 impl PE {
     fn encode(&self) -> String {
@@ -185,45 +320,51 @@ fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
     }
 }
 
-fn with(path: &[PE], pe: PE) -> Path {
-    let mut p = path.to_vec();
-    p.push(pe);
-    p
-}
-
 // ------------------------------------------------------------------ sets from objects
 
 /// `TypedValue.ToFieldSet`: the set an applied configuration claims.
 pub fn to_set(v: &Value) -> Set {
     let mut s = Set::new();
-    walk_to_set(v, &[], "", &mut s);
+    walk_to_set(v, "", &mut s);
     s
 }
 
-fn walk_to_set(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
+/// Adds to `node` (the set below `v`'s own path) what `v` claims.
+fn walk_to_set(v: &Value, fpath: &str, node: &mut Set) {
     if let Value::Object(m) = v {
         let parent_is_map = map_type(fpath);
         for (k, c) in m {
-            let cp = with(path, PE::Field(k.clone()));
             let cf = child_fpath(fpath, k);
+            let mut child = Set::new();
             if is_granular_obj(c, &cf) {
-                walk_to_set(c, &cp, &cf, s);
+                walk_to_set(c, &cf, &mut child);
                 // Keys of free-form maps are members; struct fields only through their
                 // leaves (SMD v4 `toFieldSet`: an empty struct claims nothing).
                 if parent_is_map {
-                    s.insert(cp);
+                    child.member = true;
                 }
             } else if is_granular_list(c, &cf) {
                 let lt = list_type(&cf);
                 for (i, item) in c.as_array().expect("array").iter().enumerate() {
-                    let ip = with(&cp, item_pe(item, lt, i));
+                    let mut ic = Set::new();
                     if lt != ListType::Set {
-                        walk_to_set(item, &ip, &cf, s);
+                        walk_to_set(item, &cf, &mut ic);
                     }
-                    s.insert(ip);
+                    ic.member = true;
+                    child
+                        .children
+                        .entry(item_pe(item, lt, i))
+                        .or_default()
+                        .union_owned(ic);
                 }
             } else {
-                s.insert(cp);
+                child.member = true;
+            }
+            if !child.is_empty() {
+                node.children
+                    .entry(PE::Field(k.clone()))
+                    .or_default()
+                    .union_owned(child);
             }
         }
     }
@@ -231,8 +372,8 @@ fn walk_to_set(v: &Value, path: &[PE], fpath: &str, s: &mut Set) {
 
 #[derive(Default, Debug)]
 pub struct Comparison {
-    pub added: Set,
-    pub modified: Set,
+    /// Added or modified (every caller wants their union).
+    pub changed: Set,
     pub removed: Set,
 }
 
@@ -242,7 +383,15 @@ pub struct Comparison {
 /// A `null` counts as present (Go's zero values of non-omitempty fields).
 pub fn compare(old: &Value, new: &Value) -> Comparison {
     let mut c = Comparison::default();
-    cmp(Some(old), Some(new), &[], "", &mut c);
+    let mut fpath = String::new();
+    cmp(
+        Some(old),
+        Some(new),
+        true,
+        &mut fpath,
+        &mut c.changed,
+        &mut c.removed,
+    );
     c
 }
 
@@ -253,32 +402,27 @@ fn same_shape(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
-fn leaf(o: Option<&Value>, n: Option<&Value>, path: &[PE], c: &mut Comparison) {
-    if path.is_empty() {
+/// `ch`/`rm` are the changed/removed sets at this node's path; the root is never a member.
+fn leaf(o: Option<&Value>, n: Option<&Value>, root: bool, ch: &mut Set, rm: &mut Set) {
+    if root {
         return;
     }
     match (o, n) {
-        (None, Some(_)) => {
-            c.added.insert(path.to_vec());
-        }
-        (Some(_), None) => {
-            c.removed.insert(path.to_vec());
-        }
-        (Some(a), Some(b)) if a != b => {
-            c.modified.insert(path.to_vec());
-        }
+        (None, Some(_)) => ch.member = true,
+        (Some(_), None) => rm.member = true,
+        (Some(a), Some(b)) if a != b => ch.member = true,
         _ => {}
     }
 }
 
-fn post(o: Option<&Value>, n: Option<&Value>, path: &[PE], c: &mut Comparison) {
-    if path.is_empty() {
+fn post(o: Option<&Value>, n: Option<&Value>, root: bool, ch: &mut Set, rm: &mut Set) {
+    if root {
         return;
     }
     if o.is_none() {
-        c.added.insert(path.to_vec());
+        ch.member = true;
     } else if n.is_none() {
-        c.removed.insert(path.to_vec());
+        rm.member = true;
     }
 }
 
@@ -299,43 +443,66 @@ fn index_items(l: Option<&Value>, lt: ListType) -> Vec<(PE, &Value)> {
     out
 }
 
-fn cmp(o: Option<&Value>, n: Option<&Value>, path: &[PE], fpath: &str, c: &mut Comparison) {
+/// Compares one node. The results go straight into the trie: a child's sets are attached
+/// (with its path element allocated) only when they are not empty, and `fpath` is one
+/// buffer grown and truncated on the way down, so an unchanged subtree allocates nothing.
+fn cmp(
+    o: Option<&Value>,
+    n: Option<&Value>,
+    root: bool,
+    fpath: &mut String,
+    ch: &mut Set,
+    rm: &mut Set,
+) {
     if o.is_none() && n.is_none() {
         return;
     }
     let sample = n.filter(|v| !v.is_null()).or(o.filter(|v| !v.is_null()));
     if !same_shape(o, n) {
-        return leaf(o, n, path, c);
+        return leaf(o, n, root, ch, rm);
     }
     match sample {
         Some(v) if is_granular_obj(v, fpath) => {
             let om = o.and_then(Value::as_object);
             let nm = n.and_then(Value::as_object);
             if om.is_none_or(Map::is_empty) && nm.is_none_or(Map::is_empty) {
-                return leaf(o, n, path, c);
+                return leaf(o, n, root, ch, rm);
             }
-            let mut keys: Vec<&String> = om.into_iter().flat_map(|m| m.keys()).collect();
-            for k in nm.into_iter().flat_map(|m| m.keys()) {
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
+            let keys = om.into_iter().flat_map(|m| m.keys()).chain(
+                nm.into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|k| !om.is_some_and(|m| m.contains_key(*k))),
+            );
             for k in keys {
+                let len = fpath.len();
+                if len > 0 {
+                    fpath.push('.');
+                }
+                fpath.push_str(k);
+                let (mut cch, mut crm) = (Set::new(), Set::new());
                 cmp(
                     om.and_then(|m| m.get(k)),
                     nm.and_then(|m| m.get(k)),
-                    &with(path, PE::Field(k.clone())),
-                    &child_fpath(fpath, k),
-                    c,
+                    false,
+                    fpath,
+                    &mut cch,
+                    &mut crm,
                 );
+                fpath.truncate(len);
+                if !cch.is_empty() {
+                    ch.children.insert(PE::Field(k.clone()), cch);
+                }
+                if !crm.is_empty() {
+                    rm.children.insert(PE::Field(k.clone()), crm);
+                }
             }
-            post(o, n, path, c);
+            post(o, n, root, ch, rm);
         }
         Some(v) if is_granular_list(v, fpath) => {
             let lt = list_type(fpath);
             let (oi, ni) = (index_items(o, lt), index_items(n, lt));
             if oi.is_empty() && ni.is_empty() {
-                return leaf(o, n, path, c);
+                return leaf(o, n, root, ch, rm);
             }
             let mut pes: Vec<&PE> = oi.iter().map(|(p, _)| p).collect();
             for (p, _) in &ni {
@@ -346,64 +513,56 @@ fn cmp(o: Option<&Value>, n: Option<&Value>, path: &[PE], fpath: &str, c: &mut C
             for pe in pes {
                 let ov = oi.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
                 let nv = ni.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
-                cmp(ov, nv, &with(path, pe.clone()), fpath, c);
+                let (mut cch, mut crm) = (Set::new(), Set::new());
+                cmp(ov, nv, false, fpath, &mut cch, &mut crm);
+                if !cch.is_empty() {
+                    ch.children.insert(pe.clone(), cch);
+                }
+                if !crm.is_empty() {
+                    rm.children.insert(pe.clone(), crm);
+                }
             }
-            post(o, n, path, c);
+            post(o, n, root, ch, rm);
         }
-        _ => leaf(o, n, path, c),
+        _ => leaf(o, n, root, ch, rm),
     }
 }
 
 // ------------------------------------------------------------------ fieldsV1 encoding
 
 pub fn encode(set: &Set) -> Value {
-    #[derive(Default)]
-    struct Node {
-        member: bool,
-        children: BTreeMap<PE, Node>,
+    let mut m = Map::new();
+    if set.member && !set.children.is_empty() {
+        m.insert(".".into(), json!({}));
     }
-    let mut root = Node::default();
-    for p in set {
-        let mut cur = &mut root;
-        for pe in p {
-            cur = cur.children.entry(pe.clone()).or_default();
-        }
-        cur.member = true;
+    for (pe, c) in &set.children {
+        m.insert(pe.encode(), encode(c));
     }
-    fn out(n: &Node) -> Value {
-        let mut m = Map::new();
-        if n.member && !n.children.is_empty() {
-            m.insert(".".into(), json!({}));
-        }
-        for (pe, c) in &n.children {
-            m.insert(pe.encode(), out(c));
-        }
-        Value::Object(m)
-    }
-    out(&root)
+    Value::Object(m)
 }
 
 pub fn decode(v: &Value) -> Set {
-    let mut s = Set::new();
-    fn walk(v: &Value, path: &mut Path, s: &mut Set) {
-        let Some(m) = v.as_object() else { return };
-        if m.is_empty() && !path.is_empty() {
-            s.insert(path.clone());
+    fn walk(v: &Value, root: bool) -> Set {
+        let mut s = Set::new();
+        let Some(m) = v.as_object() else { return s };
+        if m.is_empty() && !root {
+            s.member = true;
         }
         for (k, c) in m {
             if k == "." {
-                s.insert(path.clone());
+                s.member = true;
                 continue;
             }
             if let Some(pe) = PE::decode(k) {
-                path.push(pe);
-                walk(c, path, s);
-                path.pop();
+                let child = walk(c, false);
+                if !child.is_empty() {
+                    s.children.entry(pe).or_default().union_owned(child);
+                }
             }
         }
+        s
     }
-    walk(v, &mut Vec::new(), &mut s);
-    s
+    walk(v, true)
 }
 
 // ------------------------------------------------------------------ managers
@@ -464,11 +623,12 @@ impl Entry {
 }
 
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    let list = obj
+    let Some(list) = obj
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    else {
+        return Vec::new();
+    };
     list.iter()
         .map(|e| {
             let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -541,20 +701,19 @@ impl Ignore {
         prefixes.extend(reset.iter().map(|r| r.to_vec()));
         Ignore { prefixes }
     }
-    fn ignored(&self, p: &[PE]) -> bool {
-        if p.len() == 1 && p[0] == PE::Field("metadata".into()) {
-            return true;
+    /// Drops `.metadata` itself and every path under one of the prefixes.
+    pub fn filter(&self, mut s: Set) -> Set {
+        let metadata = PE::Field("metadata".into());
+        if let Some(m) = s.children.get_mut(&metadata) {
+            m.member = false;
+            if m.is_empty() {
+                s.children.remove(&metadata);
+            }
         }
-        self.prefixes.iter().any(|pre| {
-            pre.len() <= p.len()
-                && pre
-                    .iter()
-                    .zip(p)
-                    .all(|(a, b)| matches!(b, PE::Field(f) if f == a))
-        })
-    }
-    pub fn filter(&self, s: Set) -> Set {
-        s.into_iter().filter(|p| !self.ignored(p)).collect()
+        for pre in &self.prefixes {
+            s.remove_prefix(pre);
+        }
+        s
     }
 }
 
@@ -601,14 +760,14 @@ pub fn record_update(
     }
     let mut entries = base_entries(old, new);
     let c = compare(old_for_compare, new);
-    let changed: Set = ignore.filter(c.added.union(&c.modified).cloned().collect());
+    let changed = ignore.filter(c.changed);
     let removed = ignore.filter(c.removed);
     // Upstream runs the write as a temporary "current-operation" manager: every existing
     // entry (the writer's own included) loses what was changed or removed, then the writer
     // gains what this write changed — and only then is its timestamp renewed.
     for e in entries.iter_mut() {
-        e.set = e.set.difference(&changed).cloned().collect();
-        e.set = e.set.difference(&removed).cloned().collect();
+        e.set.subtract(&changed);
+        e.set.subtract(&removed);
     }
     if !changed.is_empty() {
         let me = Entry {
@@ -627,7 +786,7 @@ pub fn record_update(
                 entries.len() - 1
             }
         };
-        entries[idx].set.extend(changed);
+        entries[idx].set.union_owned(changed);
         entries[idx].time = (!now.is_empty()).then(|| now.to_string());
     }
     cap_update_managers(&mut entries);
@@ -669,7 +828,7 @@ fn cap_update_managers(entries: &mut Vec<Entry>) {
                 let bucket = &mut entries[first];
                 bucket.manager = "ancient-changes".into();
                 bucket.subresource = String::new();
-                bucket.set.extend(set);
+                bucket.set.union_owned(set);
                 bucket.time = time;
                 dropped.push(i);
                 length -= 1;
@@ -872,38 +1031,33 @@ pub fn apply(
         .find(|e| e.key() == my_key)
         .map(|e| e.set.clone())
         .unwrap_or_default();
-    let others: Set = entries
-        .iter()
-        .filter(|e| e.key() != my_key)
-        .flat_map(|e| e.set.iter().cloned())
-        .collect();
+    let mut others = Set::new();
+    for e in entries.iter().filter(|e| e.key() != my_key) {
+        others.union_with(&e.set);
+    }
     // Prune what this manager stopped applying and nobody else owns (deepest first, and
     // never a node under which another manager still owns something).
     let mut to_remove: Vec<Path> = last
         .difference(&config_set)
-        .filter(|p| !others.contains(*p))
-        .cloned()
+        .paths()
+        .into_iter()
+        .filter(|p| !others.contains(p))
         .collect();
     to_remove.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in to_remove {
-        let owned_below = others
-            .iter()
-            .chain(config_set.iter())
-            .any(|o| o.len() > p.len() && o.starts_with(&p));
+        let owned_below = others.has_below(&p) || config_set.has_below(&p);
         if !owned_below {
             remove_path(&mut merged, &p, "");
         }
     }
     // Conflicts: values another manager owns that this apply changes.
     let c = compare(live_for_compare, &merged);
-    let changed: Set = a
-        .ignore
-        .filter(c.added.union(&c.modified).cloned().collect());
+    let changed = a.ignore.filter(c.changed);
     let removed = a.ignore.filter(c.removed);
     let mut conflicts: Vec<(String, Path)> = Vec::new();
     for e in entries.iter().filter(|e| e.key() != my_key) {
-        for p in e.set.intersection(&changed) {
-            conflicts.push((e.printed(), p.clone()));
+        for p in e.set.intersection(&changed).paths() {
+            conflicts.push((e.printed(), p));
         }
     }
     if !conflicts.is_empty() && !a.force {
@@ -911,9 +1065,9 @@ pub fn apply(
     }
     for e in entries.iter_mut().filter(|e| e.key() != my_key) {
         if a.force {
-            e.set = e.set.difference(&changed).cloned().collect();
+            e.set.subtract(&changed);
         }
-        e.set = e.set.difference(&removed).cloned().collect();
+        e.set.subtract(&removed);
     }
     // The applier's timestamp is renewed only when the object changed (a no-op apply
     // returns the live object in kube-apiserver).
