@@ -4,12 +4,21 @@
 //!
 //! The world speaks JSON (the store's language); this module converts to and from the typed
 //! objects each core takes, exactly as the real drivers do with `kube`'s deserialisation.
+//! Every stored version of an object is one [`Obj`]: its JSON plus its typed form, decoded at
+//! most once (on first use) and cloned from there for every component it is delivered to — a
+//! watch event fans out to several components, and relists hand the same versions out again.
 
+use std::any::Any;
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodStatus,
+};
 use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -21,11 +30,64 @@ use volume_controller::core as vc;
 
 use super::objects::{self, Kind};
 
+/// One stored version of an object: the JSON the store keeps (parsed), and its typed form,
+/// decoded once on first use. Immutable, shared by the mirror, the event log and outcomes.
+pub struct Obj {
+    json: Arc<Value>,
+    typed: OnceCell<Result<Box<dyn Any>, String>>,
+}
+
+impl Deref for Obj {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.json
+    }
+}
+
+impl std::fmt::Debug for Obj {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.json.fmt(f)
+    }
+}
+
+impl Obj {
+    pub fn new(json: Arc<Value>) -> Arc<Obj> {
+        Arc::new(Obj {
+            json,
+            typed: OnceCell::new(),
+        })
+    }
+
+    pub fn json(&self) -> &Arc<Value> {
+        &self.json
+    }
+
+    /// The typed object, decoded on first use and borrowed from there.
+    pub fn typed_ref<T: DeserializeOwned + Clone + 'static>(&self) -> Result<Cow<'_, T>, String> {
+        let first = self
+            .typed
+            .get_or_init(|| typed::<T>(&self.json).map(|t| Box::new(t) as Box<dyn Any>));
+        match first {
+            Ok(b) => match b.downcast_ref::<T>() {
+                Some(t) => Ok(Cow::Borrowed(t)),
+                // Asked as another type than the first time (no kind is): decode afresh.
+                None => typed::<T>(&self.json).map(Cow::Owned),
+            },
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The typed object, owned (what the cores take).
+    pub fn typed<T: DeserializeOwned + Clone + 'static>(&self) -> Result<T, String> {
+        self.typed_ref::<T>().map(Cow::into_owned)
+    }
+}
+
 /// What a watch hands a core.
 pub enum Delivery<'a> {
-    Applied(&'a Value),
-    Deleted(&'a Value),
-    Relisted(Vec<Arc<Value>>),
+    Applied(&'a Obj),
+    Deleted(&'a Obj),
+    Relisted(Vec<Arc<Obj>>),
 }
 
 /// A request a core made, as the world must perform it.
@@ -56,11 +118,11 @@ pub enum KubeReq {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// The object as stored after the write (for a delete: its last state).
-    Object(Arc<Value>),
+    Object(Arc<Obj>),
     /// A Status body (`pods/binding`).
     Status(Value),
-    Read(Option<Arc<Value>>),
-    List(Vec<Arc<Value>>),
+    Read(Option<Arc<Obj>>),
+    List(Vec<Arc<Obj>>),
     Conflict(String),
     NotFound(String),
     Failed(String),
@@ -92,8 +154,8 @@ fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, String> {
     })
 }
 
-fn typed_list<T: DeserializeOwned>(l: &[Arc<Value>]) -> Result<Vec<T>, String> {
-    l.iter().map(|v| typed(v)).collect()
+fn typed_list<T: DeserializeOwned + Clone + 'static>(l: &[Arc<Obj>]) -> Result<Vec<T>, String> {
+    l.iter().map(|v| v.typed()).collect()
 }
 
 /// Every local disk exists on every simulated node (the scenarios are about binding, not
@@ -114,6 +176,9 @@ pub struct Kubelet {
     ident: NodeIdentity,
     dirs: PodDirs,
     pods: BTreeMap<String, Pod>,
+    /// Pods changed since the sync loop last handed them to their `PodState` (handing an
+    /// unchanged pod again is a no-op: `handle_pod` only replaces the pod).
+    fresh: BTreeSet<String>,
     pvcs: BTreeMap<String, PersistentVolumeClaim>,
     pvs: BTreeMap<String, PersistentVolume>,
     synced: u8,
@@ -121,10 +186,10 @@ pub struct Kubelet {
     pub effects: VecDeque<(String, Action)>,
     outbox: VecDeque<(u64, KubeReq)>,
     next_id: u64,
-    /// Pod key → request id of the status write in flight.
-    status_inflight: BTreeMap<String, (u64, Value)>,
-    /// The last status this kubelet wrote per pod (read your writes).
-    written: BTreeMap<String, Value>,
+    /// Pod key → request id of the status write in flight, and the status (typed and JSON).
+    status_inflight: BTreeMap<String, (u64, PodStatus, Value)>,
+    /// The last status this kubelet wrote per pod (read your writes), typed and as JSON.
+    written: BTreeMap<String, (PodStatus, Value)>,
     /// A status write conflicted at this resourceVersion: wait for a newer pod.
     stale: BTreeMap<String, u64>,
     finishing: BTreeSet<String>,
@@ -163,6 +228,7 @@ impl Kubelet {
                 root: PathBuf::from(format!("/var/lib/bonsai/{node}/pods")),
             },
             pods: BTreeMap::new(),
+            fresh: BTreeSet::new(),
             pvcs: BTreeMap::new(),
             pvs: BTreeMap::new(),
             synced: 0,
@@ -185,33 +251,37 @@ impl Kubelet {
     fn deliver(&mut self, now: u64, kind: Kind, d: Delivery<'_>) -> Result<(), String> {
         match (kind, d) {
             (Kind::Pod, Delivery::Applied(v)) => {
-                let p: Pod = typed(v)?;
+                let p = v.typed_ref::<Pod>()?;
                 let k = key_of(&p.metadata);
                 if self.mine(&p) {
-                    self.pods.insert(k, p);
+                    self.pods.insert(k.clone(), p.into_owned());
+                    self.fresh.insert(k);
                 } else {
                     self.pods.remove(&k);
                 }
             }
             (Kind::Pod, Delivery::Deleted(v)) => {
-                let p: Pod = typed(v)?;
+                let p = v.typed_ref::<Pod>()?;
                 self.pods.remove(&key_of(&p.metadata));
             }
             (Kind::Pod, Delivery::Relisted(l)) => {
-                let l: Vec<Pod> = typed_list(&l)?;
-                self.pods = l
-                    .into_iter()
-                    .filter(|p| self.mine(p))
-                    .map(|p| (key_of(&p.metadata), p))
-                    .collect();
+                let mut pods = BTreeMap::new();
+                for o in &l {
+                    let p = o.typed_ref::<Pod>()?;
+                    if self.mine(&p) {
+                        pods.insert(key_of(&p.metadata), p.into_owned());
+                    }
+                }
+                self.pods = pods;
+                self.fresh = self.pods.keys().cloned().collect();
                 self.synced |= 1;
             }
             (Kind::Pvc, Delivery::Applied(v)) => {
-                let c: PersistentVolumeClaim = typed(v)?;
+                let c: PersistentVolumeClaim = v.typed()?;
                 self.pvcs.insert(key_of(&c.metadata), c);
             }
             (Kind::Pvc, Delivery::Deleted(v)) => {
-                let c: PersistentVolumeClaim = typed(v)?;
+                let c = v.typed_ref::<PersistentVolumeClaim>()?;
                 self.pvcs.remove(&key_of(&c.metadata));
             }
             (Kind::Pvc, Delivery::Relisted(l)) => {
@@ -220,12 +290,12 @@ impl Kubelet {
                 self.synced |= 2;
             }
             (Kind::Pv, Delivery::Applied(v)) => {
-                let pv: PersistentVolume = typed(v)?;
+                let pv: PersistentVolume = v.typed()?;
                 self.pvs
                     .insert(pv.metadata.name.clone().unwrap_or_default(), pv);
             }
             (Kind::Pv, Delivery::Deleted(v)) => {
-                let pv: PersistentVolume = typed(v)?;
+                let pv = v.typed_ref::<PersistentVolume>()?;
                 self.pvs.remove(pv.metadata.name.as_deref().unwrap_or(""));
             }
             (Kind::Pv, Delivery::Relisted(l)) => {
@@ -250,13 +320,16 @@ impl Kubelet {
         for (k, p) in &self.pods {
             match self.states.get_mut(k) {
                 Some(s) if s.uid() == p.metadata.uid.as_deref().unwrap_or("") => {
-                    s.handle_pod(p.clone())
+                    if self.fresh.contains(k) {
+                        s.handle_pod(p.clone())
+                    }
                 }
                 _ => {
                     self.states.insert(k.clone(), PodState::new(p.clone(), now));
                 }
             }
         }
+        self.fresh.clear();
         let keys: Vec<String> = self.states.keys().cloned().collect();
         for k in keys {
             if !self.pods.contains_key(&k) {
@@ -317,17 +390,27 @@ impl Kubelet {
         if self.stale.get(k).is_some_and(|s| rv <= *s) {
             return;
         }
-        let status = serde_json::to_value(state.status(&self.ident, now)).unwrap_or(Value::Null);
+        let typed = state.status(&self.ident, now);
+        // Equal typed statuses serialise alike: the JSON comparison below is only needed
+        // when they differ (JSON may still agree, e.g. timestamps are written in seconds).
+        if pod.status.as_ref() == Some(&typed)
+            || self.written.get(k).is_some_and(|(t, _)| *t == typed)
+        {
+            return;
+        }
+        let status = serde_json::to_value(&typed).unwrap_or(Value::Null);
         let current = pod
             .status
             .as_ref()
             .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-        if self.written.get(k) == Some(&status) || current.as_ref() == Some(&status) {
+        if self.written.get(k).is_some_and(|(_, v)| *v == status)
+            || current.as_ref() == Some(&status)
+        {
             return;
         }
         self.next_id += 1;
         self.status_inflight
-            .insert(k.to_string(), (self.next_id, status.clone()));
+            .insert(k.to_string(), (self.next_id, typed, status.clone()));
         self.outbox.push_back((
             self.next_id,
             KubeReq::Status {
@@ -348,18 +431,19 @@ impl Kubelet {
         } = req
         {
             let k = format!("{namespace}/{name}");
-            if let Some((_, status)) = self.status_inflight.remove(&k) {
+            if let Some((_, typed, status)) = self.status_inflight.remove(&k) {
                 match out {
                     Outcome::Object(o) => {
-                        self.written.insert(k.clone(), status);
+                        self.written.insert(k.clone(), (typed, status));
                         // Read your writes: the stored pod is at least as new as the informer's.
-                        if let Ok(p) = typed::<Pod>(o) {
+                        if let Ok(p) = o.typed_ref::<Pod>() {
                             if self
                                 .pods
                                 .get(&k)
                                 .is_some_and(|cur| rv_of(&cur.metadata) < rv_of(&p.metadata))
                             {
-                                self.pods.insert(k.clone(), p);
+                                self.pods.insert(k.clone(), p.into_owned());
+                                self.fresh.insert(k.clone());
                             }
                         }
                     }
@@ -471,22 +555,22 @@ const KUBELET_WATCHES: &[Kind] = &[Kind::Pod, Kind::Pvc, Kind::Pv];
 
 fn sw<T>(d: Delivery<'_>) -> Result<sched::WatchEvent<T>, String>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + Clone + 'static,
 {
     Ok(match d {
-        Delivery::Applied(v) => sched::WatchEvent::Applied(typed(v)?),
-        Delivery::Deleted(v) => sched::WatchEvent::Deleted(typed(v)?),
+        Delivery::Applied(v) => sched::WatchEvent::Applied(v.typed()?),
+        Delivery::Deleted(v) => sched::WatchEvent::Deleted(v.typed()?),
         Delivery::Relisted(l) => sched::WatchEvent::Restarted(typed_list(&l)?),
     })
 }
 
 fn vw<T>(d: Delivery<'_>) -> Result<vc::WatchEvent<T>, String>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + Clone + 'static,
 {
     Ok(match d {
-        Delivery::Applied(v) => vc::WatchEvent::Applied(typed(v)?),
-        Delivery::Deleted(v) => vc::WatchEvent::Deleted(typed(v)?),
+        Delivery::Applied(v) => vc::WatchEvent::Applied(v.typed()?),
+        Delivery::Deleted(v) => vc::WatchEvent::Deleted(v.typed()?),
         Delivery::Relisted(l) => vc::WatchEvent::Relisted(typed_list(&l)?),
     })
 }
@@ -572,7 +656,7 @@ impl Core {
         match (self, req) {
             (Core::Scheduler(s), Req::Sched(_)) => {
                 let c = match out {
-                    Outcome::Object(o) => sched::Completion::Done((**o).clone()),
+                    Outcome::Object(o) => sched::Completion::Done((**o.json()).clone()),
                     Outcome::Status(v) => sched::Completion::Done(v.clone()),
                     Outcome::Read(_) | Outcome::List(_) => {
                         sched::Completion::Failed("unexpected read".into())
@@ -591,21 +675,21 @@ impl Core {
                     (
                         vc::Request::UpdateVolume(_) | vc::Request::UpdateVolumeStatus(_),
                         Outcome::Object(o),
-                    ) => vc::Completion::Volume(typed(o)?),
+                    ) => vc::Completion::Volume(o.typed()?),
                     (
                         vc::Request::UpdateClaim(_) | vc::Request::UpdateClaimStatus(_),
                         Outcome::Object(o),
-                    ) => vc::Completion::Claim(typed(o)?),
+                    ) => vc::Completion::Claim(o.typed()?),
                     (vc::Request::GetClaim { .. }, Outcome::Read(o)) => {
                         vc::Completion::ClaimRead(match o {
-                            Some(o) => Some(typed(o)?),
+                            Some(o) => Some(o.typed()?),
                             None => None,
                         })
                     }
                     (vc::Request::ListPods { .. }, Outcome::List(l)) => {
                         vc::Completion::PodList(typed_list(l)?)
                     }
-                    (_, Outcome::Object(o)) => vc::Completion::Event(typed::<Event>(o)?),
+                    (_, Outcome::Object(o)) => vc::Completion::Event(o.typed::<Event>()?),
                     (r, o) => {
                         vc::Completion::Failed(format!("{} answered with {}", r.verb(), o.short()))
                     }

@@ -23,7 +23,7 @@ use apiserver::store::{
 };
 use serde_json::{json, Value};
 
-use super::actors::{Core, Delivery, KubeReq, Outcome, Req};
+use super::actors::{Core, Delivery, KubeReq, Obj, Outcome, Req};
 use super::invariants;
 use super::objects::{self, label, Kind};
 use super::rng::Rng;
@@ -150,9 +150,9 @@ pub struct World<'s> {
     opts: Options,
     pub(crate) store: StoreCore,
     /// The current objects, parsed (what the store holds as JSON text).
-    pub(crate) mirror: BTreeMap<Key, Arc<Value>>,
+    pub(crate) mirror: BTreeMap<Key, Arc<Obj>>,
     /// Every event's object, parsed, by revision - 1.
-    pub(crate) parsed: Vec<Arc<Value>>,
+    pub(crate) parsed: Vec<Arc<Obj>>,
     pub(crate) now: u64,
     rng: Rng,
     pub(crate) actors: Vec<Actor>,
@@ -166,7 +166,8 @@ pub struct World<'s> {
     uids: u64,
     /// Virtual time of the last request or write about anything but an Event.
     last_change: u64,
-    committed_by: BTreeSet<(String, Key)>,
+    /// Agent → the keys it has committed writes to (`run until committed`).
+    committed_by: BTreeMap<String, BTreeSet<Key>>,
     /// PVs whose claimRef the scheduler wrote (its PreBind: "the scheduler chose a node").
     pub(crate) scheduler_claimed: BTreeSet<String>,
     /// Claims created with volumeName and PVs created with claimRef (pre-bound by a user).
@@ -177,6 +178,10 @@ pub struct World<'s> {
     latency_ms: u64,
     pub(crate) failure: Option<Failure>,
     steps_in_run: u64,
+    /// Who names whom, for the incremental per-commit invariants.
+    pub(crate) index: invariants::Index,
+    /// The replay invariant's fold of the log so far.
+    pub(crate) replay: invariants::Replay,
 }
 
 fn kind_of(req: &Req) -> &'static str {
@@ -268,7 +273,7 @@ impl<'s> World<'s> {
             trace: String::new(),
             uids: 0,
             last_change: EPOCH_MS,
-            committed_by: BTreeSet::new(),
+            committed_by: BTreeMap::new(),
             scheduler_claimed: BTreeSet::new(),
             user_bound: BTreeSet::new(),
             crash_budget,
@@ -277,6 +282,8 @@ impl<'s> World<'s> {
             latency_ms,
             failure: None,
             steps_in_run: 0,
+            index: Default::default(),
+            replay: Default::default(),
             opts,
         };
         if w.opts.trace {
@@ -365,53 +372,84 @@ impl<'s> World<'s> {
 
     /// Applies one write as `agent`; on success records the event, mirrors the object and
     /// checks the invariants.
-    fn write(&mut self, agent: &str, w: Write) -> Result<Arc<Value>, StoreError> {
+    fn write(&mut self, agent: &str, w: Write) -> Result<Arc<Obj>, StoreError> {
         self.uids += 1;
-        let ctx = WriteContext {
-            actor: agent.to_string(),
-            uid: format!(
+        // Only a create uses the uid (the counter still advances on every write, so the uids
+        // a seed produces never change).
+        let uid = if matches!(w, Write::Create { .. }) {
+            format!(
                 "{:08x}-0000-4000-8000-{:012x}",
                 self.opts.seed as u32, self.uids
-            ),
+            )
+        } else {
+            String::new()
+        };
+        let ctx = WriteContext {
+            actor: agent.to_string(),
+            uid,
         };
         let (prepared, committed) = self.store.apply(w, &ctx, self.now)?;
+        // The event's object: one `Obj` shared by the log, the mirror, every delivery and the
+        // writer's outcome (create/update return the stored object itself).
+        let same = Arc::ptr_eq(&prepared.object, &prepared.result);
+        let object = Obj::new(prepared.object);
+        let result = if same {
+            object.clone()
+        } else {
+            Obj::new(prepared.result)
+        };
         for c in &committed {
-            let key: Key = (*c.key).clone();
-            let kind = Kind::of(&key).expect("the simulator writes known kinds");
+            let key: &Key = &c.key;
+            let kind = Kind::of(key).expect("the simulator writes known kinds");
             debug_assert_eq!(self.parsed.len() as u64 + 1, c.revision);
-            self.parsed.push(prepared.object.clone());
+            self.parsed.push(object.clone());
             self.kind_revs[kind.index()].push(c.revision);
             if kind != Kind::Event {
                 self.last_change = self.now;
             }
-            self.committed_by.insert((agent.to_string(), key.clone()));
+            let by = match self.committed_by.get_mut(agent) {
+                Some(by) => by,
+                None => self.committed_by.entry(agent.to_string()).or_default(),
+            };
+            if !by.contains(key) {
+                by.insert(key.clone());
+            }
             if kind == Kind::Pv
                 && agent == "bonsai-scheduler"
-                && !objects::claim_ref(&prepared.object).is_empty()
+                && !objects::claim_ref(&object).is_empty()
             {
                 self.scheduler_claimed.insert(key.name.clone());
             }
             let prev = if c.event_type == EventType::Deleted {
-                self.mirror.remove(&key)
+                self.mirror.remove(key)
             } else {
-                self.mirror.insert(key.clone(), prepared.object.clone())
+                match self.mirror.get_mut(key) {
+                    Some(slot) => Some(std::mem::replace(slot, object.clone())),
+                    None => self.mirror.insert(key.clone(), object.clone()),
+                }
             };
             let change = invariants::Change {
-                key: &key,
+                key,
+                kind,
                 event_type: c.event_type,
-                object: &prepared.object,
+                object: &object,
                 prev: prev.as_ref(),
                 actor: agent,
             };
             invariants::after_commit(self, &change);
         }
-        Ok(prepared.result)
+        Ok(result)
     }
 
     /// The current object (the simulator's parsed mirror of the store's objects; the replay
     /// invariant checks that both agree).
-    pub(crate) fn get(&self, key: &Key) -> Option<Arc<Value>> {
+    pub(crate) fn get(&self, key: &Key) -> Option<Arc<Obj>> {
         self.mirror.get(key).cloned()
+    }
+
+    /// The current object, borrowed.
+    pub(crate) fn peek(&self, key: &Key) -> Option<&Obj> {
+        self.mirror.get(key).map(|o| &**o)
     }
 
     fn precondition(&self, body: &Value) -> Option<Precondition> {
@@ -421,7 +459,7 @@ impl<'s> World<'s> {
         rv_in(body).map(Precondition::ResourceVersion)
     }
 
-    fn outcome(&self, key: &Key, r: Result<Arc<Value>, StoreError>) -> Outcome {
+    fn outcome(&self, key: &Key, r: Result<Arc<Obj>, StoreError>) -> Outcome {
         match r {
             Ok(v) => Outcome::Object(v),
             Err(StoreError::Conflict { .. } | StoreError::UidConflict { .. }) => {
@@ -447,7 +485,7 @@ impl<'s> World<'s> {
         }
         if status_only {
             let status = body.get("status").cloned().unwrap_or(Value::Null);
-            body = (*cur).clone();
+            body = Value::clone(&cur);
             body["status"] = status;
         } else {
             match cur.get("status") {
@@ -482,7 +520,7 @@ impl<'s> World<'s> {
             .map(|_| {
                 let mut last = body.clone();
                 last["metadata"]["resourceVersion"] = json!(self.store.revision().to_string());
-                Arc::new(last)
+                Obj::new(Arc::new(last))
             })
         } else {
             self.write(
@@ -518,7 +556,7 @@ impl<'s> World<'s> {
                             }
                         }
                     }
-                    let mut obj = (*cur).clone();
+                    let mut obj = Value::clone(&cur);
                     let mut p = patch.clone();
                     if let Some(m) = p.as_object_mut() {
                         m.remove("metadata");
@@ -609,7 +647,7 @@ impl<'s> World<'s> {
         let Some(cur) = self.get(key) else {
             return Outcome::NotFound(not_found_message(key));
         };
-        let mut obj = (*cur).clone();
+        let mut obj = Value::clone(&cur);
         apiserver::semantics::patch::merge_patch(&mut obj, patch);
         let r = self.write(
             agent,
@@ -648,7 +686,7 @@ impl<'s> World<'s> {
                 key.name, key.name
             ));
         }
-        let mut obj = (*cur).clone();
+        let mut obj = Value::clone(&cur);
         obj["spec"]["nodeName"] = Value::String(node.into());
         let mut conds: Vec<Value> = obj
             .pointer("/status/conditions")
@@ -1034,7 +1072,7 @@ impl<'s> World<'s> {
         if relist || expired {
             let (g, r) = kind.resource();
             let lo = Key::new(g, r, "", "");
-            let items: Vec<Arc<Value>> = self
+            let items: Vec<Arc<Obj>> = self
                 .mirror
                 .range(lo..)
                 .take_while(|(k, _)| k.group == g && k.resource == r)
@@ -1252,7 +1290,8 @@ impl<'s> World<'s> {
             }
             Until::Committed { actor, key } => self
                 .committed_by
-                .contains(&(Core::agent(actor), key.clone())),
+                .get(&Core::agent(actor))
+                .is_some_and(|by| by.contains(key)),
             Until::Check(c) => self.check(c).is_ok(),
         }
     }
@@ -1351,7 +1390,7 @@ impl<'s> World<'s> {
                     && !objects::str_at(&cur, "/spec/nodeName").is_empty()
                     && self.scn.kubelets;
                 let r = if on_node || has_finalizers(&cur) {
-                    let mut o = (*cur).clone();
+                    let mut o = Value::clone(&cur);
                     if o.pointer("/metadata/deletionTimestamp").is_none() {
                         o["metadata"]["deletionTimestamp"] =
                             json!(rfc3339(self.now / 1000 + if on_node { 30 } else { 0 }));
