@@ -319,6 +319,97 @@ fn identity(json: &str) -> IdentityMeta {
         .unwrap_or_default()
 }
 
+/// The metadata fields the store sets on every create and update, in the order it sets them.
+const STORE_FIELDS: [&str; 3] = ["uid", "creationTimestamp", "resourceVersion"];
+
+/// A create's or update's object serialized ahead of [`StoreCore::prepare_serialized`], by the
+/// caller's thread instead of the single writer's: its JSON with holes where the values of
+/// `metadata.uid`, `creationTimestamp` and `resourceVersion` go (the fields themselves are in
+/// place already, so they end up exactly where `prepare` puts them).
+#[derive(Clone, Debug)]
+pub struct Preserialized {
+    json: String,
+    /// Offset into `json` and index into [`STORE_FIELDS`] of each hole, ascending.
+    holes: Vec<(usize, usize)>,
+    /// How many fields `metadata` had: a prepared object with another count (a store field
+    /// removed) does not fit the holes.
+    meta_len: usize,
+}
+
+impl Preserialized {
+    /// The object's final JSON: `object` is the prepared object (its store fields set). `None`
+    /// if the holes do not fit it (a field was removed), so the caller serializes instead.
+    fn splice(&self, object: &Value) -> Option<String> {
+        let meta = object.get("metadata")?.as_object()?;
+        if self.holes.len() != STORE_FIELDS.len() || meta.len() != self.meta_len {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.json.len() + 96);
+        let mut at = 0;
+        for &(offset, field) in &self.holes {
+            out.extend_from_slice(&self.json.as_bytes()[at..offset]);
+            serde_json::to_writer(&mut out, meta.get(STORE_FIELDS[field])?).ok()?;
+            at = offset;
+        }
+        out.extend_from_slice(&self.json.as_bytes()[at..]);
+        String::from_utf8(out).ok()
+    }
+}
+
+/// Checks a create's or update's object, fills in its metadata name and namespace, puts the
+/// store's metadata fields in place (values to come) and serializes it with holes for them.
+/// What `prepare` would reject for the key or the object is rejected here, with the same error.
+pub fn preserialize(key: &Key, object: &mut Value) -> Result<Preserialized> {
+    key.validate()?;
+    StoreCore::check_object(key, object)?;
+    let meta = StoreCore::metadata_mut(object, key);
+    for field in STORE_FIELDS {
+        if !meta.contains_key(field) {
+            meta.insert(field.into(), Value::Null);
+        }
+    }
+    let meta_len = meta.len();
+    let obj = object.as_object().expect("checked: object");
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut holes = Vec::with_capacity(STORE_FIELDS.len());
+    fn ser<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+        serde_json::to_writer(out, v).expect("a serde_json::Value always serializes");
+    }
+    out.push(b'{');
+    for (i, (k, v)) in obj.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        ser(&mut out, k);
+        out.push(b':');
+        match v {
+            Value::Object(meta) if k == "metadata" => {
+                out.push(b'{');
+                for (j, (mk, mv)) in meta.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    ser(&mut out, mk);
+                    out.push(b':');
+                    match STORE_FIELDS.iter().position(|f| f == mk) {
+                        Some(field) => holes.push((out.len(), field)),
+                        None => ser(&mut out, mv),
+                    }
+                }
+                out.push(b'}');
+            }
+            v => ser(&mut out, v),
+        }
+    }
+    out.push(b'}');
+    let json = String::from_utf8(out).expect("serde_json writes UTF-8");
+    Ok(Preserialized {
+        json,
+        holes,
+        meta_len,
+    })
+}
+
 /// A current object: its JSON text and the revision of its last change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -557,11 +648,34 @@ impl StoreCore {
     /// Checks a write against committed + prepared state and assigns it the next revision.
     /// Nothing becomes visible to readers until [`Self::commit_prepared`].
     pub fn prepare(&mut self, write: Write, ctx: &WriteContext, now_ms: u64) -> Result<Prepared> {
+        self.prepare_serialized(write, None, ctx, now_ms)
+    }
+
+    /// [`Self::prepare`] for a create or update whose object went through [`preserialize`]
+    /// (`pre`): the store's metadata values are spliced into the ready JSON instead of
+    /// serializing the whole object here. Same result, byte for byte.
+    pub fn prepare_serialized(
+        &mut self,
+        write: Write,
+        pre: Option<Preserialized>,
+        ctx: &WriteContext,
+        now_ms: u64,
+    ) -> Result<Prepared> {
         write.key().validate()?;
         let rev = self.next_revision();
         let time = rfc3339(now_ms / 1000);
         let actor = self.actor(&ctx.actor);
         let serialize = |v: &Value| -> Arc<str> {
+            if let Some(pre) = &pre {
+                if let Some(json) = pre.splice(v) {
+                    debug_assert_eq!(
+                        json,
+                        serde_json::to_string(v).expect("serializes"),
+                        "spliced JSON differs from the serialized object"
+                    );
+                    return Arc::from(json);
+                }
+            }
             Arc::from(serde_json::to_string(v).expect("a serde_json::Value always serializes"))
         };
         let (committed, object, result) = match write {
@@ -1098,6 +1212,59 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::InvalidObject { .. }));
         assert_eq!(core.revision(), 3, "rejected writes take no revision");
+    }
+
+    #[test]
+    fn preserialized_writes_store_the_same_bytes() {
+        let objects = [
+            json!({}),
+            json!({"kind": "Pod", "spec": {"z": 1, "a": "\"q\"\u{e9}\n"}}),
+            json!({"metadata": {}}),
+            json!({"metadata": {"resourceVersion": "9", "labels": {"x": "1"}, "uid": "forged"}, "b": [1, 2.5, null]}),
+            json!({"a": 1, "metadata": {"name": "p", "creationTimestamp": null, "annotations": {"k": "v"}}, "z": {}}),
+        ];
+        for (i, object) in objects.iter().enumerate() {
+            let mut plain = StoreCore::new(WatchWindow::default());
+            let mut pre = StoreCore::new(WatchWindow::default());
+            for (j, write) in [
+                Write::Create {
+                    key: pod("p"),
+                    object: object.clone(),
+                },
+                Write::Update {
+                    key: pod("p"),
+                    object: object.clone(),
+                    precondition: None,
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let c = ctx(j as u64);
+                let a = plain.prepare(write.clone(), &c, 1_000).unwrap();
+                let mut w = write;
+                let p = match &mut w {
+                    Write::Create { key, object } | Write::Update { key, object, .. } => {
+                        preserialize(key, object).unwrap()
+                    }
+                    Write::Delete { .. } => unreachable!(),
+                };
+                let b = pre.prepare_serialized(w, Some(p), &c, 1_000).unwrap();
+                assert_eq!(a.committed.json, b.committed.json, "object {i}, write {j}");
+                assert_eq!(a.result, b.result);
+                plain.commit_prepared(1_000);
+                pre.commit_prepared(1_000);
+            }
+        }
+        let mut bad = json!({"metadata": {"name": "other"}});
+        assert!(matches!(
+            preserialize(&pod("p"), &mut bad),
+            Err(StoreError::InvalidObject { .. })
+        ));
+        assert!(matches!(
+            preserialize(&pod("a/b"), &mut json!({})),
+            Err(StoreError::InvalidKey(_))
+        ));
     }
 
     #[test]

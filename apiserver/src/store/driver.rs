@@ -46,8 +46,8 @@ use tokio::sync::oneshot;
 
 use super::backend::{Backend, BackendError, Log, MemoryBackend, RedbBackend, SledBackend};
 use super::core::{
-    left_selection, parse, resource_version_of, Committed, Filter, Seen, StoreCore, Views, Write,
-    WriteContext,
+    left_selection, parse, preserialize, resource_version_of, Committed, Filter, Preserialized,
+    Seen, StoreCore, Views, Write, WriteContext,
 };
 use super::{
     rfc3339, BackendKind, Durability, Event, EventType, History, Key, ListQuery, ListResult,
@@ -56,6 +56,8 @@ use super::{
 
 struct Request {
     write: Write,
+    /// A create's or update's object, serialized by the caller (see [`preserialize`]).
+    pre: Option<Preserialized>,
     actor: String,
     reply: oneshot::Sender<Result<Arc<Value>>>,
 }
@@ -414,11 +416,17 @@ impl Store {
         self.shared.log.describe()
     }
 
-    async fn submit(&self, write: Write, actor: &str) -> Result<Arc<Value>> {
+    async fn submit(
+        &self,
+        write: Write,
+        pre: Option<Preserialized>,
+        actor: &str,
+    ) -> Result<Arc<Value>> {
         let (reply, rx) = oneshot::channel();
         self.requests
             .send(Request {
                 write,
+                pre,
                 actor: actor.to_string(),
                 reply,
             })
@@ -428,12 +436,15 @@ impl Store {
     }
 
     /// Creates `key`; sets `metadata.uid`, `creationTimestamp` and `resourceVersion`.
-    pub async fn create(&self, key: &Key, object: Value, actor: &str) -> Result<Arc<Value>> {
+    pub async fn create(&self, key: &Key, mut object: Value, actor: &str) -> Result<Arc<Value>> {
+        // Serialized here, on the caller's thread, not on the one writer thread.
+        let pre = preserialize(key, &mut object)?;
         self.submit(
             Write::Create {
                 key: key.clone(),
                 object,
             },
+            Some(pre),
             actor,
         )
         .await
@@ -443,16 +454,18 @@ impl Store {
     pub async fn update(
         &self,
         key: &Key,
-        object: Value,
+        mut object: Value,
         precondition: Option<Precondition>,
         actor: &str,
     ) -> Result<Arc<Value>> {
+        let pre = preserialize(key, &mut object)?;
         self.submit(
             Write::Update {
                 key: key.clone(),
                 object,
                 precondition,
             },
+            Some(pre),
             actor,
         )
         .await
@@ -470,6 +483,7 @@ impl Store {
                 key: key.clone(),
                 precondition,
             },
+            None,
             actor,
         )
         .await
@@ -786,7 +800,7 @@ fn prepare_group(
             actor: r.actor,
             uid,
         };
-        match inner.core.prepare(r.write, &ctx, now_ms) {
+        match inner.core.prepare_serialized(r.write, r.pre, &ctx, now_ms) {
             Ok(p) => {
                 events.push(p.committed);
                 accepted.push((r.reply, p.object, p.result));

@@ -59,14 +59,55 @@ pub type Revision = u64;
 /// Where an object lives: `group` is `""` for the core group, `resource` the lowercase plural
 /// (`persistentvolumes`), `namespace` is `""` for cluster-scoped objects.
 ///
-/// The derived order (group, resource, namespace, name) is also the list order, which is
-/// kube-apiserver's order (etcd keys `/registry/<resource>/<namespace>/<name>`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The order (group, resource, namespace, name), each compared as strings, is also the list
+/// order, which is kube-apiserver's order (etcd keys `/registry/<resource>/<namespace>/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Key {
     pub group: String,
     pub resource: String,
     pub namespace: String,
     pub name: String,
+}
+
+/// `str` order, inlined: keys are short and mostly share their first three parts, and a B-tree
+/// search over the store's keys makes dozens of comparisons — four `memcmp` calls each were a
+/// tenth of the writer's time.
+#[inline]
+fn cmp_str(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_be_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+        i += 8;
+    }
+    while i < n {
+        if a[i] != b[i] {
+            return a[i].cmp(&b[i]);
+        }
+        i += 1;
+    }
+    a.len().cmp(&b.len())
+}
+
+impl Ord for Key {
+    /// Exactly the derived order of the four fields (`str` order each), only faster.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_str(&self.group, &other.group)
+            .then_with(|| cmp_str(&self.resource, &other.resource))
+            .then_with(|| cmp_str(&self.namespace, &other.namespace))
+            .then_with(|| cmp_str(&self.name, &other.name))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Key {
@@ -632,6 +673,37 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_790_000_000), "2026-09-21T14:13:20Z");
+    }
+
+    #[test]
+    fn key_order_is_the_order_of_its_parts() {
+        let parts = [
+            "",
+            "a",
+            "ab",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefgi",
+            "b",
+            "pods",
+            "pod\u{e9}",
+        ];
+        let keys: Vec<Key> = parts
+            .iter()
+            .flat_map(|g| parts.iter().map(move |n| Key::new(g, "pods", "default", n)))
+            .chain(parts.iter().map(|ns| Key::new("", "pods", ns, "x")))
+            .collect();
+        for a in &keys {
+            for b in &keys {
+                let want = (&a.group, &a.resource, &a.namespace, &a.name).cmp(&(
+                    &b.group,
+                    &b.resource,
+                    &b.namespace,
+                    &b.name,
+                ));
+                assert_eq!(a.cmp(b), want, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]
