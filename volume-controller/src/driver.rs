@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -83,6 +83,12 @@ pub fn client(url: &str, token: &str) -> Result<kube::Client, Error> {
     kube::Client::try_from(cfg).map_err(Error::Client)
 }
 
+/// Queued syncs run per loop turn before the driver looks at new inputs again.
+const WORK_SLICE: usize = 256;
+/// Inputs taken per loop turn (watch events and completions are handled in batches, but a
+/// steady stream must not starve the requests already decided).
+const INPUT_BATCH: usize = 64;
+
 enum Input {
     Volume(WatchEvent<PersistentVolume>),
     Claim(WatchEvent<PersistentVolumeClaim>),
@@ -142,6 +148,7 @@ pub async fn run(
         field_manager: Some(config.field_manager.clone()),
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
+    let trace = std::env::var_os("BONSAI_VC_TRACE").is_some();
 
     tokio::pin!(shutdown);
     loop {
@@ -149,13 +156,15 @@ pub async fn run(
         if core.poll_timeout().is_some_and(|t| now() >= t) {
             core.handle_timeout(now());
         }
-        while let Some(out) = core.poll_output() {
+        // Run queued syncs in slices: a resync queues every object, and new inputs (watch
+        // events, completions) must not wait behind all of it.
+        let mut budget = WORK_SLICE;
+        while let Some(out) = core.poll_output_bounded(&mut budget) {
             let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
             let permits = permits.clone();
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let id = out.id;
-                let trace = std::env::var_os("BONSAI_VC_TRACE").is_some();
                 if trace {
                     eprintln!("vc -> {:?} {}", id, describe_request(&out.request));
                 }
@@ -165,6 +174,22 @@ pub async fn run(
                 }
                 let _ = tx.send(Input::Done(id, c));
             });
+        }
+        if core.has_queued_work() {
+            // Budget spent with work left: take what has arrived meanwhile (without
+            // waiting), let the request tasks run, then the next slice.
+            if shutdown.as_mut().now_or_never().is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            let t = now();
+            for _ in 0..INPUT_BATCH {
+                match rx.try_recv() {
+                    Ok(input) => feed(&mut core, t, input),
+                    Err(_) => break,
+                }
+            }
+            continue;
         }
         let sleep = match core.poll_timeout() {
             Some(t) => Duration::from_millis(t.0.saturating_sub(now().0)),
@@ -180,7 +205,7 @@ pub async fn run(
                 // Take a few more ready inputs before sending outputs again (fewer wakeups
                 // under load), but never so many that a steady stream of watch events
                 // starves the requests the core already decided.
-                for _ in 0..64 {
+                for _ in 0..INPUT_BATCH {
                     let Ok(more) = rx.try_recv() else { break };
                     feed(&mut core, t, more);
                 }
@@ -221,14 +246,14 @@ where
         let mut buffer: Vec<K> = Vec::new();
         while let Some(ev) = stream.next().await {
             let out = match ev {
-                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(o)),
-                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(o)),
+                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(lean(o))),
+                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(lean(o))),
                 Ok(watcher::Event::Init) => {
                     buffer.clear();
                     None
                 }
                 Ok(watcher::Event::InitApply(o)) => {
-                    buffer.push(o);
+                    buffer.push(lean(o));
                     None
                 }
                 Ok(watcher::Event::InitDone) => {
@@ -246,6 +271,16 @@ where
             }
         }
     })
+}
+
+/// Drops `metadata.managedFields` from an object the core will cache. The core never reads
+/// them, and a write without them leaves the stored ownership as it is (the API server, like
+/// kube-apiserver, carries the live object's managedFields over when a non-apply write
+/// omits them and records this writer's change), so the result on the server is the same
+/// while every cached copy, every copy made to write and every request body is smaller.
+fn lean<K: kube::Resource>(mut o: K) -> K {
+    o.meta_mut().managed_fields = None;
+    o
 }
 
 fn classify(e: kube::Error) -> Completion {
@@ -268,30 +303,30 @@ async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completi
             let api = Api::<PersistentVolume>::all(client);
             api.replace(&name_of(&pv.metadata), pp, &pv)
                 .await
-                .map_or_else(classify, Completion::Volume)
+                .map_or_else(classify, |o| Completion::Volume(lean(o)))
         }
         Request::UpdateVolumeStatus(pv) => {
             let api = Api::<PersistentVolume>::all(client);
             api.replace_status(&name_of(&pv.metadata), pp, &pv)
                 .await
-                .map_or_else(classify, Completion::Volume)
+                .map_or_else(classify, |o| Completion::Volume(lean(o)))
         }
         Request::UpdateClaim(c) => {
             let api = Api::<PersistentVolumeClaim>::namespaced(client, &ns_of(&c.metadata));
             api.replace(&name_of(&c.metadata), pp, &c)
                 .await
-                .map_or_else(classify, Completion::Claim)
+                .map_or_else(classify, |o| Completion::Claim(lean(o)))
         }
         Request::UpdateClaimStatus(c) => {
             let api = Api::<PersistentVolumeClaim>::namespaced(client, &ns_of(&c.metadata));
             api.replace_status(&name_of(&c.metadata), pp, &c)
                 .await
-                .map_or_else(classify, Completion::Claim)
+                .map_or_else(classify, |o| Completion::Claim(lean(o)))
         }
         Request::GetClaim { namespace, name } => {
             let api = Api::<PersistentVolumeClaim>::namespaced(client, &namespace);
             match api.get_opt(&name).await {
-                Ok(c) => Completion::ClaimRead(c),
+                Ok(c) => Completion::ClaimRead(c.map(lean)),
                 Err(e) => classify(e),
             }
         }

@@ -6,6 +6,8 @@
 //! Each function decides from the cache and issues at most one write (see `core` docs); the
 //! sync runs again when that write completes.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 
 use apiserver::api::{self, has_annotation};
@@ -174,7 +176,7 @@ impl VolumeControllerCore {
         }
     }
 
-    fn sync_unbound_claim(&mut self, claim: PersistentVolumeClaim) {
+    fn sync_unbound_claim(&mut self, claim: Arc<PersistentVolumeClaim>) {
         // OBSERVATION: pvc is "Pending" (not bind-completed)
         let key = meta_key(&claim.metadata);
         let requested_volume = claim_volume_name(&claim).to_string();
@@ -202,11 +204,10 @@ impl VolumeControllerCore {
                 };
             let found = self
                 .cache
-                .find_best_match(&claim, delay_binding, &self.busy_volumes)
-                .cloned();
+                .find_best_match(&claim, delay_binding, &self.busy_volumes);
             if let Some(volume) = found {
                 // OBSERVATION: pvc is "Pending", pv is "Available" (or pre-bound to it)
-                self.bind(volume, claim);
+                self.bind(&volume, &claim);
             } else if let Some(v) = (!delay_binding)
                 .then(|| self.cache.busy_candidate(&claim))
                 .flatten()
@@ -220,7 +221,7 @@ impl VolumeControllerCore {
                     // [RetroactiveDefaultStorageClass] Write the default class into the claim
                     // and restart the sync from the update.
                     if let Some(def) = api::default_storage_class(self.cache.classes.values()) {
-                        let mut c = claim.clone();
+                        let mut c = (*claim).clone();
                         c.spec
                             .get_or_insert_with(Default::default)
                             .storage_class_name = def.metadata.name.clone();
@@ -241,7 +242,7 @@ impl VolumeControllerCore {
                     self.emit_event_for_unbound_delay_binding_claim(&claim);
                 } else if !api::claim_storage_class(&claim).is_empty() {
                     // [Unit test set 11] Provisioning; no status update (upstream returns).
-                    self.provision_claim(claim);
+                    self.provision_claim(&claim);
                     return;
                 } else {
                     // [Unit test 1-2] No class, nothing fits.
@@ -280,13 +281,13 @@ impl VolumeControllerCore {
                     }
                     Ok(()) => {
                         // [Unit test 2-3] Bind; the PV gets bound-by-controller.
-                        self.bind(volume, claim);
+                        self.bind(&volume, &claim);
                     }
                 }
             } else if api::is_volume_bound_to_claim(&volume, &claim) {
                 // [Unit test 2-4, 2-5] OBSERVATION: pvc is "Pending", pv is "Bound" to it:
                 // finish the binding (adds the claim UID if it was pre-bound by name).
-                self.bind(volume, claim);
+                self.bind(&volume, &claim);
             } else {
                 // OBSERVATION: pvc is "Pending", pv is "Bound" to someone else.
                 let msg =
@@ -303,7 +304,7 @@ impl VolumeControllerCore {
         }
     }
 
-    fn sync_bound_claim(&mut self, claim: PersistentVolumeClaim) {
+    fn sync_bound_claim(&mut self, claim: Arc<PersistentVolumeClaim>) {
         // OBSERVATION: pvc has bind-completed; it was Bound before.
         // [Unit test set 3]
         let vname = claim_volume_name(&claim).to_string();
@@ -342,11 +343,11 @@ impl VolumeControllerCore {
             None => {
                 // [Unit test 3-3, 3-7] The volume came unbound (or we have not seen the new
                 // version yet): bind again.
-                self.bind(volume, claim);
+                self.bind(&volume, &claim);
             }
             Some(uid) if uid == claim.metadata.uid.clone().unwrap_or_default() => {
                 // [Unit test 3-5] All is well; bind() fixes any phase left behind.
-                self.bind(volume, claim);
+                self.bind(&volume, &claim);
             }
             Some(_) => {
                 // [Unit test 3-4, 3-6] The volume belongs to another claim.
@@ -364,17 +365,20 @@ impl VolumeControllerCore {
     // ================================================================ bind
 
     /// `bind(volume, claim)`: the next of the four writes of §4.5 still missing, or nothing.
-    fn bind(&mut self, volume: PersistentVolume, claim: PersistentVolumeClaim) {
-        let key = meta_key(&claim.metadata);
-        let vname = volume_name(&volume);
-        let locks = vec![Obj::Claim(key.clone()), Obj::Volume(vname.clone())];
-        let then = vec![Work::Claim(key.clone())];
+    /// Each step is checked on the cached objects first; a copy is made only to write.
+    fn bind(&mut self, volume: &PersistentVolume, claim: &PersistentVolumeClaim) {
+        let vname = volume_name(volume);
+        let locks = || {
+            vec![
+                Obj::Claim(meta_key(&claim.metadata)),
+                Obj::Volume(volume_name(volume)),
+            ]
+        };
+        let then = || vec![Work::Claim(meta_key(&claim.metadata))];
 
         // Step 1: PV.spec.claimRef (+ bound-by-controller unless pre-bound to this claim).
-        let should_set_bound_by_controller = !api::is_volume_bound_to_claim(&volume, &claim);
-        let mut pv = volume.clone();
-        let mut dirty = false;
-        let ref_matches = pv
+        let should_set_bound_by_controller = !api::is_volume_bound_to_claim(volume, claim);
+        let ref_matches = volume
             .spec
             .as_ref()
             .and_then(|s| s.claim_ref.as_ref())
@@ -383,52 +387,56 @@ impl VolumeControllerCore {
                     && r.namespace == claim.metadata.namespace
                     && r.uid.as_deref().unwrap_or("") == claim.metadata.uid.as_deref().unwrap_or("")
             });
-        if !ref_matches {
-            pv.spec.get_or_insert_with(Default::default).claim_ref = Some(claim_ref(&claim));
-            dirty = true;
-        }
-        if should_set_bound_by_controller
-            && !has_annotation(&pv.metadata, api::ANN_BOUND_BY_CONTROLLER)
-        {
-            set_annotation(&mut pv.metadata, api::ANN_BOUND_BY_CONTROLLER, "yes");
-            dirty = true;
-        }
-        if dirty {
-            self.write(Request::UpdateVolume(pv), locks, then, None, false);
+        let add_bound_by_controller = should_set_bound_by_controller
+            && !has_annotation(&volume.metadata, api::ANN_BOUND_BY_CONTROLLER);
+        if !ref_matches || add_bound_by_controller {
+            let mut pv = volume.clone();
+            if !ref_matches {
+                pv.spec.get_or_insert_with(Default::default).claim_ref = Some(claim_ref(claim));
+            }
+            if add_bound_by_controller {
+                set_annotation(&mut pv.metadata, api::ANN_BOUND_BY_CONTROLLER, "yes");
+            }
+            self.write(Request::UpdateVolume(pv), locks(), then(), None, false);
             return;
         }
 
         // Step 2: PV.status.phase = Bound.
-        if volume_phase(&volume) != PHASE_BOUND {
+        if volume_phase(volume) != PHASE_BOUND {
             let mut pv = volume.clone();
             let st = pv.status.get_or_insert_with(Default::default);
             st.phase = Some(PHASE_BOUND.into());
             st.message = None;
-            self.write(Request::UpdateVolumeStatus(pv), locks, then, None, false);
+            self.write(
+                Request::UpdateVolumeStatus(pv),
+                locks(),
+                then(),
+                None,
+                false,
+            );
             return;
         }
 
         // Step 3: PVC.spec.volumeName (+ bound-by-controller) and bind-completed.
-        let mut c = claim.clone();
-        let mut dirty = false;
-        if claim_volume_name(&claim) != vname {
-            c.spec.get_or_insert_with(Default::default).volume_name = Some(vname.clone());
-            if !has_annotation(&c.metadata, api::ANN_BOUND_BY_CONTROLLER) {
-                set_annotation(&mut c.metadata, api::ANN_BOUND_BY_CONTROLLER, "yes");
+        let set_volume_name = claim_volume_name(claim) != vname;
+        let set_completed = !has_annotation(&claim.metadata, api::ANN_BIND_COMPLETED);
+        if set_volume_name || set_completed {
+            let mut c = claim.clone();
+            if set_volume_name {
+                c.spec.get_or_insert_with(Default::default).volume_name = Some(vname.clone());
+                if !has_annotation(&c.metadata, api::ANN_BOUND_BY_CONTROLLER) {
+                    set_annotation(&mut c.metadata, api::ANN_BOUND_BY_CONTROLLER, "yes");
+                }
             }
-            dirty = true;
-        }
-        if !has_annotation(&c.metadata, api::ANN_BIND_COMPLETED) {
-            set_annotation(&mut c.metadata, api::ANN_BIND_COMPLETED, "yes");
-            dirty = true;
-        }
-        if dirty {
-            self.write(Request::UpdateClaim(c), locks, then, None, false);
+            if set_completed {
+                set_annotation(&mut c.metadata, api::ANN_BIND_COMPLETED, "yes");
+            }
+            self.write(Request::UpdateClaim(c), locks(), then(), None, false);
             return;
         }
 
         // Step 4: PVC.status: Bound, accessModes and capacity from the volume.
-        self.update_claim_status(&claim, PHASE_BOUND, Some(&volume), Some(locks));
+        self.update_claim_status(claim, PHASE_BOUND, Some(volume), Some(locks()));
     }
 
     // ================================================================ syncVolume
@@ -689,22 +697,22 @@ impl VolumeControllerCore {
     }
 
     /// `provisionClaim`, through the provisioning seam.
-    fn provision_claim(&mut self, claim: PersistentVolumeClaim) {
+    fn provision_claim(&mut self, claim: &PersistentVolumeClaim) {
         let class = self
             .cache
             .classes
-            .get(api::claim_storage_class(&claim))
+            .get(api::claim_storage_class(claim))
             .cloned();
-        match provision::plan(&claim, class.as_ref()) {
+        match provision::plan(claim, class.as_ref()) {
             ProvisionPlan::Failed { message } => {
-                self.record(claim_ref(&claim), WARNING, "ProvisioningFailed", &message);
+                self.record(claim_ref(claim), WARNING, "ProvisioningFailed", &message);
             }
             ProvisionPlan::External { provisioner } => {
                 if api::annotation(&claim.metadata, api::ANN_STORAGE_PROVISIONER)
                     == Some(provisioner.as_str())
                 {
                     let msg = provision::external_provisioning_message(&provisioner);
-                    self.record(claim_ref(&claim), NORMAL, "ExternalProvisioning", &msg);
+                    self.record(claim_ref(claim), NORMAL, "ExternalProvisioning", &msg);
                 } else {
                     // setClaimProvisioner: both keys, then the event from the next sync.
                     let mut c = claim.clone();

@@ -13,6 +13,7 @@
 //! - pods by the claims they reference (upstream's PodPVCIndex).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use apiserver::api::{self, ParsedQuantity};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
@@ -77,8 +78,10 @@ pub fn pod_claim_keys(pod: &Pod) -> Vec<String> {
 
 #[derive(Default, Debug)]
 pub struct Cache {
-    pub volumes: BTreeMap<String, PersistentVolume>,
-    pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// Shared (`Arc`) so a sync can hold the object it decides about while it writes to the
+    /// core, without a deep copy per sync; a copy is made only for a write.
+    pub volumes: BTreeMap<String, Arc<PersistentVolume>>,
+    pub claims: BTreeMap<String, Arc<PersistentVolumeClaim>>,
     pub classes: BTreeMap<String, StorageClass>,
     pub pods: BTreeMap<String, Pod>,
 
@@ -131,12 +134,12 @@ impl Cache {
         }
         self.unindex_volume(&name);
         self.index_volume(&name, &pv);
-        self.volumes.insert(name, pv);
+        self.volumes.insert(name, Arc::new(pv));
         true
     }
 
     /// Removes a volume. Returns the removed copy.
-    pub fn remove_volume(&mut self, name: &str) -> Option<PersistentVolume> {
+    pub fn remove_volume(&mut self, name: &str) -> Option<Arc<PersistentVolume>> {
         self.unindex_volume(name);
         let old = self.volumes.remove(name);
         if let Some(r) = old.as_ref().and_then(|v| rv_of(&v.metadata)) {
@@ -153,7 +156,7 @@ impl Cache {
         }
     }
 
-    pub fn remove_claim(&mut self, key: &str) -> Option<PersistentVolumeClaim> {
+    pub fn remove_claim(&mut self, key: &str) -> Option<Arc<PersistentVolumeClaim>> {
         let old = self.claims.remove(key);
         if let Some(r) = old.as_ref().and_then(|c| rv_of(&c.metadata)) {
             self.claim_tombstones.insert(key.to_string(), r);
@@ -272,7 +275,7 @@ impl Cache {
         claim: &PersistentVolumeClaim,
         delay_binding: bool,
         excluded: &BTreeSet<String>,
-    ) -> Option<&PersistentVolume> {
+    ) -> Option<Arc<PersistentVolume>> {
         // Groups whose modes ⊇ requested, ordered by (number of modes, key).
         let groups = self.groups_for(claim);
         let claim_key = meta_key(&claim.metadata);
@@ -288,10 +291,10 @@ impl Cache {
                 if self.volume_entries.get(name).map(|e| &e.modes) != Some(group) {
                     continue;
                 }
-                if let Some(found) =
-                    api::find_matching_volume(claim, [pv], None, excluded, delay_binding)
+                if api::find_matching_volume(claim, [&**pv], None, excluded, delay_binding)
+                    .is_some()
                 {
-                    return Some(found);
+                    return Some(pv.clone());
                 }
             }
             // 2. Free volumes of the claim's class, smallest adequate first. (A free volume
@@ -308,10 +311,10 @@ impl Cache {
                 let Some(pv) = self.volumes.get(name) else {
                     continue;
                 };
-                if let Some(found) =
-                    api::find_matching_volume(claim, [pv], None, excluded, delay_binding)
+                if api::find_matching_volume(claim, [&**pv], None, excluded, delay_binding)
+                    .is_some()
                 {
-                    return Some(found);
+                    return Some(pv.clone());
                 }
             }
         }
@@ -380,7 +383,7 @@ impl Cache {
                 return false;
             }
         }
-        self.claims.insert(key, pvc);
+        self.claims.insert(key, Arc::new(pvc));
         true
     }
 

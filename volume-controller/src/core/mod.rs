@@ -74,6 +74,16 @@ impl Default for CoreConfig {
     }
 }
 
+/// Hot items run between two cold (resync) items while both lanes hold work.
+const COLD_EVERY: u32 = 16;
+
+/// The queue lane of a work item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    Hot,
+    Cold,
+}
+
 /// A unit of work in the queue.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Work {
@@ -138,8 +148,16 @@ pub struct VolumeControllerCore {
     /// Which watches have delivered their first full list: PV, PVC, StorageClass, Pod.
     synced: [bool; 4],
     started: bool,
+    /// Work from watch events and completions, first come first served.
     queue: VecDeque<Work>,
-    queued: BTreeSet<Work>,
+    /// Work from the periodic resync: runs when `queue` is empty, or every
+    /// `COLD_EVERY`-th item, so a resync of every object never delays fresh work behind it
+    /// (and is never starved by it either).
+    cold: VecDeque<Work>,
+    /// Queued work and its lane; an entry in a lane whose state says otherwise is stale.
+    queued: BTreeMap<Work, Lane>,
+    /// Hot items taken since the last cold one.
+    hot_streak: u32,
     outputs: VecDeque<Output>,
     next_id: u64,
     pending: BTreeMap<RequestId, Pending>,
@@ -168,7 +186,9 @@ impl VolumeControllerCore {
             synced: [false; 4],
             started: false,
             queue: VecDeque::new(),
-            queued: BTreeSet::new(),
+            cold: VecDeque::new(),
+            queued: BTreeMap::new(),
+            hot_streak: 0,
             outputs: VecDeque::new(),
             next_id: 0,
             pending: BTreeMap::new(),
@@ -192,17 +212,23 @@ impl VolumeControllerCore {
 
     /// The cached PV, if any (tests, debugging).
     pub fn volume(&self, name: &str) -> Option<&PersistentVolume> {
-        self.cache.volumes.get(name)
+        self.cache.volumes.get(name).map(|v| &**v)
     }
 
     /// The cached PVC `namespace/name`, if any.
     pub fn claim(&self, key: &str) -> Option<&PersistentVolumeClaim> {
-        self.cache.claims.get(key)
+        self.cache.claims.get(key).map(|c| &**c)
     }
 
     /// Work waiting plus requests in flight; zero means quiescent.
     pub fn backlog(&self) -> usize {
-        self.queue.len() + self.pending.len() + self.outputs.len()
+        self.queued.len() + self.pending.len() + self.outputs.len()
+    }
+
+    /// Is work queued that `poll_output` would run (false before the caches are synced)?
+    /// A driver using [`Self::poll_output_bounded`] comes back while this is true.
+    pub fn has_queued_work(&self) -> bool {
+        self.started && !self.queued.is_empty()
     }
 
     // ------------------------------------------------------------------ inputs
@@ -223,7 +249,7 @@ impl VolumeControllerCore {
                     .volumes
                     .iter()
                     .filter(|(n, _)| !names.contains(*n))
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| (**v).clone())
                     .collect();
                 for pv in gone {
                     self.delete_volume(&pv);
@@ -249,7 +275,7 @@ impl VolumeControllerCore {
                     .claims
                     .iter()
                     .filter(|(k, _)| !keys.contains(*k))
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| (**v).clone())
                     .collect();
                 for c in gone {
                     self.delete_claim(&c);
@@ -470,21 +496,52 @@ impl VolumeControllerCore {
 
     // ------------------------------------------------------------------ outputs
 
-    /// The next request for the driver, running queued syncs as needed.
+    /// The next request for the driver, running queued syncs as needed (all of them, if
+    /// none emits a request).
     pub fn poll_output(&mut self) -> Option<Output> {
+        let mut budget = usize::MAX;
+        self.poll_output_bounded(&mut budget)
+    }
+
+    /// Like [`Self::poll_output`], but runs at most `*budget` queued syncs (decrementing it):
+    /// `None` with [`Self::has_queued_work`] true means "budget spent, more to do". A driver
+    /// uses it to look at new inputs between slices of a long queue (a resync of every
+    /// object) instead of running the whole queue in one go.
+    pub fn poll_output_bounded(&mut self, budget: &mut usize) -> Option<Output> {
         loop {
             if let Some(o) = self.outputs.pop_front() {
                 return Some(o);
             }
-            if !self.started {
+            if !self.started || *budget == 0 {
                 return None;
             }
-            let work = self.queue.pop_front()?;
-            self.queued.remove(&work);
-            self.metrics
-                .queue_depth
-                .store(self.queue.len() as u64, Relaxed);
+            let work = self.next_work()?;
+            *budget -= 1;
             self.process(work);
+        }
+    }
+
+    /// Takes the next work item: hot first, a cold one every `COLD_EVERY` items or when no
+    /// hot work is left.
+    fn next_work(&mut self) -> Option<Work> {
+        loop {
+            let take_cold =
+                (self.hot_streak >= COLD_EVERY || self.queue.is_empty()) && !self.cold.is_empty();
+            let (w, lane) = if take_cold {
+                self.hot_streak = 0;
+                (self.cold.pop_front()?, Lane::Cold)
+            } else {
+                self.hot_streak += 1;
+                (self.queue.pop_front()?, Lane::Hot)
+            };
+            if self.queued.get(&w) == Some(&lane) {
+                self.queued.remove(&w);
+                self.metrics
+                    .queue_depth
+                    .store(self.queued.len() as u64, Relaxed);
+                return Some(w);
+            }
+            // A stale entry (promoted to the hot lane, or already run): skip it.
         }
     }
 
@@ -505,32 +562,62 @@ impl VolumeControllerCore {
         }
     }
 
+    /// The periodic resync (and the start after cache sync): every claim and volume, in the
+    /// cold lane; the protection controllers only for objects they have something to do for
+    /// (upstream's protection controllers enqueue exactly those on add/update).
     fn enqueue_everything(&mut self) {
         let vols: Vec<String> = self.cache.volumes.keys().cloned().collect();
         let claims: Vec<String> = self.cache.claims.keys().cloned().collect();
         for c in &claims {
-            self.enqueue(Work::Claim(c.clone()));
+            self.enqueue_cold(Work::Claim(c.clone()));
         }
         for v in &vols {
-            self.enqueue(Work::Volume(v.clone()));
+            self.enqueue_cold(Work::Volume(v.clone()));
         }
         if self.config.protection {
             for c in claims {
-                self.enqueue(Work::PvcProtection(c));
+                let due = self.cache.claims.get(&c).is_some_and(|c| {
+                    protection::needs_sync(&c.metadata, apiserver::api::FINALIZER_PVC_PROTECTION)
+                });
+                if due {
+                    self.enqueue_cold(Work::PvcProtection(c));
+                }
             }
             for v in vols {
-                self.enqueue(Work::PvProtection(v));
+                let due = self.cache.volumes.get(&v).is_some_and(|pv| {
+                    protection::needs_sync(&pv.metadata, apiserver::api::FINALIZER_PV_PROTECTION)
+                });
+                if due {
+                    self.enqueue_cold(Work::PvProtection(v));
+                }
             }
         }
     }
 
     pub(crate) fn enqueue(&mut self, w: Work) {
-        if self.queued.insert(w.clone()) {
-            self.queue.push_back(w);
-            self.metrics
-                .queue_depth
-                .store(self.queue.len() as u64, Relaxed);
+        match self.queued.get_mut(&w) {
+            Some(Lane::Hot) => return,
+            // Promoted: the entry left in the cold lane becomes stale.
+            Some(lane) => *lane = Lane::Hot,
+            None => {
+                self.queued.insert(w.clone(), Lane::Hot);
+            }
         }
+        self.queue.push_back(w);
+        self.metrics
+            .queue_depth
+            .store(self.queued.len() as u64, Relaxed);
+    }
+
+    fn enqueue_cold(&mut self, w: Work) {
+        if self.queued.contains_key(&w) {
+            return;
+        }
+        self.queued.insert(w.clone(), Lane::Cold);
+        self.cold.push_back(w);
+        self.metrics
+            .queue_depth
+            .store(self.queued.len() as u64, Relaxed);
     }
 
     fn enqueue_all(&mut self, ws: Vec<Work>) {
@@ -554,10 +641,14 @@ impl VolumeControllerCore {
         }
         let name = pv.metadata.name.clone().unwrap_or_default();
         let rv = rv_of(&pv.metadata);
+        // pv-protection has work only for a volume lacking its finalizer or being deleted
+        // with it (upstream `pvAddedUpdated`).
+        let protect = self.config.protection
+            && protection::needs_sync(&pv.metadata, apiserver::api::FINALIZER_PV_PROTECTION);
         if self.cache.upsert_volume(pv) {
             self.clear_stale_if_newer(&Obj::Volume(name.clone()), rv);
             self.enqueue(Work::Volume(name.clone()));
-            if self.config.protection {
+            if protect {
                 self.enqueue(Work::PvProtection(name));
             }
         }
@@ -572,7 +663,7 @@ impl VolumeControllerCore {
         self.refresh_busy(&name);
         self.wake(&obj);
         // A deleted volume makes its claim Lost promptly (upstream deleteVolume).
-        let last = removed.as_ref().unwrap_or(pv);
+        let last = removed.as_deref().unwrap_or(pv);
         if let Some(r) = last.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
             self.enqueue(Work::Claim(format!(
                 "{}/{}",
@@ -589,10 +680,14 @@ impl VolumeControllerCore {
         }
         let key = meta_key(&c.metadata);
         let rv = rv_of(&c.metadata);
+        // pvc-protection has work only for a claim lacking its finalizer or being deleted
+        // with it (upstream `pvcAddedUpdated`).
+        let protect = self.config.protection
+            && protection::needs_sync(&c.metadata, apiserver::api::FINALIZER_PVC_PROTECTION);
         if self.cache.upsert_claim(c) {
             self.clear_stale_if_newer(&Obj::Claim(key.clone()), rv);
             self.enqueue(Work::Claim(key.clone()));
-            if self.config.protection {
+            if protect {
                 self.enqueue(Work::PvcProtection(key));
             }
         }
@@ -604,10 +699,11 @@ impl VolumeControllerCore {
         self.cache.bury_claim(&key, &c.metadata);
         let obj = Obj::Claim(key.clone());
         self.stale.remove(&obj);
+        self.pod_lists.remove(&key);
         self.wake(&obj);
         // A deleted claim releases its volume promptly (upstream deleteClaim), and any
         // volume whose claimRef still names it (a bind cut short) is re-checked too.
-        let last = removed.as_ref().unwrap_or(c);
+        let last = removed.as_deref().unwrap_or(c);
         if let Some(v) = last.spec.as_ref().and_then(|s| s.volume_name.clone()) {
             if !v.is_empty() {
                 self.enqueue(Work::Volume(v));

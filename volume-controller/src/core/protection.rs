@@ -41,6 +41,16 @@ fn need_to_add_finalizer(
     meta.deletion_timestamp.is_none() && !has_finalizer(meta, f)
 }
 
+/// Does the protection controller have anything to do for this object: add its finalizer,
+/// or decide about removing it (upstream `NeedToAddFinalizer || IsDeletionCandidate`, the
+/// condition under which its add/update handlers enqueue)?
+pub(crate) fn needs_sync(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    f: &str,
+) -> bool {
+    need_to_add_finalizer(meta, f) || is_deletion_candidate(meta, f)
+}
+
 /// `podIsShutDown`: deleted with a zero grace period (force-deleted, or done by the kubelet).
 fn pod_is_shut_down(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
@@ -110,7 +120,7 @@ impl VolumeControllerCore {
                     if pods.iter().any(|p| pod_uses_pvc(p, &claim)) {
                         return;
                     }
-                    let mut c = claim.clone();
+                    let mut c = (*claim).clone();
                     if let Some(fs) = c.metadata.finalizers.as_mut() {
                         fs.retain(|x| x != f);
                     }
@@ -121,7 +131,7 @@ impl VolumeControllerCore {
         }
         self.pod_lists.remove(key);
         if need_to_add_finalizer(&claim.metadata, f) {
-            let mut c = claim.clone();
+            let mut c = (*claim).clone();
             c.metadata
                 .finalizers
                 .get_or_insert_with(Vec::new)
@@ -152,13 +162,13 @@ impl VolumeControllerCore {
                 // In use; the phase change (Released) re-checks.
                 return;
             }
-            let mut v = pv.clone();
+            let mut v = (*pv).clone();
             if let Some(fs) = v.metadata.finalizers.as_mut() {
                 fs.retain(|x| x != f);
             }
             self.write(Request::UpdateVolume(v), vec![], vec![], None, false);
         } else if need_to_add_finalizer(&pv.metadata, f) {
-            let mut v = pv.clone();
+            let mut v = (*pv).clone();
             v.metadata
                 .finalizers
                 .get_or_insert_with(Vec::new)
