@@ -10,7 +10,8 @@
 //!
 //! All objects are created first; then the scheduler starts and the clock runs until every pod
 //! is bound. Printed: pods/s, p99 of the attempt latency (pop → bound, PreBind's wait included)
-//! and of the end-to-end latency (queued → bound), for durable and relaxed store writes
+//! and of the end-to-end latency (queued → bound), where each pod's time went (queued, PreBind
+//! writes, PreBind's wait for the volume controller, Bind: mean and p99), for durable and relaxed store writes
 //! (`BENCH_DURABILITY=relaxed|durable|both`). Every placement is verified: all pods bound, each
 //! PV's node affinity admits its pod's node, no PV serves two claims.
 //!
@@ -62,6 +63,8 @@ struct Outcome {
     p99_e2e_ms: u64,
     verified: Result<(), String>,
     setup_secs: f64,
+    /// Per-phase (queued, PreBind writes, PreBind wait, Bind) mean and p99, ms.
+    phases: [(f64, u64); 4],
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -452,7 +455,18 @@ async fn run_scenario(
         p99_e2e_ms: p99(&last.scheduled_latencies_ms),
         verified,
         setup_secs,
+        phases: phase_summary(&last.phases_ms),
     }
+}
+
+fn phase_summary(samples: &[[u64; 4]]) -> [(f64, u64); 4] {
+    let mut out = [(0.0, 0); 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        let v: Vec<u64> = samples.iter().map(|p| p[i]).collect();
+        let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+        *o = (mean, p99(&v));
+    }
+    out
 }
 
 /// The core alone, no HTTP: every request completes at once and the "volume controller" binds
@@ -632,6 +646,14 @@ fn core_only(scenario: Scenario, nodes: usize, pods: usize) -> (f64, usize) {
     (t0.elapsed().as_secs_f64(), bound)
 }
 
+/// The 1-minute load average (other processes share the cores).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_default()
+}
+
 fn main() {
     let nodes = env_usize("BENCH_NODES", 5_000);
     let pods_a = env_usize("BENCH_PODS_A", 2_000);
@@ -693,6 +715,11 @@ fn main() {
                     Ok(()) => "ok".to_string(),
                     Err(e) => format!("FAILED: {e}"),
                 }
+            );
+            let [q, w, v, b] = o.phases;
+            println!(
+                "    per pod, mean/p99 ms: queued {:.0}/{}, PreBind writes {:.0}/{}, PreBind wait (volume controller) {:.0}/{}, Bind {:.0}/{}   (load {})",
+                q.0, q.1, w.0, w.1, v.0, v.1, b.0, b.1, load()
             );
         }
     }

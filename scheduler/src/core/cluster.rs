@@ -59,6 +59,10 @@ pub struct ClusterView {
     pub node_order: Vec<String>,
     /// `kubernetes.io/hostname` label value → node names (VolumeBinding's eligible nodes).
     pub by_hostname: BTreeMap<String, BTreeSet<String>>,
+    /// StorageClass name → the nodes whose hostname bucket in `pv_index` has a PV of that class
+    /// without claimRef (latest versions). VolumeBinding's Filter scan visits only these nodes
+    /// for a claim that no other PV could serve (`PreparedClaims::candidate_nodes`).
+    pub free_nodes: BTreeMap<String, BTreeSet<String>>,
     /// CSI drivers with `spec.storageCapacity: true` (§6.4); no CSIDriver objects exist in
     /// bonsai yet, so this stays empty and capacity is ignored, as upstream does then.
     pub capacity_drivers: BTreeSet<String>,
@@ -117,17 +121,73 @@ impl ClusterView {
         self.assumed.remove(key);
     }
 
+    /// Re-indexes PV `name` and keeps `free_nodes` in step with the buckets it touched.
+    fn reindex_pv(&mut self, name: &str) {
+        let touched = self.pv_index.refresh(name, self.pvs.get(name));
+        for (class, host) in touched {
+            self.sync_free_nodes(&class, &host);
+        }
+    }
+
+    /// `free_nodes[class]` for the nodes labelled with hostname `host`.
+    fn sync_free_nodes(&mut self, class: &str, host: &str) {
+        if host.is_empty() {
+            return;
+        }
+        let Some(nodes) = self.by_hostname.get(host) else {
+            return;
+        };
+        if self.pv_index.free_in(class, host) > 0 {
+            let set = self.free_nodes.entry(class.to_string()).or_default();
+            for n in nodes {
+                if !set.contains(n) {
+                    set.insert(n.clone());
+                }
+            }
+        } else if let Some(set) = self.free_nodes.get_mut(class) {
+            for n in nodes {
+                set.remove(n);
+            }
+            if set.is_empty() {
+                self.free_nodes.remove(class);
+            }
+        }
+    }
+
+    /// Node `name` changed hostname label (`old` → `new`): move it between `free_nodes` sets.
+    fn rehost_free_nodes(&mut self, name: &str, old: Option<&str>, new: Option<&str>) {
+        let classes: Vec<String> = self.pv_index.classes().cloned().collect();
+        for class in classes {
+            if old.is_some() {
+                if let Some(set) = self.free_nodes.get_mut(&class) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        self.free_nodes.remove(&class);
+                    }
+                }
+            }
+            if let Some(h) = new.filter(|h| !h.is_empty()) {
+                if self.pv_index.free_in(&class, h) > 0 {
+                    self.free_nodes
+                        .entry(class)
+                        .or_default()
+                        .insert(name.to_string());
+                }
+            }
+        }
+    }
+
     /// PV add/update from the watch.
     pub fn apply_pv(&mut self, pv: PersistentVolume) {
         let name = pv.metadata.name.clone().unwrap_or_default();
         self.pvs.handle_apply(name.clone(), pv);
-        self.pv_index.refresh(&name, self.pvs.get(&name));
+        self.reindex_pv(&name);
     }
 
     /// PV delete from the watch.
     pub fn delete_pv(&mut self, name: &str) {
         self.pvs.handle_delete(name);
-        self.pv_index.refresh(name, None);
+        self.reindex_pv(name);
     }
 
     /// Assume a PV version (Reserve, or the object a PreBind write returned).
@@ -137,14 +197,14 @@ impl ClusterView {
         pv: PersistentVolume,
     ) -> Result<(), super::assume::AssumeError> {
         self.pvs.assume(name, pv)?;
-        self.pv_index.refresh(name, self.pvs.get(name));
+        self.reindex_pv(name);
         Ok(())
     }
 
     /// Back to the API version (Unreserve).
     pub fn restore_pv(&mut self, name: &str) {
         self.pvs.restore(name);
-        self.pv_index.refresh(name, self.pvs.get(name));
+        self.reindex_pv(name);
     }
 
     /// Node add/update.
@@ -173,12 +233,16 @@ impl ClusterView {
             }
         }
         if old_host != host {
-            if let Some(h) = old_host {
-                self.unindex_host(&h, &name);
+            if let Some(h) = &old_host {
+                self.unindex_host(h, &name);
             }
-            if let Some(h) = host {
-                self.by_hostname.entry(h).or_default().insert(name);
+            if let Some(h) = &host {
+                self.by_hostname
+                    .entry(h.clone())
+                    .or_default()
+                    .insert(name.clone());
             }
+            self.rehost_free_nodes(&name, old_host.as_deref(), host.as_deref());
         }
     }
 
@@ -205,6 +269,7 @@ impl ClusterView {
             .cloned();
         if let Some(h) = host {
             self.unindex_host(&h, name);
+            self.rehost_free_nodes(name, Some(&h), None);
         }
         if let Some(info) = self.nodes.get_mut(name) {
             info.node = None;

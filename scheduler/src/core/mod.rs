@@ -22,6 +22,7 @@ pub mod queue;
 pub mod selectors;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 use k8s_openapi::api::core::v1::{
     Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
@@ -187,6 +188,10 @@ struct BindingCycle {
     volumes: Option<AssumedVolumes>,
     stage: Stage,
     popped_at: Millis,
+    /// When PreBind's writes were all acknowledged (the wait began).
+    waiting_since: Millis,
+    /// When `pods/binding` was sent.
+    bind_sent: Millis,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +219,10 @@ pub struct Scheduler {
     binding: BTreeMap<PodKey, BindingCycle>,
     /// PVC key / `pv:<name>` → pods whose PreBind waits on it.
     waiters: BTreeMap<String, BTreeSet<PodKey>>,
+    /// (bind deadline, pod) of every waiting cycle, so timers need no walk over all cycles.
+    wait_deadlines: BTreeSet<(Millis, PodKey)>,
+    /// (next poll, pod) of every waiting cycle when `bind_poll` is on.
+    wait_polls: BTreeSet<(Millis, PodKey)>,
     pending: BTreeMap<RequestId, Pending>,
     /// Pod conditions still to be written (re-sent when a newer pod arrives after a 409).
     pending_condition: BTreeMap<PodKey, (String, String)>,
@@ -279,6 +288,8 @@ impl Scheduler {
             view,
             binding: BTreeMap::new(),
             waiters: BTreeMap::new(),
+            wait_deadlines: BTreeSet::new(),
+            wait_polls: BTreeSet::new(),
             pending: BTreeMap::new(),
             pending_condition: BTreeMap::new(),
             last_events: BTreeMap::new(),
@@ -656,16 +667,12 @@ impl Scheduler {
         if self.is_synced() && self.queue.active_len() > 0 {
             consider(Millis(0));
         }
-        for c in self.binding.values() {
-            if let Stage::Waiting {
-                deadline,
-                next_poll,
-            } = c.stage
-            {
-                consider(deadline);
-                if self.config.bind_poll {
-                    consider(next_poll);
-                }
+        if let Some((deadline, _)) = self.wait_deadlines.first() {
+            consider(*deadline);
+        }
+        if self.config.bind_poll {
+            if let Some((next_poll, _)) = self.wait_polls.first() {
+                consider(*next_poll);
             }
         }
         next
@@ -675,9 +682,21 @@ impl Scheduler {
     /// to `max_cycles_per_tick` scheduling cycles.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.queue.tick(now);
-        let due: Vec<(PodKey, bool)> = self
-            .binding
+        // The cycles with a due timer, visited in key order as a walk over all cycles would.
+        let due_keys: BTreeSet<PodKey> = self
+            .wait_deadlines
             .iter()
+            .take_while(|(t, _)| *t <= now)
+            .chain(
+                self.wait_polls
+                    .iter()
+                    .take_while(|(t, _)| self.config.bind_poll && *t <= now),
+            )
+            .map(|(_, k)| k.clone())
+            .collect();
+        let due: Vec<(PodKey, bool)> = due_keys
+            .iter()
+            .filter_map(|k| self.binding.get_key_value(k))
             .filter_map(|(k, c)| match c.stage {
                 Stage::Waiting { deadline, .. } if now >= deadline => Some((k.clone(), true)),
                 Stage::Waiting { next_poll, .. } if self.config.bind_poll && now >= next_poll => {
@@ -709,7 +728,9 @@ impl Scheduler {
                     ..
                 }) = self.binding.get_mut(&k)
                 {
+                    self.wait_polls.remove(&(*next_poll, k.clone()));
                     *next_poll = Millis(now.0 + self.config.bind_poll_interval_ms);
+                    self.wait_polls.insert((*next_poll, k.clone()));
                 }
             }
         }
@@ -766,52 +787,6 @@ impl Scheduler {
         }
     }
 
-    /// Filter for one node: the first failing plugin and its status (None: feasible), plus
-    /// VolumeBinding's per-node result.
-    fn filter_node(
-        &self,
-        pod: &Pod,
-        state: &CycleState,
-        info: &NodeInfo,
-    ) -> (Option<(&'static str, Status)>, Option<PodVolumes>) {
-        let checks: [(&'static str, &dyn Fn() -> Status); 5] = [
-            (names::NODE_UNSCHEDULABLE, &|| {
-                plugins::node::node_unschedulable(pod, info)
-            }),
-            (names::NODE_NAME, &|| plugins::node::node_name(pod, info)),
-            (names::TAINT_TOLERATION, &|| {
-                plugins::node::taint_toleration(pod, info)
-            }),
-            (names::NODE_AFFINITY, &|| {
-                plugins::node::node_affinity(pod, info)
-            }),
-            (names::NODE_RESOURCES_FIT, &|| {
-                plugins::resources_fit::filter(&state.pod_requests, info)
-            }),
-        ];
-        for (plugin, check) in checks {
-            let st = check();
-            if !st.is_success() {
-                return (Some((plugin, st)), None);
-            }
-        }
-        let mut volumes = None;
-        if let Some(claims) = state.volume_claims.as_ref() {
-            let (st, v) = volume_binding::filter(&self.view, claims, info);
-            if !st.is_success() {
-                return (Some((names::VOLUME_BINDING, st)), None);
-            }
-            volumes = v;
-        }
-        if let Some(ipa) = state.inter_pod.as_ref() {
-            let st = plugins::inter_pod_affinity::filter(ipa, info);
-            if !st.is_success() {
-                return (Some((names::INTER_POD_AFFINITY, st)), None);
-            }
-        }
-        (None, volumes)
-    }
-
     /// Upstream's `numFeasibleNodesToFind` with the adaptive percentageOfNodesToScore:
     /// all nodes below 100, else max(100, N × max(5, 50 − N/125) %).
     fn num_feasible_nodes_to_find(num_all: usize) -> usize {
@@ -828,6 +803,10 @@ impl Scheduler {
     /// feasible nodes are found. Pods whose bound local PVs pin them to a few hostnames look at
     /// those nodes first (every other node fails VolumeBinding anyway); only when none fits is
     /// every node evaluated, so the FitError counts each node's reason as §5.5 describes.
+    /// Likewise a pod whose WaitForFirstConsumer claim can only use node-local PVs visits only
+    /// the nodes that still have a free PV of its class, in the same round-robin order: the
+    /// nodes it skips would all fail VolumeBinding, so the feasible nodes found, the choice and
+    /// the next start index are the same as a scan over all nodes.
     fn find_node(&mut self, pod: &Pod) -> Result<(String, CycleState), CycleFailure> {
         let num_nodes = self.view.num_nodes();
         if num_nodes == 0 {
@@ -845,94 +824,139 @@ impl Scheduler {
         // PreFilter: VolumeBinding, then InterPodAffinity.
         let (st, claims) = volume_binding::pre_filter(&self.view, pod);
         self.pre_filter_outcome(names::VOLUME_BINDING, st, &mut state, &mut diag)?;
-        state.volume_claims = claims;
         let (st, ipa) = plugins::inter_pod_affinity::pre_filter(&self.view, pod);
         self.pre_filter_outcome(names::INTER_POD_AFFINITY, st, &mut state, &mut diag)?;
         state.inter_pod = ipa;
 
-        // Score: fewest pods, then node name.
-        fn better(best: &Option<(usize, String)>, pods: usize, name: &str) -> bool {
-            best.as_ref()
-                .is_none_or(|(p, n)| pods < *p || (pods == *p && name < n.as_str()))
-        }
+        let view = &self.view;
+        let prepared = claims.as_ref().map(|c| volume_binding::prepare(view, c));
+        let prepared = prepared.as_ref();
 
-        if let Some(hosts) = state
-            .volume_claims
+        // Score: fewest pods, then node name.
+        fn better(best: &Option<(usize, &str)>, pods: usize, name: &str) -> bool {
+            best.is_none_or(|(p, n)| pods < p || (pods == p && name < n))
+        }
+        // VolumeBinding's result for the chosen node only (the scan asks for feasibility).
+        let chosen = |name: &str| -> Option<PodVolumes> {
+            let info = view.nodes.get(name)?;
+            volume_binding::filter_prepared(view, prepared?, info, true).1
+        };
+
+        let eligible_hosts = claims
             .as_ref()
-            .and_then(|c| volume_binding::eligible_hostnames(&self.view, c))
-        {
-            let mut best: Option<(usize, String)> = None;
+            .and_then(|c| volume_binding::eligible_hostnames(view, c));
+        if let Some(hosts) = eligible_hosts {
+            let mut best: Option<(usize, &str)> = None;
             let eligible: BTreeSet<&String> = hosts
                 .iter()
-                .filter_map(|h| self.view.by_hostname.get(h))
+                .filter_map(|h| view.by_hostname.get(h))
                 .flatten()
                 .collect();
-            for info in eligible.into_iter().filter_map(|n| self.view.nodes.get(n)) {
+            for (name, info) in eligible
+                .into_iter()
+                .filter_map(|n| view.nodes.get_key_value(n.as_str()))
+            {
                 if info.node.is_none() {
                     continue;
                 }
-                let (failed, volumes) = self.filter_node(pod, &state, info);
-                match failed {
+                match filter_node(view, pod, &state, prepared, info) {
                     Some((_, Status::Error(e))) => return Err(CycleFailure::Error(e)),
                     Some(_) => {}
                     None => {
-                        let name = info.name().to_string();
-                        if better(&best, info.pods.len(), &name) {
-                            best = Some((info.pods.len(), name.clone()));
-                        }
-                        if let Some(v) = volumes {
-                            state.volumes_by_node.insert(name, v);
+                        if better(&best, info.pods.len(), name) {
+                            best = Some((info.pods.len(), name.as_str()));
                         }
                     }
                 }
             }
             if let Some((_, name)) = best {
+                let volumes = chosen(name);
+                let name = name.to_string();
+                if let Some(v) = volumes {
+                    state.volumes_by_node.insert(name.clone(), v);
+                }
+                state.volume_claims = claims;
                 return Ok((name, state));
             }
         }
 
         let to_find = Self::num_feasible_nodes_to_find(num_nodes);
         let start = self.next_start_node % num_nodes;
-        let mut best: Option<(usize, String)> = None;
-        let mut best_volumes: Option<PodVolumes> = None;
+        let start_name = view.node_order[start].as_str();
+        let narrowed = prepared.and_then(|p| p.candidate_nodes(view));
+        let mut best: Option<(usize, &str)> = None;
         let mut feasible = 0usize;
-        let mut processed = 0usize;
+        let mut last_feasible: &str = start_name;
         // Rejections are not recorded on this pass: they only matter when no node fits, and
         // then the diagnosis pass below evaluates every node again.
-        for i in 0..num_nodes {
+        let round_robin_nodes: Box<dyn Iterator<Item = (&String, &NodeInfo)>> = match narrowed {
+            // Walk the candidates and the nodes side by side (both in name order) instead of
+            // looking every candidate up.
+            Some(set) => Box::new(
+                Joined::new(
+                    set.range::<str, _>((Bound::Included(start_name), Bound::Unbounded)),
+                    view.nodes
+                        .range::<str, _>((Bound::Included(start_name), Bound::Unbounded)),
+                )
+                .chain(Joined::new(
+                    set.range::<str, _>((Bound::Unbounded, Bound::Excluded(start_name))),
+                    view.nodes
+                        .range::<str, _>((Bound::Unbounded, Bound::Excluded(start_name))),
+                )),
+            ),
+            None => Box::new(
+                view.nodes
+                    .range::<str, _>((Bound::Included(start_name), Bound::Unbounded))
+                    .chain(
+                        view.nodes
+                            .range::<str, _>((Bound::Unbounded, Bound::Excluded(start_name))),
+                    ),
+            ),
+        };
+        for (name, info) in round_robin_nodes {
             if feasible >= to_find {
                 break;
             }
-            processed += 1;
-            let name = &self.view.node_order[(start + i) % num_nodes];
-            let Some(info) = self.view.nodes.get(name) else {
+            if info.node.is_none() {
                 continue;
-            };
-            let (failed, volumes) = self.filter_node(pod, &state, info);
-            match failed {
+            }
+            match filter_node(view, pod, &state, prepared, info) {
                 Some((_, Status::Error(e))) => return Err(CycleFailure::Error(e)),
                 Some(_) => {}
                 None => {
                     feasible += 1;
+                    last_feasible = name;
                     if better(&best, info.pods.len(), name) {
-                        best = Some((info.pods.len(), name.clone()));
-                        best_volumes = volumes;
+                        best = Some((info.pods.len(), name.as_str()));
                     }
                 }
             }
         }
-        self.next_start_node = (start + processed) % num_nodes;
+        // As many nodes as a scan over all of them would have processed.
+        let processed = if feasible >= to_find {
+            let at = view
+                .node_order
+                .binary_search_by(|n| n.as_str().cmp(last_feasible))
+                .unwrap_or(start);
+            (at + num_nodes - start) % num_nodes + 1
+        } else {
+            num_nodes
+        };
         if let Some((_, name)) = best {
-            if let Some(v) = best_volumes {
+            let volumes = chosen(name);
+            let name = name.to_string();
+            self.next_start_node = (start + processed) % num_nodes;
+            if let Some(v) = volumes {
                 state.volumes_by_node.insert(name.clone(), v);
             }
+            state.volume_claims = claims;
             return Ok((name, state));
         }
-        for name in &self.view.node_order {
-            let Some(info) = self.view.nodes.get(name) else {
+        for (name, info) in &view.nodes {
+            if info.node.is_none() {
                 continue;
-            };
-            if let (Some((plugin, st)), _) = self.filter_node(pod, &state, info) {
+            }
+            if let Some((plugin, st)) = filter_node(view, pod, &state, prepared, info) {
                 if let Status::Error(e) = st {
                     return Err(CycleFailure::Error(e));
                 }
@@ -942,6 +966,7 @@ impl Scheduler {
                     .insert(name.clone(), (st.reasons().to_vec(), unresolvable));
             }
         }
+        self.next_start_node = (start + processed) % num_nodes;
         Err(CycleFailure::Fit(diag))
     }
 
@@ -1010,6 +1035,8 @@ impl Scheduler {
                 volumes,
                 stage,
                 popped_at: now,
+                waiting_since: now,
+                bind_sent: now,
             },
         );
         self.advance(now, key);
@@ -1039,6 +1066,10 @@ impl Scheduler {
                 self.check_waiting(now, key);
             }
             Stage::Binding => {
+                if let Some(c) = self.binding.get_mut(key) {
+                    c.bind_sent = now;
+                }
+                let c = &self.binding[key];
                 let req = Request::Bind {
                     namespace: c
                         .pod
@@ -1065,18 +1096,14 @@ impl Scheduler {
             deadline,
             next_poll,
         };
-        if let Some(v) = &c.volumes {
-            let mut keys: Vec<String> = Vec::new();
-            for (pv, claim) in &v.pvs {
-                keys.push(format!("pv:{}", pv.metadata.name.as_deref().unwrap_or("")));
-                keys.push(claim.clone());
-            }
-            for pvc in &v.pvcs {
-                keys.push(key_of(&pvc.metadata));
-            }
-            for k in keys {
-                self.waiters.entry(k).or_default().insert(key.to_string());
-            }
+        c.waiting_since = now;
+        let keys = c.volumes.as_ref().map(waiter_keys).unwrap_or_default();
+        for k in keys {
+            self.waiters.entry(k).or_default().insert(key.to_string());
+        }
+        self.wait_deadlines.insert((deadline, key.to_string()));
+        if self.config.bind_poll {
+            self.wait_polls.insert((next_poll, key.to_string()));
         }
         if !self.config.bind_poll {
             // The volume controller may already be done (or the watch already delivered it).
@@ -1084,11 +1111,28 @@ impl Scheduler {
         }
     }
 
+    /// The cycle no longer waits: off the waiter lists and the timers.
     fn stop_waiting(&mut self, key: &str) {
-        self.waiters.retain(|_, pods| {
-            pods.remove(key);
-            !pods.is_empty()
-        });
+        let Some(c) = self.binding.get(key) else {
+            return;
+        };
+        let Stage::Waiting {
+            deadline,
+            next_poll,
+        } = c.stage
+        else {
+            return;
+        };
+        for k in c.volumes.as_ref().map(waiter_keys).unwrap_or_default() {
+            if let Some(pods) = self.waiters.get_mut(&k) {
+                pods.remove(key);
+                if pods.is_empty() {
+                    self.waiters.remove(&k);
+                }
+            }
+        }
+        self.wait_deadlines.remove(&(deadline, key.to_string()));
+        self.wait_polls.remove(&(next_poll, key.to_string()));
     }
 
     /// `checkBindings` for a waiting cycle. Returns true when the cycle is still waiting.
@@ -1241,6 +1285,12 @@ impl Scheduler {
                     .unwrap_or(latency);
                 self.metrics.attempt(AttemptResult::Scheduled, latency);
                 self.metrics.pod_scheduled(e2e);
+                self.metrics.binding_phases([
+                    e2e.saturating_sub(latency),
+                    c.waiting_since.0.saturating_sub(c.popped_at.0),
+                    c.bind_sent.0.saturating_sub(c.waiting_since.0),
+                    now.0.saturating_sub(c.bind_sent.0),
+                ]);
                 let ns = c.pod.metadata.namespace.as_deref().unwrap_or("default");
                 let name = c.pod.metadata.name.as_deref().unwrap_or("");
                 let msg = format!("Successfully assigned {ns}/{name} to {}", c.node);
@@ -1421,6 +1471,103 @@ impl Scheduler {
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outbox.pop_front()
     }
+}
+
+/// Filter for one node: the first failing plugin and its status (None: feasible).
+fn filter_node(
+    view: &ClusterView,
+    pod: &Pod,
+    state: &CycleState,
+    volume_claims: Option<&volume_binding::PreparedClaims<'_>>,
+    info: &NodeInfo,
+) -> Option<(&'static str, Status)> {
+    let checks: [(&'static str, &dyn Fn() -> Status); 5] = [
+        (names::NODE_UNSCHEDULABLE, &|| {
+            plugins::node::node_unschedulable(pod, info)
+        }),
+        (names::NODE_NAME, &|| plugins::node::node_name(pod, info)),
+        (names::TAINT_TOLERATION, &|| {
+            plugins::node::taint_toleration(pod, info)
+        }),
+        (names::NODE_AFFINITY, &|| {
+            plugins::node::node_affinity(pod, info)
+        }),
+        (names::NODE_RESOURCES_FIT, &|| {
+            plugins::resources_fit::filter(&state.pod_requests, info)
+        }),
+    ];
+    for (plugin, check) in checks {
+        let st = check();
+        if !st.is_success() {
+            return Some((plugin, st));
+        }
+    }
+    if let Some(claims) = volume_claims {
+        let (st, _) = volume_binding::filter_prepared(view, claims, info, false);
+        if !st.is_success() {
+            return Some((names::VOLUME_BINDING, st));
+        }
+    }
+    if let Some(ipa) = state.inter_pod.as_ref() {
+        let st = plugins::inter_pod_affinity::filter(ipa, info);
+        if !st.is_success() {
+            return Some((names::INTER_POD_AFFINITY, st));
+        }
+    }
+    None
+}
+
+/// The entries of a name-ordered map whose keys are in a name-ordered set (a merge join).
+struct Joined<'a, K, M> {
+    keys: K,
+    map: M,
+    _names: std::marker::PhantomData<&'a str>,
+}
+
+impl<'a, K, M> Joined<'a, K, M> {
+    fn new(keys: K, map: M) -> Self {
+        Joined {
+            keys,
+            map,
+            _names: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, K, M> Iterator for Joined<'a, K, M>
+where
+    K: Iterator<Item = &'a String>,
+    M: Iterator<Item = (&'a String, &'a NodeInfo)>,
+{
+    type Item = (&'a String, &'a NodeInfo);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut want = self.keys.next()?;
+        loop {
+            let (name, info) = self.map.next()?;
+            loop {
+                match name.as_str().cmp(want.as_str()) {
+                    std::cmp::Ordering::Less => break,
+                    std::cmp::Ordering::Equal => return Some((name, info)),
+                    // A key the map lacks: try the next key against this entry.
+                    std::cmp::Ordering::Greater => want = self.keys.next()?,
+                }
+            }
+        }
+    }
+}
+
+/// The `waiters` keys of a waiting cycle: its PVs (`pv:<name>`) and claims.
+fn waiter_keys(v: &AssumedVolumes) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for (pv, claim) in &v.pvs {
+        keys.push(format!("pv:{}", pv.metadata.name.as_deref().unwrap_or("")));
+        keys.push(claim.clone());
+    }
+    for pvc in &v.pvcs {
+        keys.push(key_of(&pvc.metadata));
+    }
+    keys
 }
 
 enum CycleFailure {

@@ -1255,3 +1255,191 @@ fn scans_resume_where_the_last_one_stopped() {
     assert_eq!(h.node_of("a").as_deref(), Some("node-001"));
     assert_eq!(h.node_of("b").as_deref(), Some("node-101"));
 }
+
+/// A small deterministic generator (xorshift), so the randomized tests need no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn narrowed_scan_finds_what_a_scan_over_every_node_finds() {
+    // 250 nodes: numFeasibleNodesToFind = max(100, 250 × 48 %) = 120. Free local PVs on a
+    // random third of the nodes, so WFFC pods skip most nodes; pods without volumes in between
+    // move the start index over all nodes. A model of upstream's full scan predicts each pick.
+    let names: Vec<String> = (1..=250).map(|i| format!("node-{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = Harness::new(&refs);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut free: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut n_pv = 0;
+    for n in &names {
+        if rng.next(3) == 0 {
+            for _ in 0..=rng.next(2) {
+                n_pv += 1;
+                let name = format!("pv-{n_pv:04}");
+                h.add_pv(pv(&name, "1Gi", Some(n), WFFC));
+                free.entry(n.clone()).or_default().push(name);
+            }
+        }
+    }
+    let total = names.len();
+    let to_find = Scheduler::num_feasible_nodes_to_find(total);
+    let mut pods_on: BTreeMap<String, usize> = BTreeMap::new();
+    let mut start = 0usize;
+    for i in 0..(n_pv + 30) {
+        let with_volume = i % 4 != 3 && i < n_pv;
+        // The model: scan every node from `start`, stop after `to_find` feasible ones.
+        let mut best: Option<(usize, &String)> = None;
+        let (mut feasible, mut processed) = (0, 0);
+        for k in 0..total {
+            if feasible >= to_find {
+                break;
+            }
+            processed += 1;
+            let n = &names[(start + k) % total];
+            if with_volume && free.get(n).is_none_or(|v| v.is_empty()) {
+                continue;
+            }
+            feasible += 1;
+            let p = pods_on.get(n).copied().unwrap_or(0);
+            if best.is_none_or(|(bp, bn)| p < bp || (p == bp && n < bn)) {
+                best = Some((p, n));
+            }
+        }
+        start = (start + processed) % total;
+        let Some((_, want)) = best else { break };
+        let want = want.clone();
+
+        let pod_name = format!("p-{i}");
+        if with_volume {
+            let claim = format!("c-{i}");
+            h.add_pvc(pvc(&claim, "1Gi", WFFC));
+            h.add_pod(pod(&pod_name, &[&claim]));
+            h.run();
+            let volume = h
+                .pvs
+                .keys()
+                .find(|v| h.pv_claim(v).as_deref() == Some(claim.as_str()))
+                .cloned()
+                .expect("a PV was chosen");
+            h.controller_binds(&claim, &volume);
+            h.run();
+            let on = free.get_mut(&want).expect("model node has PVs");
+            on.retain(|v| v != &volume);
+        } else {
+            h.add_pod(pod(&pod_name, &[]));
+            h.run();
+        }
+        assert_eq!(h.node_of(&pod_name), Some(want.clone()), "pod {pod_name}");
+        *pods_on.entry(want).or_default() += 1;
+    }
+}
+
+#[test]
+fn pv_facts_match_find_matching_volume() {
+    // Filter's fast path reads `PvFacts` from the index; it must pick exactly the PV that
+    // `find_matching_volume` picks from every PV, whatever the PVs look like.
+    use apiserver::api::find_matching_volume;
+    let nodes = ["node-1", "node-2"];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..60 {
+        let mut h = Harness::new(&nodes);
+        for i in 0..12 {
+            let size = ["1Gi", "2Gi", "5Gi"][rng.next(3) as usize];
+            let on = nodes[rng.next(2) as usize];
+            let class = if rng.next(5) == 0 { IMMEDIATE } else { WFFC };
+            let mut v = pv(&format!("pv-{i:02}"), size, Some(on), class);
+            let spec = v.spec.as_mut().unwrap();
+            match rng.next(6) {
+                0 => spec.node_affinity = None,
+                1 => {
+                    let term = &mut spec
+                        .node_affinity
+                        .as_mut()
+                        .unwrap()
+                        .required
+                        .as_mut()
+                        .unwrap()
+                        .node_selector_terms[0];
+                    term.match_expressions
+                        .as_mut()
+                        .unwrap()
+                        .push(NodeSelectorRequirement {
+                            key: "kubernetes.io/os".into(),
+                            operator: "In".into(),
+                            values: Some(vec![
+                                if rng.next(2) == 0 { "linux" } else { "plan9" }.into()
+                            ]),
+                        });
+                }
+                2 => {
+                    let req = spec
+                        .node_affinity
+                        .as_mut()
+                        .unwrap()
+                        .required
+                        .as_mut()
+                        .unwrap();
+                    let mut other = req.node_selector_terms[0].clone();
+                    other.match_expressions.as_mut().unwrap()[0].values =
+                        Some(vec![nodes[rng.next(2) as usize].into()]);
+                    req.node_selector_terms.push(other);
+                }
+                _ => {}
+            }
+            if rng.next(4) == 0 {
+                spec.volume_mode = Some("Block".into());
+            }
+            if rng.next(4) == 0 {
+                spec.access_modes = Some(vec!["ReadWriteMany".into()]);
+            }
+            if rng.next(5) == 0 {
+                v.status.as_mut().unwrap().phase = Some("Released".into());
+            }
+            if rng.next(6) == 0 {
+                v.spec.as_mut().unwrap().claim_ref =
+                    Some(k8s_openapi::api::core::v1::ObjectReference {
+                        name: Some("someone-else".into()),
+                        namespace: Some("default".into()),
+                        ..Default::default()
+                    });
+            }
+            h.add_pv(v);
+        }
+        let mut c = pvc("c", ["1Gi", "2Gi", "3Gi"][rng.next(3) as usize], WFFC);
+        if rng.next(4) == 0 {
+            c.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+        }
+        if rng.next(4) == 0 {
+            c.spec.as_mut().unwrap().access_modes = Some(vec!["ReadWriteMany".into()]);
+        }
+        h.add_pvc(c);
+        let claims = volume_binding::PodVolumeClaims {
+            bound: vec![],
+            unbound_delay: vec!["default/c".into()],
+        };
+        let view = h.s.view();
+        let claim = view.pvcs.get("default/c").unwrap();
+        for n in nodes {
+            let info = view.nodes.get(n).unwrap();
+            let want = find_matching_volume(
+                claim,
+                view.pvs.iter().map(|(_, v)| v),
+                info.node.as_ref(),
+                &Default::default(),
+                true,
+            )
+            .and_then(|v| v.metadata.name.clone());
+            let (_, got) = volume_binding::filter(view, &claims, info);
+            let got = got.and_then(|v| v.static_bindings.first().map(|b| b.pv.clone()));
+            assert_eq!(got, want, "round {round}, {n}");
+        }
+    }
+}

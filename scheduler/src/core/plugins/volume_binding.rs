@@ -19,10 +19,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use apiserver::api::{
-    annotation, check_volume_node_affinity, claim_requested_storage, claim_storage_class,
-    find_matching_volume, has_annotation, is_volume_bound_to_claim, quantity::quantity_value,
-    volume_storage_class, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_SELECTED_NODE,
-    BINDING_WAIT_FOR_FIRST_CONSUMER, LABEL_HOSTNAME, NOT_SUPPORTED_PROVISIONER,
+    access_modes_subset, annotation, check_volume_node_affinity, claim_access_modes,
+    claim_requested_storage, claim_storage_class, claim_volume_mode, find_matching_volume,
+    has_annotation, is_volume_bound_to_claim, quantity::quantity_value, volume_access_modes,
+    volume_capacity, volume_storage_class, volume_volume_mode, ParsedQuantity, ANN_BIND_COMPLETED,
+    ANN_BOUND_BY_CONTROLLER, ANN_SELECTED_NODE, BINDING_WAIT_FOR_FIRST_CONSUMER, LABEL_HOSTNAME,
+    NOT_SUPPORTED_PROVISIONER,
 };
 use k8s_openapi::api::core::v1::{
     Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
@@ -258,32 +260,122 @@ fn hostname_bucket(pv: &PersistentVolume) -> String {
 /// Filter looks only at its node's bucket and the "anywhere" bucket (""). It also counts, per
 /// bucket, the PVs without a claimRef (in their latest, possibly assumed, version), so a node
 /// where no PV can match is rejected without looking at any. It narrows the work, never what
-/// matches. Kept current by `ClusterView`'s PV methods.
+/// matches. Kept current by `ClusterView`'s PV methods (which also keep the per-class set of
+/// nodes with free PVs, `ClusterView::free_nodes`, in step with the free counts).
 #[derive(Debug, Clone, Default)]
 pub struct PvIndex {
-    buckets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    free: BTreeMap<String, BTreeMap<String, usize>>,
+    buckets: BTreeMap<String, BTreeMap<String, PvBucket>>,
     prebound: BTreeMap<String, BTreeSet<String>>,
     entries: BTreeMap<String, PvEntry>,
+}
+
+/// The PVs of one class in one hostname bucket.
+#[derive(Debug, Clone, Default)]
+pub struct PvBucket {
+    /// PV name → what `find_matching_volume` looks at, in name order.
+    pub pvs: BTreeMap<String, PvFacts>,
+    /// How many of them have no claimRef (latest version).
+    pub free: usize,
+}
+
+/// What `find_matching_volume` checks of a PV, read once per PV version, so that Filter's
+/// inner loop compares numbers and short strings instead of walking the PV object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvFacts {
+    /// No claimRef.
+    pub free: bool,
+    /// `spec.capacity.storage`.
+    pub capacity: ParsedQuantity,
+    /// volumeMode (nil: Filesystem).
+    pub volume_mode: VolumeMode,
+    /// `spec.accessModes`.
+    pub access_modes: Vec<String>,
+    /// `status.phase == Available`.
+    pub available: bool,
+    /// `metadata.deletionTimestamp` set.
+    pub deleting: bool,
+    /// The node affinity is exactly what the bucket says: no affinity at all (the "" bucket) or
+    /// one term with the single requirement `kubernetes.io/hostname In [<bucket>]`. Then a node
+    /// in the bucket (hostname label = bucket) always satisfies it.
+    pub bucket_affinity: bool,
+}
+
+impl PvFacts {
+    fn of(pv: &PersistentVolume, host: &str) -> PvFacts {
+        let spec = pv.spec.as_ref();
+        let required = spec
+            .and_then(|s| s.node_affinity.as_ref())
+            .and_then(|a| a.required.as_ref());
+        let bucket_affinity = match required {
+            None => host.is_empty(),
+            Some(r) => match r.node_selector_terms.as_slice() {
+                [term] => {
+                    term.match_fields.as_ref().is_none_or(|f| f.is_empty())
+                        && matches!(term.match_expressions.as_deref(), Some([e])
+                            if e.key == LABEL_HOSTNAME
+                                && e.operator == "In"
+                                && matches!(e.values.as_deref(), Some([v]) if v == host)
+                                && !host.is_empty())
+                }
+                _ => false,
+            },
+        };
+        PvFacts {
+            free: spec.and_then(|s| s.claim_ref.as_ref()).is_none(),
+            capacity: volume_capacity(pv),
+            volume_mode: VolumeMode::of(volume_volume_mode(pv)),
+            access_modes: volume_access_modes(pv).to_vec(),
+            available: pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Available"),
+            deleting: pv.metadata.deletion_timestamp.is_some(),
+            bucket_affinity,
+        }
+    }
+}
+
+/// A volumeMode, compared without touching the string in the common cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeMode {
+    /// "Filesystem" (also nil).
+    Filesystem,
+    /// "Block".
+    Block,
+    /// Anything else (validation rejects it; compared as written).
+    Other(String),
+}
+
+impl VolumeMode {
+    fn of(mode: &str) -> VolumeMode {
+        match mode {
+            "Filesystem" => VolumeMode::Filesystem,
+            "Block" => VolumeMode::Block,
+            other => VolumeMode::Other(other.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PvEntry {
     class: String,
     host: String,
-    free: bool,
     claim: Option<String>,
+    facts: PvFacts,
 }
 
 impl PvIndex {
-    /// Re-indexes PV `name` from its latest version (`None`: deleted).
-    pub fn refresh(&mut self, name: &str, latest: Option<&PersistentVolume>) {
+    /// Re-indexes PV `name` from its latest version (`None`: deleted). Returns the
+    /// (class, hostname) buckets whose free count changed.
+    pub fn refresh(
+        &mut self,
+        name: &str,
+        latest: Option<&PersistentVolume>,
+    ) -> Vec<(String, String)> {
         let entry = latest.map(|pv| {
             let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            let host = hostname_bucket(pv);
             PvEntry {
                 class: volume_storage_class(pv).to_string(),
-                host: hostname_bucket(pv),
-                free: claim_ref.is_none(),
+                facts: PvFacts::of(pv, &host),
+                host,
                 claim: claim_ref.map(|r| {
                     format!(
                         "{}/{}",
@@ -293,29 +385,24 @@ impl PvIndex {
                 }),
             }
         });
+        let mut touched = Vec::new();
         if self.entries.get(name) == entry.as_ref() {
-            return;
+            return touched;
         }
         if let Some(old) = self.entries.remove(name) {
             if let Some(hosts) = self.buckets.get_mut(&old.class) {
-                if let Some(set) = hosts.get_mut(&old.host) {
-                    set.remove(name);
-                    if set.is_empty() {
+                if let Some(b) = hosts.get_mut(&old.host) {
+                    b.pvs.remove(name);
+                    if old.facts.free {
+                        b.free -= 1;
+                        touched.push((old.class.clone(), old.host.clone()));
+                    }
+                    if b.pvs.is_empty() {
                         hosts.remove(&old.host);
                     }
                 }
                 if hosts.is_empty() {
                     self.buckets.remove(&old.class);
-                }
-            }
-            if old.free {
-                if let Some(hosts) = self.free.get_mut(&old.class) {
-                    if let Some(n) = hosts.get_mut(&old.host) {
-                        *n -= 1;
-                        if *n == 0 {
-                            hosts.remove(&old.host);
-                        }
-                    }
                 }
             }
             if let Some(c) = &old.claim {
@@ -328,19 +415,16 @@ impl PvIndex {
             }
         }
         if let Some(e) = entry {
-            self.buckets
+            let b = self
+                .buckets
                 .entry(e.class.clone())
                 .or_default()
                 .entry(e.host.clone())
-                .or_default()
-                .insert(name.to_string());
-            if e.free {
-                *self
-                    .free
-                    .entry(e.class.clone())
-                    .or_default()
-                    .entry(e.host.clone())
-                    .or_default() += 1;
+                .or_default();
+            b.pvs.insert(name.to_string(), e.facts.clone());
+            if e.facts.free {
+                b.free += 1;
+                touched.push((e.class.clone(), e.host.clone()));
             }
             if let Some(c) = &e.claim {
                 self.prebound
@@ -350,6 +434,30 @@ impl PvIndex {
             }
             self.entries.insert(name.to_string(), e);
         }
+        touched
+    }
+
+    /// The hostname buckets of `class`.
+    pub fn class_buckets(&self, class: &str) -> Option<&BTreeMap<String, PvBucket>> {
+        self.buckets.get(class)
+    }
+
+    /// The classes that have PVs.
+    pub fn classes(&self) -> impl Iterator<Item = &String> {
+        self.buckets.keys()
+    }
+
+    /// PVs of `class` without claimRef in hostname bucket `host`.
+    pub fn free_in(&self, class: &str, host: &str) -> usize {
+        self.buckets
+            .get(class)
+            .and_then(|h| h.get(host))
+            .map_or(0, |b| b.free)
+    }
+
+    /// Whether some PV's claimRef names `claim_key` (it may sit in any bucket).
+    pub fn has_prebound(&self, claim_key: &str) -> bool {
+        self.prebound.contains_key(claim_key)
     }
 
     /// Candidate PV names of `class` for a node with hostname label `host`, in name order.
@@ -357,18 +465,10 @@ impl PvIndex {
         let Some(hosts) = self.buckets.get(class) else {
             return Vec::new();
         };
-        let any = hosts.get("");
-        let mine = host.filter(|h| !h.is_empty()).and_then(|h| hosts.get(h));
-        let mut out: Vec<&str> = any
-            .into_iter()
-            .chain(mine)
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        if any.is_some() && mine.is_some() {
-            out.sort_unstable();
-        }
-        out
+        merged_candidates(
+            hosts.get(""),
+            host.filter(|h| !h.is_empty()).and_then(|h| hosts.get(h)),
+        )
     }
 
     /// Whether any PV could match `claim_key` (class `class`) on a node with hostname `host`: a
@@ -377,10 +477,146 @@ impl PvIndex {
         if self.prebound.contains_key(claim_key) {
             return true;
         }
-        let Some(hosts) = self.free.get(class) else {
+        let Some(hosts) = self.buckets.get(class) else {
             return false;
         };
-        hosts.contains_key("") || host.is_some_and(|h| hosts.contains_key(h))
+        hosts.get("").is_some_and(|b| b.free > 0)
+            || host
+                .filter(|h| !h.is_empty())
+                .and_then(|h| hosts.get(h))
+                .is_some_and(|b| b.free > 0)
+    }
+}
+
+/// The names of two buckets, in name order.
+fn merged_candidates<'a>(any: Option<&'a PvBucket>, mine: Option<&'a PvBucket>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = any
+        .into_iter()
+        .chain(mine)
+        .flat_map(|b| b.pvs.keys())
+        .map(String::as_str)
+        .collect();
+    if any.is_some() && mine.is_some() {
+        out.sort_unstable();
+    }
+    out
+}
+
+/// One WaitForFirstConsumer claim, resolved once per scheduling cycle.
+#[derive(Debug, Clone)]
+struct DelayClaim<'a> {
+    key: &'a str,
+    claim: &'a PersistentVolumeClaim,
+    class: &'a str,
+    /// `volume.kubernetes.io/selected-node`, when set.
+    selected: Option<&'a str>,
+    /// Some PV's claimRef already names this claim.
+    prebound: bool,
+    /// The class's hostname buckets.
+    buckets: Option<&'a BTreeMap<String, PvBucket>>,
+    /// The class's "anywhere" bucket (PVs not pinned to one hostname).
+    anywhere: Option<&'a PvBucket>,
+    /// `spec.resources.requests.storage`.
+    requested: ParsedQuantity,
+    /// volumeMode.
+    mode: VolumeMode,
+    /// No selector and no PV pre-bound to the claim: `find_matching_volume` reduces to
+    /// comparing `PvFacts` (`match_facts`).
+    by_facts: bool,
+}
+
+/// VolumeBinding's PreFilter state for one attempt (upstream's `stateData`): the pod's claims
+/// looked up once, so that Filter per node touches only that node's PVs.
+#[derive(Debug, Clone)]
+pub struct PreparedClaims<'a> {
+    /// Bound claims (latest versions) and their PVs (None: the PV does not exist).
+    bound: Vec<Option<&'a PersistentVolume>>,
+    /// Delay claims in volume order.
+    delay: Vec<DelayClaim<'a>>,
+    /// Indexes into `delay` of the claims without selected-node, smallest request first
+    /// (stable: volume order among equals).
+    match_order: Vec<usize>,
+}
+
+/// Resolves the classified claims against the caches (once per scheduling cycle).
+pub fn prepare<'a>(view: &'a ClusterView, claims: &'a PodVolumeClaims) -> PreparedClaims<'a> {
+    let bound = claims
+        .bound
+        .iter()
+        .filter_map(|k| view.pvcs.get(k))
+        .map(|c| view.pvs.get(volume_name(c)))
+        .collect();
+    let delay: Vec<DelayClaim<'a>> = claims
+        .unbound_delay
+        .iter()
+        .filter_map(|k| view.pvcs.get(k).map(|c| (k, c)))
+        .map(|(key, claim)| {
+            let class = claim_storage_class(claim);
+            let buckets = view.pv_index.class_buckets(class);
+            let prebound = view.pv_index.has_prebound(key);
+            DelayClaim {
+                key,
+                claim,
+                class,
+                selected: annotation(&claim.metadata, ANN_SELECTED_NODE),
+                prebound,
+                buckets,
+                anywhere: buckets.and_then(|b| b.get("")),
+                requested: claim_requested_storage(claim),
+                mode: VolumeMode::of(claim_volume_mode(claim)),
+                by_facts: !prebound && claim.spec.as_ref().is_none_or(|s| s.selector.is_none()),
+            }
+        })
+        .collect();
+    let mut match_order: Vec<usize> = (0..delay.len())
+        .filter(|&i| delay[i].selected.is_none())
+        .collect();
+    if match_order.len() > 1 {
+        match_order.sort_by_key(|&i| delay[i].requested);
+    }
+    PreparedClaims {
+        bound,
+        delay,
+        match_order,
+    }
+}
+
+fn not_provisionable(class: &StorageClass) -> bool {
+    class.provisioner.is_empty() || class.provisioner == NOT_SUPPORTED_PROVISIONER
+}
+
+impl PreparedClaims<'_> {
+    /// The only nodes where Filter can succeed, when VolumeBinding alone narrows them: a delay
+    /// claim of a class that cannot provision, with no PV pre-bound to it and none free
+    /// "anywhere", fits only nodes whose hostname bucket has a free PV of its class
+    /// (`ClusterView::free_nodes`); of several such claims, the smallest set. Every other
+    /// node fails VolumeBinding with UnschedulableAndUnresolvable and never with an error
+    /// (all classes exist), so a scan over just these nodes finds the same feasible nodes in
+    /// the same order. `None`: no narrowing.
+    pub fn candidate_nodes<'v>(&self, view: &'v ClusterView) -> Option<&'v BTreeSet<String>> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        let all_classes_known = self
+            .delay
+            .iter()
+            .all(|d| !d.class.is_empty() && view.classes.contains_key(d.class));
+        if !all_classes_known {
+            return None;
+        }
+        let mut best: Option<&BTreeSet<String>> = None;
+        for &i in &self.match_order {
+            let d = &self.delay[i];
+            if d.prebound || d.anywhere.is_some_and(|b| b.free > 0) {
+                continue;
+            }
+            if !view.classes.get(d.class).is_some_and(not_provisionable) {
+                continue;
+            }
+            let set = view.free_nodes.get(d.class).unwrap_or(&NONE);
+            if best.is_none_or(|b| set.len() < b.len()) {
+                best = Some(set);
+            }
+        }
+        best
     }
 }
 
@@ -423,6 +659,46 @@ fn topology_allows(class: &StorageClass, node: &NodeInfo) -> bool {
     })
 }
 
+/// `find_matching_volume(claim, bucket, Some(node), excluded, true)` for a claim without
+/// selector and without a pre-bound PV, on the PVs of the node's hostname bucket: the same
+/// checks in the same order, read from `PvFacts` (the PV object is consulted only for a node
+/// affinity the bucket does not capture). Every PV of the bucket has the claim's class.
+fn match_facts<'a>(
+    view: &ClusterView,
+    d: &DelayClaim<'_>,
+    bucket: Option<&'a PvBucket>,
+    node_labels: &BTreeMap<String, String>,
+    excluded: &BTreeSet<String>,
+) -> Option<&'a str> {
+    let claim_modes = claim_access_modes(d.claim);
+    let mut smallest: Option<(&'a str, ParsedQuantity)> = None;
+    for (name, f) in bucket.into_iter().flat_map(|b| b.pvs.iter()) {
+        // A claimRef names another claim (none names this one: not pre-bound).
+        if !f.free || excluded.contains(name) {
+            continue;
+        }
+        if f.capacity < d.requested || f.volume_mode != d.mode || f.deleting || !f.available {
+            continue;
+        }
+        if !f.bucket_affinity {
+            let affinity_ok = view
+                .pvs
+                .get(name)
+                .is_some_and(|pv| check_volume_node_affinity(pv, node_labels).is_ok());
+            if !affinity_ok {
+                continue;
+            }
+        }
+        if !access_modes_subset(claim_modes, &f.access_modes) {
+            continue;
+        }
+        if smallest.is_none_or(|(_, best)| best > f.capacity) {
+            smallest = Some((name.as_str(), f.capacity));
+        }
+    }
+    smallest.map(|(n, _)| n)
+}
+
 /// Filter (`FindPodVolumes` for one node). The reasons come in the fixed order NodeConflict,
 /// BindConflict, NotEnoughSpace, PVNotExist; any reason is UnschedulableAndUnresolvable.
 pub fn filter(
@@ -430,19 +706,26 @@ pub fn filter(
     claims: &PodVolumeClaims,
     node: &NodeInfo,
 ) -> (Status, Option<PodVolumes>) {
+    filter_prepared(view, &prepare(view, claims), node, true)
+}
+
+/// `filter` on claims resolved by `prepare`; with `want_volumes` false only the status is
+/// computed (the scan asks for the volumes of the chosen node alone).
+pub fn filter_prepared(
+    view: &ClusterView,
+    prepared: &PreparedClaims<'_>,
+    node: &NodeInfo,
+    want_volumes: bool,
+) -> (Status, Option<PodVolumes>) {
     let mut bound_ok = true;
     let mut pvs_found = true;
     let mut unbound_ok = true;
     let mut enough_space = true;
     let mut result = PodVolumes::default();
     let labels = node.labels();
-    let index = &view.pv_index;
 
-    for key in &claims.bound {
-        let Some(claim) = view.pvcs.get(key) else {
-            continue;
-        };
-        match view.pvs.get(volume_name(claim)) {
+    for pv in &prepared.bound {
+        match pv {
             None => {
                 pvs_found = false;
                 break;
@@ -457,50 +740,65 @@ pub fn filter(
     }
 
     'unbound: {
-        if claims.unbound_delay.is_empty() {
+        if prepared.delay.is_empty() {
             break 'unbound;
         }
-        let mut to_match: Vec<(&String, &PersistentVolumeClaim)> = Vec::new();
-        let mut to_provision: Vec<&PersistentVolumeClaim> = Vec::new();
-        for key in &claims.unbound_delay {
-            let Some(claim) = view.pvcs.get(key) else {
-                continue;
-            };
-            match annotation(&claim.metadata, ANN_SELECTED_NODE) {
-                Some(sel) if sel != node.name() => {
-                    // Fast path: a claim already promised to another node.
-                    unbound_ok = false;
-                    break 'unbound;
-                }
-                Some(_) => to_provision.push(claim),
-                None => to_match.push((key, claim)),
-            }
+        let node_name = node.name();
+        // Fast path: a claim already promised to another node.
+        if prepared
+            .delay
+            .iter()
+            .any(|d| d.selected.is_some_and(|s| s != node_name))
+        {
+            unbound_ok = false;
+            break 'unbound;
         }
+        let mut to_provision: Vec<&PersistentVolumeClaim> = prepared
+            .delay
+            .iter()
+            .filter(|d| d.selected.is_some())
+            .map(|d| d.claim)
+            .collect();
         // Greedy, smallest request first (stable for equal sizes: volume order).
-        if to_match.len() > 1 {
-            to_match.sort_by_key(|(_, c)| claim_requested_storage(c));
-        }
         let mut chosen: BTreeSet<String> = BTreeSet::new();
-        let host = labels.get(LABEL_HOSTNAME).map(String::as_str);
+        let host = labels
+            .get(LABEL_HOSTNAME)
+            .map(String::as_str)
+            .filter(|h| !h.is_empty());
         let node_obj: &Node = node.node.as_ref().expect("filter runs on real nodes");
-        for (key, claim) in to_match {
-            let class = claim_storage_class(claim);
-            if !index.may_match(class, host, key) {
-                to_provision.push(claim);
+        for &i in &prepared.match_order {
+            let d = &prepared.delay[i];
+            let mine = host.and_then(|h| d.buckets.and_then(|b| b.get(h)));
+            let may_match = d.prebound
+                || d.anywhere.is_some_and(|b| b.free > 0)
+                || mine.is_some_and(|b| b.free > 0);
+            if !may_match {
+                to_provision.push(d.claim);
                 continue;
             }
-            let candidates = index.candidates(class, host);
-            let pvs = candidates.iter().filter_map(|n| view.pvs.get(n));
-            match find_matching_volume(claim, pvs, Some(node_obj), &chosen, true) {
-                Some(pv) => {
-                    let name = pv.metadata.name.clone().unwrap_or_default();
-                    chosen.insert(name.clone());
-                    result.static_bindings.push(StaticBinding {
-                        pv: name,
-                        pvc: key.clone(),
-                    });
+            let found: Option<&str> = if d.anywhere.is_none() && d.by_facts {
+                // The common case (local PVs): only this node's bucket, already in name order.
+                match_facts(view, d, mine, labels, &chosen)
+            } else {
+                let candidates = merged_candidates(d.anywhere, mine);
+                let pvs = candidates.iter().filter_map(|n| view.pvs.get(n));
+                find_matching_volume(d.claim, pvs, Some(node_obj), &chosen, true)
+                    .map(|pv| pv.metadata.name.as_deref().unwrap_or(""))
+            };
+            match found {
+                Some(name) => {
+                    let name = name.to_string();
+                    if want_volumes {
+                        result.static_bindings.push(StaticBinding {
+                            pv: name.clone(),
+                            pvc: d.key.to_string(),
+                        });
+                    }
+                    if prepared.match_order.len() > 1 {
+                        chosen.insert(name);
+                    }
                 }
-                None => to_provision.push(claim),
+                None => to_provision.push(d.claim),
             }
         }
         // checkVolumeProvisions.
@@ -520,10 +818,7 @@ pub fn filter(
                 );
             };
             let provisioner = class.provisioner.as_str();
-            if provisioner.is_empty()
-                || provisioner == NOT_SUPPORTED_PROVISIONER
-                || !topology_allows(class, node)
-            {
+            if not_provisionable(class) || !topology_allows(class, node) {
                 unbound_ok = false;
                 break 'unbound;
             }
@@ -531,10 +826,15 @@ pub fn filter(
                 enough_space = false;
                 break 'unbound;
             }
-            result.dynamic_provisions.push(key_of(&claim.metadata));
+            if want_volumes {
+                result.dynamic_provisions.push(key_of(&claim.metadata));
+            }
         }
     }
 
+    if bound_ok && unbound_ok && enough_space && pvs_found {
+        return (Status::Success, want_volumes.then_some(result));
+    }
     let mut reasons = Vec::new();
     if !bound_ok {
         reasons.push(ERR_REASON_NODE_CONFLICT.to_string());
@@ -548,11 +848,7 @@ pub fn filter(
     if !pvs_found {
         reasons.push(ERR_REASON_PV_NOT_EXIST.to_string());
     }
-    if reasons.is_empty() {
-        (Status::Success, Some(result))
-    } else {
-        (Status::UnschedulableAndUnresolvable(reasons), None)
-    }
+    (Status::UnschedulableAndUnresolvable(reasons), None)
 }
 
 /// `GetBindVolumeToClaim`: the PV with claimRef → claim (with uid), and `bound-by-controller`
