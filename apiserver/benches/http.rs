@@ -32,9 +32,6 @@ use tokio::net::TcpStream;
 
 const TOKEN: &str = "bench-token";
 
-// The allocator `bonsai up` runs with (bonsai/src/main.rs), so the figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn pv_json(i: usize) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -171,6 +168,9 @@ enum Target {
 }
 
 struct Run {
+    /// CPU time of this whole process (server and bench clients) per operation, in µs: a
+    /// figure that, unlike rates, barely moves when other processes load the machine.
+    cpu_us_per_op: f64,
     ops: usize,
     errors: usize,
     wall: Duration,
@@ -205,6 +205,7 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         });
     }
     let start = Instant::now();
+    let cpu0 = process_cpu_seconds();
     let mut tasks = Vec::new();
     for mut conn in conns {
         let next = next.clone();
@@ -263,8 +264,14 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         lat.extend(t.await.unwrap());
     }
     let wall = start.elapsed();
+    // etcd's own CPU is in another process: its column shows none rather than the client's.
+    let cpu_us_per_op = match target {
+        Target::Bonsai(_) => (process_cpu_seconds() - cpu0) * 1e6 / ops as f64,
+        Target::Etcd(_) => f64::NAN,
+    };
     lat.sort();
     Run {
+        cpu_us_per_op,
         ops,
         errors: errors.load(Ordering::Relaxed),
         wall,
@@ -356,12 +363,27 @@ async fn start_etcd() -> Result<Etcd, String> {
     }
 }
 
+/// utime + stime of this process from /proc/self/stat (clock ticks of 10 ms).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at index 2 ("state").
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn fmt_run(r: &Run) -> String {
     format!(
-        "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms{}",
+        "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {}{}",
         r.rate(),
         r.pct(0.50),
         r.pct(0.99),
+        if r.cpu_us_per_op.is_nan() {
+            String::new()
+        } else {
+            format!("cpu {:>4.0} µs/op", r.cpu_us_per_op)
+        },
         if r.errors > 0 {
             format!("  ({} errors)", r.errors)
         } else {
@@ -609,7 +631,7 @@ fn main() {
 
         println!("\ncreates (alternating PV and Pod JSON, {} bytes / {} bytes), both durable",
             pv_json(0).len(), pod_json(1).len());
-        println!("  {:>7}  {:<52}  {:<52}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
+        println!("  {:>7}  {:<66}  {:<66}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
         let mut base = 0;
         for &clients in client_counts.iter().filter(|_| part("creates")) {
             let ops = if quick { (clients * 20).clamp(300, 3000) } else { (clients * 50).clamp(1000, 12800) };
@@ -620,7 +642,7 @@ fn main() {
             };
             base += ops;
             let ratio = e.as_ref().map(|e| format!("{:.2}x", b.rate() / e.rate())).unwrap_or_else(|| "-".into());
-            println!("  {:>7}  {:<52}  {:<52}  {}", clients, fmt_run(&b),
+            println!("  {:>7}  {:<66}  {:<66}  {}", clients, fmt_run(&b),
                 e.as_ref().map(fmt_run).unwrap_or_else(|| "skipped".into()), ratio);
         }
 

@@ -16,6 +16,15 @@
 //! - `status`    — `ApiError`, the one error type the HTTP boundary turns into a `Status`.
 //! - `http`      — (feature `server`) the axum server: discovery, OpenAPI, CRUD, watch, tables.
 
+// The allocator of every binary that links the API server (`bonsai`, the benchmarks, the
+// tests), so that what the benchmarks measure is what `bonsai up` runs. glibc malloc cost the
+// API server about a third of its CPU under concurrent requests (arena contention and
+// consolidation, seen with perf on `benches/http.rs`); mimalloc's per-thread heaps remove most
+// of it. A binary that wants the system allocator turns the `mimalloc` feature off.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod semantics;
 pub mod status;

@@ -39,12 +39,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-// glibc malloc cost the API server a third of its CPU under concurrent requests (arena
-// contention and consolidation, measured with perf in apiserver/benches/http.rs); mimalloc's
-// per-thread heaps remove most of it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "bonsai",
