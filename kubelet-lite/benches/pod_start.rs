@@ -8,6 +8,11 @@
 //! the moment a watch sees `status.phase == Running`, with one local PV (a tmpfs disk) and one
 //! emptyDir mounted per pod. Targets from issue 7: p99 under 20 ms; 3 nodes Ready under
 //! 300 ms; an idle 3-node cluster under 100 MB PSS.
+//!
+//! Where the time goes: the bench stamps each pod's create request, its response and the watch
+//! event that shows Running; the kubelet's `/debug/pod-start` adds its own stages (watch event
+//! arrived, sync loop, mounts, the shim's spawn / namespaces / root / init, the status write),
+//! all on CLOCK_MONOTONIC, and the bench prints p50/p99 per stage.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +26,39 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 const TOKEN: &str = "kubelet-lite-bench-token-0123456789";
+
+use kubelet_lite::runtime::mono_ns;
+
+/// GET `path` from a kubelet endpoint with the bench token (plain HTTP/1.0).
+fn kubelet_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// One stage's p50/p99/max line.
+fn stage_line(name: &str, mut v: Vec<f64>) {
+    if v.is_empty() {
+        println!("  {name:<40} (no samples)");
+        return;
+    }
+    let n = v.len();
+    println!(
+        "  {name:<40} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  (n={n})",
+        pct(&mut v, 0.5),
+        pct(&mut v, 0.99),
+        pct(&mut v, 1.0)
+    );
+}
 const BIN: &str = env!("CARGO_BIN_EXE_kubelet-lite");
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -231,7 +269,7 @@ async fn bench(n_pods: usize, rate: f64) {
     .unwrap();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant, bool)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, u64, bool)>();
     let watch_pods = pods.clone();
     tokio::spawn(async move {
         let mut s = watcher(watch_pods, watcher::Config::default()).boxed();
@@ -239,18 +277,19 @@ async fn bench(n_pods: usize, rate: f64) {
             match ev {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
                     if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                        let _ =
-                            tx.send((p.metadata.name.unwrap_or_default(), Instant::now(), true));
+                        let _ = tx.send((p.metadata.name.unwrap_or_default(), mono_ns(), true));
                     }
                 }
                 watcher::Event::Delete(p) => {
-                    let _ = tx.send((p.metadata.name.unwrap_or_default(), Instant::now(), false));
+                    let _ = tx.send((p.metadata.name.unwrap_or_default(), mono_ns(), false));
                 }
                 _ => {}
             }
         }
     });
-    let mut created: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut created: BTreeMap<String, u64> = BTreeMap::new();
+    let mut posted: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
     let gap = Duration::from_secs_f64(1.0 / rate);
     let t_start = Instant::now();
@@ -266,12 +305,14 @@ async fn bench(n_pods: usize, rate: f64) {
         .unwrap();
         let due = t_start + gap * i as u32;
         tokio::time::sleep_until(due.into()).await;
-        created.insert(name.clone(), Instant::now());
+        created.insert(name.clone(), mono_ns());
         pods.create(&PostParams::default(), &pod).await.unwrap();
+        posted.insert(name.clone(), mono_ns());
         while let Ok((n, t, running)) = rx.try_recv() {
             if running && !started.contains_key(&n) {
                 if let Some(c) = created.get(&n) {
-                    started.insert(n, (t - *c).as_secs_f64() * 1e3);
+                    started.insert(n.clone(), t.saturating_sub(*c) as f64 / 1e6);
+                    seen.insert(n, t);
                 }
             }
         }
@@ -283,7 +324,8 @@ async fn bench(n_pods: usize, rate: f64) {
         {
             if running && !started.contains_key(&n) {
                 if let Some(c) = created.get(&n) {
-                    started.insert(n, (t - *c).as_secs_f64() * 1e3);
+                    started.insert(n.clone(), t.saturating_sub(*c) as f64 / 1e6);
+                    seen.insert(n, t);
                 }
             }
         }
@@ -296,25 +338,115 @@ async fn bench(n_pods: usize, rate: f64) {
         pct(&mut lat, 0.99),
         pct(&mut lat, 1.0)
     );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("  load average: {}", load.trim());
 
-    // 4. Teardown at the same rate: delete -> stopped (SIGTERM), unmounted, deleted for good.
-    let mut deleted: BTreeMap<String, Instant> = BTreeMap::new();
-    let t_del = Instant::now();
-    let mut gone: Vec<f64> = Vec::new();
-    let record = |n: String,
-                  t: Instant,
-                  running: bool,
-                  deleted: &BTreeMap<String, Instant>,
-                  gone: &mut Vec<f64>| {
-        if !running {
-            if let Some(d) = deleted.get(&n) {
-                gone.push((t - *d).as_secs_f64() * 1e3);
-            }
+    // 3b. Where the time went, per stage (kubelet stages from its /debug/pod-start).
+    let port: u16 = std::fs::read_to_string(
+        kubelet_lite::node::node_dir(dir.path(), "node-1").join("kubelet.port"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let traces: BTreeMap<String, BTreeMap<String, u64>> =
+        serde_json::from_str(&kubelet_get(port, "/debug/pod-start")).unwrap_or_default();
+    let mut stages: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut add = |name: &'static str, v: Option<f64>| {
+        let Some(v) = v else { return };
+        match stages.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, l)) => l.push(v),
+            None => stages.push((name, vec![v])),
         }
     };
+    for (name, c) in &created {
+        let Some(tr) = traces.get(&format!("default/{name}")) else {
+            continue;
+        };
+        let at = |k: &str| -> Option<u64> {
+            match k {
+                "created" => Some(*c),
+                "posted" => posted.get(name).copied(),
+                "seen" => seen.get(name).copied(),
+                k => tr.get(k).copied().filter(|v| *v > 0),
+            }
+        };
+        let d = |a: &str, b: &str| -> Option<f64> {
+            Some((at(b)? as i64 - at(a)? as i64) as f64 / 1e6)
+        };
+        add("create request (POST, durable)", d("created", "posted"));
+        add("create -> kubelet watch event", d("created", "watch"));
+        add("watch event -> sync loop", d("watch", "sync"));
+        add("sync loop -> mounts begin", d("sync", "mount_begin"));
+        add(
+            "mounts (emptyDir dir, PV bind)",
+            d("mount_begin", "mount_end"),
+        );
+        add(
+            "mounts -> container start begins",
+            d("mount_end", "start_begin"),
+        );
+        add("state files + spawn shim", d("start_begin", "spawned"));
+        add("shim exec -> main", d("spawned", "shim_entry"));
+        add(
+            "shim: unshare namespaces",
+            d("shim_entry", "shim_namespaces"),
+        );
+        add(
+            "shim: build root (binds, /dev, vols)",
+            d("shim_namespaces", "shim_root"),
+        );
+        add(
+            "shim: fork init, pivot_root, run",
+            d("shim_root", "shim_init"),
+        );
+        add("shim reports -> kubelet", d("shim_init", "started"));
+        add("started -> status write sent", d("started", "status_sent"));
+        add(
+            "status write (PATCH, durable)",
+            d("status_sent", "status_done"),
+        );
+        add(
+            "status sent -> bench sees Running",
+            d("status_sent", "seen"),
+        );
+        add("total (create -> bench sees Running)", d("created", "seen"));
+    }
+    println!("  per stage ({} pods traced):", traces.len());
+    for (name, v) in stages {
+        stage_line(name, v);
+    }
+    // Does the latency grow with the number of pods already running on the node?
+    let ordered: Vec<f64> = created
+        .keys()
+        .filter_map(|n| started.get(n).copied())
+        .collect();
+    for (i, chunk) in ordered.chunks(ordered.len().div_ceil(4).max(1)).enumerate() {
+        let mut v = chunk.to_vec();
+        println!(
+            "  pods {:>3}..{:<3}: p50 {:>6.1} ms  p99 {:>6.1} ms",
+            i * chunk.len(),
+            i * chunk.len() + chunk.len(),
+            pct(&mut v, 0.5),
+            pct(&mut v, 0.99)
+        );
+    }
+
+    // 4. Teardown at the same rate: delete -> stopped (SIGTERM), unmounted, deleted for good.
+    let mut deleted: BTreeMap<String, u64> = BTreeMap::new();
+    let t_del = Instant::now();
+    let mut gone: Vec<f64> = Vec::new();
+    let record =
+        |n: String, t: u64, running: bool, deleted: &BTreeMap<String, u64>, gone: &mut Vec<f64>| {
+            if !running {
+                if let Some(d) = deleted.get(&n) {
+                    gone.push(t.saturating_sub(*d) as f64 / 1e6);
+                }
+            }
+        };
     for (i, n) in created.keys().enumerate() {
         tokio::time::sleep_until((t_del + gap * i as u32).into()).await;
-        deleted.insert(n.clone(), Instant::now());
+        deleted.insert(n.clone(), mono_ns());
         let _ = pods.delete(n, &DeleteParams::default()).await;
         while let Ok((n, t, running)) = rx.try_recv() {
             record(n, t, running, &deleted, &mut gone);

@@ -26,8 +26,8 @@ use crate::core::pod::{Action, NodeIdentity, PodState};
 use crate::core::volumes::{ClusterView, HostPaths, PathKind, PodDirs};
 use crate::core::{provisioner, Millis, Mounter};
 use crate::mounter::LinuxMounter;
-use crate::runtime::{Running, Runtime};
-use crate::server::{ContainerInfo, Metrics, PodInfo, ServerState};
+use crate::runtime::{mono_ns, Running, Runtime};
+use crate::server::{ContainerInfo, Metrics, PodInfo, ServerState, StartTraces};
 
 /// A driver failure that stops the kubelet.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +252,8 @@ struct Cache {
     volumes_changed: bool,
     /// The pod watch relisted: every pod is looked at again.
     relisted: bool,
+    /// uid → when its first watch event arrived ([`mono_ns`]), for the start trace.
+    arrived: BTreeMap<String, u64>,
 }
 
 enum Wake {
@@ -326,6 +328,21 @@ struct EventSink {
     node: String,
     /// (uid, reason, message) → (namespace, event name, count)
     seen: Arc<tokio::sync::Mutex<BTreeMap<EventKey, (String, String, i32)>>>,
+    /// Events recorded during a sync step, sent by [`EventSink::flush`] after the step's status
+    /// writes: the status that says Running goes to the API server first, events do not queue
+    /// ahead of it (the kubelet's event recorder is asynchronous too).
+    queue: Mutex<Vec<QueuedEvent>>,
+}
+
+struct QueuedEvent {
+    ns: String,
+    name: String,
+    uid: String,
+    type_: String,
+    reason: String,
+    message: String,
+    field_path: Option<String>,
+    now: Millis,
 }
 
 impl EventSink {
@@ -337,56 +354,88 @@ impl EventSink {
         message: String,
         field_path: Option<String>,
     ) {
+        self.queue.lock().unwrap().push(QueuedEvent {
+            ns: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            type_: type_.to_string(),
+            reason: reason.to_string(),
+            message,
+            field_path,
+            now: now_ms(),
+        });
+    }
+
+    /// Sends the queued events, in the order they were recorded.
+    fn flush(&self) {
+        let events = std::mem::take(&mut *self.queue.lock().unwrap());
+        if events.is_empty() {
+            return;
+        }
         let client = self.api_client.clone();
         let seen = self.seen.clone();
         let node = self.node.clone();
-        let ns = pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let type_ = type_.to_string();
-        let reason = reason.to_string();
-        let now = now_ms();
         tokio::spawn(async move {
-            let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, &ns);
-            let ts = crate::core::rfc3339(now);
-            let key = (uid.clone(), reason.clone(), message.clone());
-            let mut seen = seen.lock().await;
-            if let Some((ens, ename, count)) = seen.get_mut(&key) {
-                *count += 1;
-                let api: Api<k8s_openapi::api::core::v1::Event> =
-                    Api::namespaced(api.clone().into_client(), ens);
-                let _ = api
-                    .patch(
-                        ename,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"count": *count, "lastTimestamp": ts})),
-                    )
-                    .await;
-                return;
-            }
-            let ename = format!(
-                "{name}.{:x}",
-                now * 1_000_000 + (seen.len() as u64 % 1_000_000)
-            );
-            let ev = json!({
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": ename, "namespace": ns},
-                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name, "uid": uid, "fieldPath": field_path},
-                "reason": reason, "message": message, "type": type_,
-                "source": {"component": "kubelet", "host": node},
-                "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
-                "reportingComponent": "kubelet", "reportingInstance": node
-            });
-            if let Ok(ev) = serde_json::from_value(ev) {
-                if api.create(&PostParams::default(), &ev).await.is_ok() {
-                    seen.insert(key, (ns, ename, 1));
-                }
+            for e in events {
+                post_event(&client, &seen, &node, e).await;
             }
         });
+    }
+}
+
+async fn post_event(
+    client: &kube::Client,
+    seen: &tokio::sync::Mutex<BTreeMap<EventKey, (String, String, i32)>>,
+    node: &str,
+    e: QueuedEvent,
+) {
+    let QueuedEvent {
+        ns,
+        name,
+        uid,
+        type_,
+        reason,
+        message,
+        field_path,
+        now,
+    } = e;
+    let ts = crate::core::rfc3339(now);
+    let key = (uid.clone(), reason.clone(), message.clone());
+    let mut seen = seen.lock().await;
+    if let Some((ens, ename, count)) = seen.get_mut(&key) {
+        *count += 1;
+        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ens);
+        let _ = api
+            .patch(
+                ename,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"count": *count, "lastTimestamp": ts})),
+            )
+            .await;
+        return;
+    }
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let ename = format!(
+        "{name}.{:x}",
+        now * 1_000_000 + (seen.len() as u64 % 1_000_000)
+    );
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": ename, "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name, "uid": uid, "fieldPath": field_path},
+        "reason": reason, "message": message, "type": type_,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
+        "reportingComponent": "kubelet", "reportingInstance": node
+    });
+    if let Ok(ev) = serde_json::from_value(ev) {
+        if api.create(&PostParams::default(), &ev).await.is_ok() {
+            seen.insert(key, (ns, ename, 1));
+        }
     }
 }
 
@@ -414,13 +463,17 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe")),
         state_dir: ndir.join("containers"),
         log_dir: ndir.join("logs").join("pods"),
+        // Forked by the node's kubelet process before its runtime started (see node.rs).
+        zygote: crate::runtime::zygote::global(),
     };
     let dirs = PodDirs {
         root: ndir.join("pods"),
     };
     let metrics = Arc::new(Metrics::default());
     let server_pods: Arc<Mutex<BTreeMap<String, PodInfo>>> = Arc::default();
+    let start_traces: StartTraces = Arc::default();
     let state = ServerState {
+        start_traces: start_traces.clone(),
         node: args.node.clone(),
         token: Arc::new(token.clone()),
         runtime: runtime.clone(),
@@ -478,6 +531,9 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
                     let uid = p.metadata.uid.clone().unwrap_or_default();
                     c.dirty.insert(uid.clone());
+                    if mine(&p) && !c.pods.contains_key(&uid) {
+                        c.arrived.insert(uid.clone(), mono_ns());
+                    }
                     if mine(&p) {
                         c.pods.insert(uid, p);
                     } else {
@@ -578,8 +634,10 @@ pub async fn run(args: KubeletArgs) -> Result<()> {
             api_client: client.clone(),
             node: args.node.clone(),
             seen: Arc::default(),
+            queue: Mutex::default(),
         },
         server_pods,
+        start_traces,
         metrics,
         tx: tx.clone(),
         identity: NodeIdentity {
@@ -624,6 +682,8 @@ struct SyncLoop {
     last_status: BTreeMap<String, serde_json::Value>,
     events: EventSink,
     server_pods: Arc<Mutex<BTreeMap<String, PodInfo>>>,
+    /// Start stage timestamps per pod (`/debug/pod-start`).
+    start_traces: StartTraces,
     metrics: Arc<Metrics>,
     tx: mpsc::UnboundedSender<Wake>,
     identity: NodeIdentity,
@@ -638,7 +698,27 @@ struct SyncLoop {
     final_statuses: Vec<(String, String, serde_json::Value)>,
 }
 
+fn pod_key(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or("default"),
+        p.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
 impl SyncLoop {
+    /// Records a start stage of pod `uid` (the first time only: a restart does not rewrite it).
+    fn trace(&self, uid: &str, stages: &[(&'static str, u64)]) {
+        let Some(s) = self.states.get(uid) else {
+            return;
+        };
+        let mut t = self.start_traces.lock().unwrap();
+        let e = t.entry(pod_key(s.pod())).or_default();
+        for (k, v) in stages {
+            e.entry(k).or_insert(*v);
+        }
+    }
+
     fn wake(&mut self, w: Wake) {
         match w {
             Wake::Shutdown => self.begin_shutdown(),
@@ -740,7 +820,7 @@ impl SyncLoop {
     async fn step(&mut self) -> Option<Millis> {
         let now = now_ms();
         // Take only what changed: the pods the watch touched (or all of them after a relist).
-        let (changed, all_uids, pvcs, pvs, synced, volumes_changed) = {
+        let (changed, all_uids, pvcs, pvs, synced, volumes_changed, arrived) = {
             let mut c = self.cache.lock().unwrap();
             let mut dirty = std::mem::take(&mut c.dirty);
             if std::mem::take(&mut c.relisted) {
@@ -757,6 +837,7 @@ impl SyncLoop {
             let all_uids: Option<std::collections::BTreeSet<String>> =
                 (c.pods_synced && !self.adopted_checked).then(|| c.pods.keys().cloned().collect());
             let vc = std::mem::take(&mut c.volumes_changed);
+            let arrived = std::mem::take(&mut c.arrived);
             (
                 changed,
                 all_uids,
@@ -764,6 +845,7 @@ impl SyncLoop {
                 c.pvs.clone(),
                 c.pods_synced,
                 vc,
+                arrived,
             )
         };
         let mut to_poll: std::collections::BTreeSet<String> = std::mem::take(&mut self.dirty);
@@ -795,6 +877,9 @@ impl SyncLoop {
                             self.watch_exit(uid.clone(), name, run);
                         }
                         self.states.insert(uid.clone(), s);
+                        if let Some(&t) = arrived.get(&uid) {
+                            self.trace(&uid, &[("watch", t), ("sync", mono_ns())]);
+                        }
                         to_poll.insert(uid);
                     }
                 },
@@ -939,6 +1024,17 @@ impl SyncLoop {
             // Status writes run concurrently; each names the resourceVersion it read. A 409
             // means our copy is stale: the watch delivers the new one and marks the pod dirty.
             self.in_flight.insert(uid.clone(), v.clone());
+            let first_running = st.phase.as_deref() == Some("Running")
+                && !self
+                    .start_traces
+                    .lock()
+                    .unwrap()
+                    .get(&format!("{ns}/{name}"))
+                    .is_some_and(|t| t.contains_key("status_sent"));
+            if first_running {
+                self.trace(uid, &[("status_sent", mono_ns())]);
+            }
+            let traces = first_running.then(|| (self.start_traces.clone(), format!("{ns}/{name}")));
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
             let rv = p.metadata.resource_version.clone();
             let tx = self.tx.clone();
@@ -950,6 +1046,11 @@ impl SyncLoop {
                     .await
                 {
                     Ok(_) => {
+                        if let Some((t, key)) = traces {
+                            if let Some(e) = t.lock().unwrap().get_mut(&key) {
+                                e.entry("status_done").or_insert(mono_ns());
+                            }
+                        }
                         let _ = tx.send(Wake::StatusPatched(uid, v));
                     }
                     Err(e) => {
@@ -968,7 +1069,12 @@ impl SyncLoop {
                 }
             });
         }
+        // Events after the status writes (see EventSink::queue).
+        self.events.flush();
         for uid in finished {
+            if let Some(s) = self.states.get(&uid) {
+                self.start_traces.lock().unwrap().remove(&pod_key(s.pod()));
+            }
             self.states.remove(&uid);
             self.last_status.remove(&uid);
             self.in_flight.remove(&uid);
@@ -1014,12 +1120,14 @@ impl SyncLoop {
         let now = now_ms();
         match action {
             Action::Mount { ops, .. } => {
+                let t0 = mono_ns();
                 let mut m = LinuxMounter;
                 let r = ops
                     .iter()
                     .try_for_each(|op| m.apply(op))
                     .map_err(|e| e.to_string());
                 if r.is_ok() {
+                    self.trace(uid, &[("mount_begin", t0), ("mount_end", mono_ns())]);
                     self.metrics.mounts_ok.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.metrics.mounts_failed.fetch_add(1, Ordering::Relaxed);
@@ -1043,6 +1151,19 @@ impl SyncLoop {
                 let name = launch.container.clone();
                 match self.runtime.start(&launch).await {
                     Ok(run) => {
+                        let t = run.timings;
+                        self.trace(
+                            uid,
+                            &[
+                                ("start_begin", t.begin),
+                                ("spawned", t.spawned),
+                                ("shim_entry", t.shim_entry),
+                                ("shim_namespaces", t.shim_namespaces),
+                                ("shim_root", t.shim_root),
+                                ("shim_init", t.shim_init),
+                                ("started", t.reported),
+                            ],
+                        );
                         self.metrics
                             .containers_started
                             .fetch_add(1, Ordering::Relaxed);

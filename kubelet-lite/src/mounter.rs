@@ -205,9 +205,39 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// Whether `path` is a mount point in this mount namespace.
 pub fn is_mount_point(path: &Path) -> bool {
+    // statx says it directly (STATX_ATTR_MOUNT_ROOT, Linux 5.8+), without rendering the whole
+    // mount table — which grows by two mounts per running pod and was read on every mount
+    // and unmount of a pod's volumes.
+    if let Some(v) = statx_mount_root(path) {
+        return v;
+    }
     mount_points()
         .map(|m| m.iter().any(|p| p == path))
         .unwrap_or(false)
+}
+
+/// Whether `path` (not following a final symlink) is the root of a mount; `None` when the
+/// kernel cannot tell (then the mount table decides). A missing path is no mount point.
+fn statx_mount_root(path: &Path) -> Option<bool> {
+    let c = cstr(path);
+    // SAFETY: an all-zero statx is a valid out-buffer.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and out-pointer.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_TYPE,
+            &mut st,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error().raw_os_error();
+        return matches!(e, Some(libc::ENOENT) | Some(libc::ENOTDIR)).then_some(false);
+    }
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    (st.stx_attributes_mask & bit != 0).then_some(st.stx_attributes & bit != 0)
 }
 
 /// Total size of the filesystem holding `path` (blocks × fragment size), as statfs reports it.
@@ -459,5 +489,20 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn mount_points_agree_with_the_mount_table() {
+        let table = mount_points().unwrap();
+        for m in ["/", "/proc"] {
+            let m = Path::new(m);
+            assert_eq!(is_mount_point(m), table.iter().any(|t| t == m), "{m:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            is_mount_point(dir.path()),
+            table.iter().any(|m| m == dir.path())
+        );
+        assert!(!is_mount_point(&dir.path().join("missing")));
     }
 }

@@ -12,7 +12,8 @@
 //!    adopts the running containers); when init exits, the kernel kills every process of the
 //!    node, and with the last of them the mount namespace and all its mounts disappear — loop
 //!    devices detach themselves (autoclear).
-//! 3. **kubelet** (PID 2): the tokio [`crate::driver`].
+//! 3. **kubelet** (PID 2): the tokio [`crate::driver`]. Before its runtime starts it forks the
+//!    container-shim fork server ([`crate::runtime::zygote`]), which dies with it.
 //!
 //! Node directory: `<data dir>/nodes/<node>/` with `args.json` (how to start it again),
 //! `node.pid` (`<node pid> <start time> <init pid>`), `kubelet.port`, `kubelet.log`,
@@ -311,6 +312,11 @@ fn init_main(args: &KubeletArgs) -> i32 {
 }
 
 fn kubelet_main(args: KubeletArgs) -> i32 {
+    // The container-shim fork server must be forked while this process is single-threaded:
+    // before the tokio runtime exists.
+    if let Err(e) = crate::runtime::zygote::Zygote::start_global() {
+        eprintln!("bonsai kubelet: shim fork server: {e} (shims re-execute the binary instead)");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

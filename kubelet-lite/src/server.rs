@@ -8,6 +8,7 @@
 //!   WebSocket, subprotocol `v5.channel.k8s.io` (or v4): binary frames whose first byte is the
 //!   channel (0 stdin, 1 stdout, 2 stderr, 3 error/status JSON, 4 resize, 255 close stdin).
 //! - `GET /metrics` (Prometheus text), `GET /healthz`.
+//! - `GET /debug/pod-start`: per-pod start stage timestamps ([`StartTraces`]), JSON.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -160,6 +161,14 @@ impl Metrics {
     }
 }
 
+/// Where each pod's start went, for `GET /debug/pod-start`: `namespace/name` → stage →
+/// [`crate::runtime::mono_ns`] time. Stages, in order: `watch` (the pod's first watch event
+/// reached the kubelet), `sync` (the sync loop took it up), `mount_begin`/`mount_end` (volume
+/// set-up), the container start (`start_begin`, `spawned`, `shim_entry`, `shim_namespaces`,
+/// `shim_root`, `shim_init`, `started`), and the status write that first says Running
+/// (`status_sent`, `status_done`). An entry lives until the pod is gone from the node.
+pub type StartTraces = Arc<Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>>;
+
 /// Shared state of the HTTP server.
 #[derive(Clone)]
 pub struct ServerState {
@@ -169,6 +178,7 @@ pub struct ServerState {
     /// `namespace/name` → pod.
     pub pods: Arc<Mutex<BTreeMap<String, PodInfo>>>,
     pub metrics: Arc<Metrics>,
+    pub start_traces: StartTraces,
 }
 
 fn status(code: StatusCode, reason: &str, message: String) -> Response {
@@ -208,6 +218,7 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .route("/debug/pod-start", get(pod_start_traces))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", get(exec).post(exec))
         .with_state(state)
@@ -222,6 +233,14 @@ async fn metrics(State(st): State<ServerState>, headers: HeaderMap) -> Response 
         st.metrics.render(&st.node),
     )
         .into_response()
+}
+
+async fn pod_start_traces(State(st): State<ServerState>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let body = serde_json::to_string(&*st.start_traces.lock().unwrap()).unwrap_or_default();
+    ([("content-type", "application/json")], body).into_response()
 }
 
 fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {

@@ -735,6 +735,33 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     );
 }
 
+/// The host pid of the process that is `ns_pid` in a node's PID namespace and whose parent is
+/// one of `node_procs` (host pids of that node's own processes).
+fn host_pid_of(node_procs: &[i32], ns_pid: i32) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| {
+            let Ok(st) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+                return false;
+            };
+            let field = |k: &str| -> Vec<i32> {
+                st.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| {
+                        v.split_whitespace()
+                            .filter_map(|x| x.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let nspid = field("NSpid:");
+            let ppid = field("PPid:");
+            nspid.get(1) == Some(&ns_pid) && ppid.first().is_some_and(|pp| node_procs.contains(pp))
+        })
+}
+
 fn pids_in_pidns_of(pid: i32) -> Vec<i32> {
     let Ok(target) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
         return Vec::new();
@@ -818,6 +845,10 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
         .trim()
         .parse()
         .unwrap();
+    // init.pid numbers the container's init in the node's PID namespace; the test sees host
+    // pids, so find the host pid of that process (its shim is one of the node's processes).
+    let node_procs = pids_in_pidns_of(init.init_pid);
+    let cinit_host = host_pid_of(&node_procs, cinit).expect("container init found on the host");
     let kubelet_pid = || -> Option<i32> {
         std::fs::read_to_string(format!(
             "/proc/{}/task/{}/children",
@@ -853,7 +884,7 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
     .await;
     assert_eq!(out, "sleep\n", "{status}");
     assert!(
-        Path::new(&format!("/proc/{cinit}")).exists(),
+        host_pid_of(&pids_in_pidns_of(init.init_pid), cinit) == Some(cinit_host),
         "the container survived the kubelet crash"
     );
     let p = pods.get("sleeper").await.unwrap();

@@ -2,6 +2,7 @@
 //!
 //! - [`shim`]: the helper processes (container shim, exec helper) and privilege dropping.
 //! - [`logs`]: CRI-format log files and what `kubectl logs` reads from them.
+//! - [`zygote`]: the fork server that forks container shims (no exec per container start).
 //! - [`Runtime`]: what the kubelet driver calls — start, signal, wait, adopt.
 //!
 //! On-node layout (`<node dir>` = `<data dir>/nodes/<node>`):
@@ -10,6 +11,7 @@
 
 pub mod logs;
 pub mod shim;
+pub mod zygote;
 
 use std::fs;
 use std::io;
@@ -58,6 +60,41 @@ pub struct Running {
     pub shim_pid: i32,
     pub attempt: u32,
     pub waiter: Waiter,
+    /// Where the start's time went (all zero for an adopted container).
+    pub timings: StartTimings,
+}
+
+/// Stage timestamps of one container start, in [`mono_ns`] nanoseconds. The shim reports its
+/// own on its status line, so the kubelet (and the pod-start bench) can say where a start's
+/// time went: spawning the helper, the namespaces, the root, the init.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StartTimings {
+    /// The runtime began (state files, then spawning the shim).
+    pub begin: u64,
+    /// The shim process exists and has exec'd the helper binary (spawn returned).
+    pub spawned: u64,
+    /// The shim's `main` ran (the exec of the helper binary is done).
+    pub shim_entry: u64,
+    /// unshare of the namespaces and the private root are done.
+    pub shim_namespaces: u64,
+    /// The container's root is built (tmpfs, system binds, /dev, volumes).
+    pub shim_root: u64,
+    /// The container's init is running (its exec, or the pause loop, has begun).
+    pub shim_init: u64,
+    /// The kubelet read the shim's "started" line.
+    pub reported: u64,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds. One clock for the kubelet, its shims and the pod-start
+/// bench (bonsai uses no time namespaces), so timestamps taken in different processes compare.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The node's runtime.
@@ -69,6 +106,8 @@ pub struct Runtime {
     pub state_dir: PathBuf,
     /// `<node dir>/logs/pods`
     pub log_dir: PathBuf,
+    /// The shim fork server; `None` (or a dead server): shims re-execute `helper_exe`.
+    pub zygote: Option<std::sync::Arc<zygote::Zygote>>,
 }
 
 fn proc_start_time(pid: i32) -> Option<u64> {
@@ -101,6 +140,7 @@ impl Runtime {
 
     /// Starts a container through a shim; returns once it runs (or failed to start).
     pub async fn start(&self, launch: &ContainerLaunch) -> Result<Running> {
+        let begin = mono_ns();
         let dir = self.container_dir(&launch.pod_uid, &launch.container);
         fs::create_dir_all(dir.join("rootfs"))
             .map_err(io_err(format!("mkdir {}", dir.display())))?;
@@ -122,6 +162,14 @@ impl Runtime {
             serde_json::to_vec(launch).expect("serializable launch"),
         )
         .map_err(io_err("write launch.json"))?;
+        if let Some(z) = &self.zygote {
+            match self.start_forked(z, &dir, launch, begin).await {
+                Ok(r) => return r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "shim fork server failed; re-executing the helper")
+                }
+            }
+        }
         let mut child = tokio::process::Command::new(&self.helper_exe)
             .arg(&dir)
             .env(shim::HELPER_ENV, "container")
@@ -131,6 +179,7 @@ impl Runtime {
             .kill_on_drop(false)
             .spawn()
             .map_err(io_err(format!("spawn {}", self.helper_exe.display())))?;
+        let spawned = mono_ns();
         let shim_pid = child.id().unwrap_or(0) as i32;
         let out = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
@@ -139,27 +188,99 @@ impl Runtime {
             .await
             .map_err(io_err("read shim status"))?;
         let line = line.trim_end();
-        if let Some(pid) = line.strip_prefix("started ") {
-            let init_pid: i32 = pid.parse().unwrap_or(0);
-            let st = proc_start_time(shim_pid).unwrap_or(0);
-            let _ = fs::write(
-                dir.join("shim.pid"),
-                format!("{shim_pid} {st} {}", launch.attempt),
-            );
-            return Ok(Running {
-                init_pid,
-                shim_pid,
-                attempt: launch.attempt,
-                waiter: Waiter::Child(child),
-            });
+        if !line.starts_with("started ") {
+            let _ = child.wait().await;
         }
-        let _ = child.wait().await;
-        let msg = line.strip_prefix("error ").unwrap_or(line);
-        Err(RuntimeError::StartFailed(if msg.is_empty() {
-            "container shim exited without reporting".into()
-        } else {
-            msg.to_string()
-        }))
+        self.started(
+            &dir,
+            launch,
+            line,
+            shim_pid,
+            Waiter::Child(child),
+            begin,
+            spawned,
+        )
+    }
+
+    /// Starts the shim through the fork server. The outer error means the server could not
+    /// fork one (the caller falls back to the helper binary); the inner result is the start's.
+    async fn start_forked(
+        &self,
+        z: &zygote::Zygote,
+        dir: &Path,
+        launch: &ContainerLaunch,
+        begin: u64,
+    ) -> io::Result<Result<Running>> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let (shim_pid, pidfd) = z.spawn_shim(dir, w)?;
+        let spawned = mono_ns();
+        let mut line = String::new();
+        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(r)?;
+        let read = BufReader::new(rx).read_line(&mut line).await;
+        if let Err(e) = read {
+            return Ok(Err(RuntimeError::Io {
+                what: "read shim status".into(),
+                source: e,
+            }));
+        }
+        Ok(self.started(
+            dir,
+            launch,
+            line.trim_end(),
+            shim_pid,
+            Waiter::PidFd(pidfd),
+            begin,
+            spawned,
+        ))
+    }
+
+    /// The shim's status line: `started …` (the container runs) or `error …`.
+    #[allow(clippy::too_many_arguments)]
+    fn started(
+        &self,
+        dir: &Path,
+        launch: &ContainerLaunch,
+        line: &str,
+        shim_pid: i32,
+        waiter: Waiter,
+        begin: u64,
+        spawned: u64,
+    ) -> Result<Running> {
+        let Some(rest) = line.strip_prefix("started ") else {
+            // The shim exits after reporting; the fork server reaps it.
+            let msg = line.strip_prefix("error ").unwrap_or(line);
+            return Err(RuntimeError::StartFailed(if msg.is_empty() {
+                "container shim exited without reporting".into()
+            } else {
+                msg.to_string()
+            }));
+        };
+        // `started <init pid> <entry> <namespaces> <root> <init>` (times in mono_ns).
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        let st = proc_start_time(shim_pid).unwrap_or(0);
+        let _ = fs::write(
+            dir.join("shim.pid"),
+            format!("{shim_pid} {st} {}", launch.attempt),
+        );
+        Ok(Running {
+            init_pid: at(0) as i32,
+            shim_pid,
+            attempt: launch.attempt,
+            waiter,
+            timings: StartTimings {
+                begin,
+                spawned,
+                shim_entry: at(1),
+                shim_namespaces: at(2),
+                shim_root: at(3),
+                shim_init: at(4),
+                reported: mono_ns(),
+            },
+        })
     }
 
     /// Sends SIGTERM (or SIGKILL) to the container's init. Without a handler, a PID-1 init
@@ -252,6 +373,7 @@ impl Runtime {
                     shim_pid: pid as i32,
                     attempt,
                     waiter: Waiter::PidFd(fd),
+                    timings: StartTimings::default(),
                 },
             ));
         }

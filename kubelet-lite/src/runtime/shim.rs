@@ -1,22 +1,26 @@
-//! The helper processes the kubelet starts by re-executing its own binary: the container shim
-//! and the exec helper. They run single-threaded, before any runtime exists, so they may
-//! `unshare`, `setns` and `fork` freely.
+//! The helper processes of the kubelet: the container shim and the exec helper. They run
+//! single-threaded, so they may `unshare`, `setns` and `fork` freely. A container shim is
+//! normally forked by the [`super::zygote`] fork server; without it, the kubelet re-executes its
+//! own binary as the helper.
 //!
-//! Container shim (`BONSAI_KUBELET_HELPER=container`, argv: path of the container's state dir):
+//! Container shim (a child of the fork server, or `BONSAI_KUBELET_HELPER=container` with argv:
+//! path of the container's state dir):
 //!
 //! 1. Read `launch.json` ([`ContainerLaunch`]).
-//! 2. `unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)`; make `/` rprivate;
-//!    `sethostname(pod name)`.
-//! 3. Build the root in `<dir>/rootfs`: a tmpfs; read-only binds of /usr /bin /sbin /lib* /etc
-//!    (symlinks such as `/bin -> usr/bin` are recreated as symlinks); a system directory that
-//!    must hold a mountPath is an overlay with a tmpfs upper layer, so the mount point is
-//!    created without touching the host; a minimal /dev; a tmpfs /tmp; then the volumes.
-//! 4. `fork`: the child is PID 1 of the new PID namespace. It takes its own copy of the mount
-//!    namespace (pivot_root would otherwise move the shim's root too), mounts a fresh /proc,
-//!    `pivot_root`s, drops to the container capability set, sets no_new_privs and execs the
-//!    command (or becomes a pause process). The parent stays outside as the shim: it writes
-//!    the container's stdout/stderr to the log file in CRI format, forwards SIGTERM, and writes
-//!    the exit status to `<dir>/exit` — so a restarted kubelet can adopt the container.
+//! 2. `unshare(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)`; `sethostname(pod name)`. The shim
+//!    stays in the node's mount namespace.
+//! 3. `fork`: the child is PID 1 of the new PID namespace. It takes its own copy of the node's
+//!    mount namespace (made rprivate), and builds the root in `<dir>/rootfs`: a tmpfs;
+//!    read-only binds of /usr /bin /sbin /lib* /etc (symlinks such as `/bin -> usr/bin` are
+//!    recreated as symlinks); a system directory that must hold a mountPath is an overlay with
+//!    a tmpfs upper layer, so the mount point is created without touching the host; a minimal
+//!    /dev; a tmpfs /tmp; then the volumes. It mounts a fresh /proc, `pivot_root`s, drops to
+//!    the container capability set, sets no_new_privs and execs the command (or becomes a
+//!    pause process). Errors go back to the shim over a close-on-exec pipe.
+//! 4. The parent stays outside as the shim: it reports `started <pid> <timings>` (or
+//!    `error <message>`) on stdout to the kubelet, writes the container's stdout/stderr to the
+//!    log file in CRI format, forwards SIGTERM, and writes the exit status to `<dir>/exit` — so
+//!    a restarted kubelet can adopt the container.
 //!
 //! Exec helper (`BONSAI_KUBELET_HELPER=exec`, spec in `BONSAI_EXEC_SPEC`): joins the container's
 //! IPC, UTS, PID and mount namespaces with `setns`, forks, and the child drops capabilities
@@ -65,11 +69,20 @@ pub const DEFAULT_CAPS: &[u32] = &[
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// When this helper's `main` began ([`super::mono_ns`]), for the shim's start timings.
+static ENTRY_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes when this helper began (for the start timings the shim reports).
+pub(crate) fn mark_entry() {
+    ENTRY_NS.store(super::mono_ns(), Ordering::Relaxed);
+}
+
 /// Runs a helper if this process is one; returns otherwise. Call first thing in `main`.
 pub fn helper_entry() {
     let Ok(role) = std::env::var(HELPER_ENV) else {
         return;
     };
+    mark_entry();
     // Helpers are started as /proc/self/exe; give them a name `ps` can show.
     let comm = CString::new(
         format!("bonsai-{role}")
@@ -133,7 +146,9 @@ fn install_forwarding() {
     }
 }
 
-fn container_shim(dir: &Path) -> i32 {
+/// The container shim for the state directory `dir` (a re-executed helper, or a child of the
+/// [`super::zygote`] fork server); returns its exit code.
+pub(crate) fn container_shim(dir: &Path) -> i32 {
     // Die with the kubelet's node: if the node process dies, the PID namespace is torn down
     // anyway; if only the kubelet dies, the shim must live on to be adopted, so no PDEATHSIG.
     match shim_inner(dir) {
@@ -153,14 +168,15 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
     let log_path = PathBuf::from(
         fs::read_to_string(dir.join("log-path")).map_err(|e| format!("read log-path: {e}"))?,
     );
-    mounter::unshare(
-        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID,
-    )
-    .map_err(|e| e.to_string())?;
-    mounter::make_root_rprivate().map_err(|e| e.to_string())?;
+    // The shim itself stays in the node's mount namespace (it needs none of its own: its
+    // state directory and the log file are node paths). The container's mount namespace is
+    // made once, by the init below, which builds the root in it — one copy of the node's mount
+    // table per container start instead of two.
+    mounter::unshare(libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID)
+        .map_err(|e| e.to_string())?;
     nix::unistd::sethostname(&launch.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    let t_ns = super::mono_ns();
     let root = dir.join("rootfs");
-    build_root(&root, &launch)?;
 
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -174,8 +190,8 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
         drop(out_r);
         drop(err_r);
         drop(exec_r);
-        let e = container_init(&root, &launch, out_w.as_raw_fd(), err_w.as_raw_fd());
         let mut w = fs::File::from(exec_w);
+        let e = container_init(&root, &launch, out_w.as_raw_fd(), err_w.as_raw_fd(), &mut w);
         let _ = w.write_all(e.as_bytes());
         // SAFETY: _exit in the forked child.
         unsafe { libc::_exit(127) };
@@ -187,12 +203,23 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
     drop(exec_w);
     let mut msg = String::new();
     let _ = fs::File::from(exec_r).read_to_string(&mut msg);
+    // The init first reports when its root was built (`@<mono ns>\n`), then only an error.
+    let mut t_root: u64 = 0;
+    if let Some(rest) = msg.strip_prefix('@') {
+        let (t, tail) = rest.split_once('\n').unwrap_or((rest, ""));
+        t_root = t.trim().parse().unwrap_or(0);
+        msg = tail.to_string();
+    }
     if !msg.is_empty() {
         let _ = wait_child(pid);
         return fail(msg);
     }
+    let t_init = super::mono_ns();
     let _ = fs::write(dir.join("init.pid"), pid.to_string());
-    report(&format!("started {pid}"));
+    report(&format!(
+        "started {pid} {} {t_ns} {t_root} {t_init}",
+        ENTRY_NS.load(Ordering::Relaxed)
+    ));
 
     let log = fs::OpenOptions::new()
         .create(true)
@@ -610,15 +637,29 @@ fn exec_argv(argv: &[String], env: &[CString]) -> String {
     }
 }
 
-/// PID 1 of the container (runs in the forked child; returns only on failure).
-fn container_init(root: &Path, launch: &ContainerLaunch, out: RawFd, err: RawFd) -> String {
+/// PID 1 of the container (runs in the forked child; returns only on failure). `status` is
+/// the exec pipe to the shim: the time the root was built goes there first.
+fn container_init(
+    root: &Path,
+    launch: &ContainerLaunch,
+    out: RawFd,
+    err: RawFd,
+    status: &mut fs::File,
+) -> String {
     // SAFETY: prctl with integer arguments: die with the shim.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    // pivot_root moves the root of every process of the mount namespace: take a copy of the
-    // shim's namespace first, so the shim keeps the host's view (its state dir, the log file).
+    // The container's own mount namespace, a private copy of the node's; pivot_root below
+    // then changes the root of this namespace only, never the shim's (the node's) view.
     if let Err(e) = mounter::unshare(libc::CLONE_NEWNS) {
         return e.to_string();
     }
+    if let Err(e) = mounter::make_root_rprivate() {
+        return e.to_string();
+    }
+    if let Err(e) = build_root(root, launch) {
+        return e;
+    }
+    let _ = status.write_all(format!("@{}\n", super::mono_ns()).as_bytes());
     if let Err(e) = mounter::mount_raw(
         Some(Path::new("proc")),
         &root.join("proc"),
