@@ -651,7 +651,8 @@ pub fn prepare_update(
     let applied = is_apply_result(Some(old), new, &manager, sub);
     defaults::apply(info.kind, new);
     // rest.BeforeUpdate: system metadata comes from the stored object.
-    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let no_meta = json!({});
+    let old_meta = old.get("metadata").unwrap_or(&no_meta);
     {
         let m = meta_mut(new);
         if m.get("uid")
