@@ -18,6 +18,8 @@ mod race;
 
 use std::time::Instant;
 
+// The global allocator comes with apiserver (feature `mimalloc`, as in the `bonsai` binary).
+
 use race::{Options, Verdict};
 
 fn load() -> String {

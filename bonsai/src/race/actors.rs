@@ -190,6 +190,10 @@ pub struct Kubelet {
     status_inflight: BTreeMap<String, (u64, PodStatus, Value)>,
     /// The last status this kubelet wrote per pod (read your writes), typed and as JSON.
     written: BTreeMap<String, (PodStatus, Value)>,
+    /// Per pod, the status its `PodState` reported last, typed and as JSON.
+    status_json: BTreeMap<String, (PodStatus, Value)>,
+    /// Per pod, the JSON of the status of the pod version (resourceVersion) seen last.
+    current_json: BTreeMap<String, (u64, Option<Value>)>,
     /// A status write conflicted at this resourceVersion: wait for a newer pod.
     stale: BTreeMap<String, u64>,
     finishing: BTreeSet<String>,
@@ -238,6 +242,8 @@ impl Kubelet {
             next_id: 0,
             status_inflight: BTreeMap::new(),
             written: BTreeMap::new(),
+            status_json: BTreeMap::new(),
+            current_json: BTreeMap::new(),
             stale: BTreeMap::new(),
             finishing: BTreeSet::new(),
             notes: Vec::new(),
@@ -398,16 +404,27 @@ impl Kubelet {
         {
             return;
         }
-        let status = serde_json::to_value(&typed).unwrap_or(Value::Null);
-        let current = pod
-            .status
-            .as_ref()
-            .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-        if self.written.get(k).is_some_and(|(_, v)| *v == status)
-            || current.as_ref() == Some(&status)
+        // The JSON of both sides, each remembered per pod: the status computed last time (a
+        // pod's status changes far less often than the loop runs) and the pod version's own.
+        if !self.status_json.get(k).is_some_and(|(t, _)| *t == typed) {
+            let json = serde_json::to_value(&typed).unwrap_or(Value::Null);
+            self.status_json
+                .insert(k.to_string(), (typed.clone(), json));
+        }
+        let status = &self.status_json[k].1;
+        if !self.current_json.get(k).is_some_and(|(r, _)| *r == rv) {
+            let json = pod
+                .status
+                .as_ref()
+                .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+            self.current_json.insert(k.to_string(), (rv, json));
+        }
+        let current = &self.current_json[k].1;
+        if self.written.get(k).is_some_and(|(_, v)| v == status) || current.as_ref() == Some(status)
         {
             return;
         }
+        let status = status.clone();
         self.next_id += 1;
         self.status_inflight
             .insert(k.to_string(), (self.next_id, typed, status.clone()));

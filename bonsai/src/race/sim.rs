@@ -118,8 +118,8 @@ pub(crate) struct Inflight {
 }
 
 pub(crate) struct Actor {
-    pub name: String,
-    pub agent: String,
+    pub name: Arc<str>,
+    pub agent: Arc<str>,
     pub core: Option<Core>,
     pub watches: Vec<Watch>,
     pub reqs: BTreeMap<u64, Inflight>,
@@ -159,7 +159,7 @@ pub struct World<'s> {
     /// Per kind, the revisions of its events, ascending (where each watch's next event is).
     pub(crate) kind_revs: [Vec<Revision>; 7],
     compacted_to: Revision,
-    orphans: Vec<(String, Inflight)>,
+    orphans: Vec<(Arc<str>, Inflight)>,
     seq: u64,
     pub(crate) step: u64,
     trace: String,
@@ -245,8 +245,8 @@ impl<'s> World<'s> {
                     Core::with_assume_cache(&name, !opts.breaks.contains(&Break::AssumeCache));
                 let watches = Self::fresh_watches(&core);
                 Actor {
-                    agent: Core::agent(&name),
-                    name,
+                    agent: Core::agent(&name).into(),
+                    name: name.into(),
                     core: Some(core),
                     watches,
                     reqs: BTreeMap::new(),
@@ -536,13 +536,15 @@ impl<'s> World<'s> {
     }
 
     /// Performs one request against the store, as the API server would answer it.
-    fn perform(&mut self, agent: &str, f: &Inflight) -> Outcome {
+    fn perform(&mut self, agent: &str, f: &mut Inflight) -> Outcome {
         let key = f.key.clone();
+        // The body is sent once: the store takes it (the completion needs only the request).
+        let body = f.body.take();
         match &f.req {
             Req::Sched(r) => match r {
                 scheduler::Request::UpdatePersistentVolume(_)
                 | scheduler::Request::UpdatePersistentVolumeClaim(_) => {
-                    self.put(agent, &key, f.body.clone().unwrap_or_default(), false)
+                    self.put(agent, &key, body.unwrap_or_default(), false)
                 }
                 scheduler::Request::Bind { uid, node, .. } => self.bind(agent, &key, uid, node),
                 scheduler::Request::PatchPodStatus { patch, .. } => {
@@ -572,7 +574,7 @@ impl<'s> World<'s> {
                     );
                     self.outcome(&key, r)
                 }
-                scheduler::Request::CreateEvent(_) => self.create_event(agent, &key, f),
+                scheduler::Request::CreateEvent(_) => self.create_event(agent, &key, body),
                 scheduler::Request::PatchEvent { patch, .. } => {
                     self.patch_event(agent, &key, patch)
                 }
@@ -580,11 +582,11 @@ impl<'s> World<'s> {
             Req::Vc(r) => match r {
                 volume_controller::core::Request::UpdateVolume(_)
                 | volume_controller::core::Request::UpdateClaim(_) => {
-                    self.put(agent, &key, f.body.clone().unwrap_or_default(), false)
+                    self.put(agent, &key, body.unwrap_or_default(), false)
                 }
                 volume_controller::core::Request::UpdateVolumeStatus(_)
                 | volume_controller::core::Request::UpdateClaimStatus(_) => {
-                    self.put(agent, &key, f.body.clone().unwrap_or_default(), true)
+                    self.put(agent, &key, body.unwrap_or_default(), true)
                 }
                 volume_controller::core::Request::GetClaim { .. } => Outcome::Read(self.get(&key)),
                 volume_controller::core::Request::ListPods { namespace } => {
@@ -599,7 +601,7 @@ impl<'s> World<'s> {
                     )
                 }
                 volume_controller::core::Request::CreateEvent(_) => {
-                    self.create_event(agent, &key, f)
+                    self.create_event(agent, &key, body)
                 }
                 volume_controller::core::Request::PatchEvent {
                     count,
@@ -632,12 +634,12 @@ impl<'s> World<'s> {
         }
     }
 
-    fn create_event(&mut self, agent: &str, key: &Key, f: &Inflight) -> Outcome {
+    fn create_event(&mut self, agent: &str, key: &Key, body: Option<Value>) -> Outcome {
         let r = self.write(
             agent,
             Write::Create {
                 key: key.clone(),
-                object: f.body.clone().unwrap_or_default(),
+                object: body.unwrap_or_default(),
             },
         );
         self.outcome(key, r)
@@ -963,9 +965,9 @@ impl<'s> World<'s> {
             }
             Step::Commit(a, seq) => {
                 self.now += self.rng.below(self.latency_ms);
-                let f = self.actors[a].reqs.remove(&seq).expect("enabled");
+                let mut f = self.actors[a].reqs.remove(&seq).expect("enabled");
                 let agent = self.actors[a].agent.clone();
-                let out = self.perform(&agent, &f);
+                let out = self.perform(&agent, &mut f);
                 if self.opts.trace {
                     let name = self.actors[a].name.clone();
                     let detail = format!("{} {}", kind_of(&f.req), out.short());
@@ -981,19 +983,21 @@ impl<'s> World<'s> {
             }
             Step::Orphan(i) => {
                 self.now += self.rng.below(self.latency_ms);
-                let (name, f) = self.orphans.remove(i);
+                let (name, mut f) = self.orphans.remove(i);
                 let agent = Core::agent(&name);
-                let out = self.perform(&agent, &f);
-                self.log(
-                    &name,
-                    "commit",
-                    &label(&f.key),
-                    &format!(
-                        "{} {} (its sender crashed: nobody hears)",
-                        kind_of(&f.req),
-                        out.short()
-                    ),
-                );
+                let out = self.perform(&agent, &mut f);
+                if self.opts.trace {
+                    self.log(
+                        &name,
+                        "commit",
+                        &label(&f.key),
+                        &format!(
+                            "{} {} (its sender crashed: nobody hears)",
+                            kind_of(&f.req),
+                            out.short()
+                        ),
+                    );
+                }
             }
             Step::Complete(a, seq) => {
                 self.now += self.rng.below(self.latency_ms);
@@ -1085,17 +1089,19 @@ impl<'s> World<'s> {
             w.from = at;
             w.relist = false;
             w.seen.clear();
-            let why = if expired {
-                format!("410 Gone (r{rev} < compacted r{}); ", self.compacted_to)
-            } else {
-                String::new()
-            };
-            self.log(
-                &name,
-                "relist",
-                kind.resource().1,
-                &format!("{why}{n} items at r{at}"),
-            );
+            if self.opts.trace {
+                let why = if expired {
+                    format!("410 Gone (r{rev} < compacted r{}); ", self.compacted_to)
+                } else {
+                    String::new()
+                };
+                self.log(
+                    &name,
+                    "relist",
+                    kind.resource().1,
+                    &format!("{why}{n} items at r{at}"),
+                );
+            }
             let core = self.actors[a].core.as_mut().expect("up");
             if let Err(e) = core.deliver(now, kind, Delivery::Relisted(items)) {
                 self.fail("every object decodes as its Kubernetes type", e);
@@ -1108,7 +1114,7 @@ impl<'s> World<'s> {
                 .window_after(next - 1)
                 .next()
                 .filter(|c| c.revision == next && Kind::of(&c.key) == Some(kind))
-                .map(|c| ((*c.key).clone(), c.event_type));
+                .map(|c| (c.key.clone(), c.event_type));
             let Some((key, et)) = in_log else {
                 self.fail(
                     "watch streams are ordered, unique and gapless",
@@ -1169,12 +1175,14 @@ impl<'s> World<'s> {
             }
         }
         self.actors[a].core = None;
-        self.log(
-            &name,
-            "crash",
-            "",
-            &format!("{lost} unsent requests lost, {flying} still on the wire, {unheard} outcomes never heard"),
-        );
+        if self.opts.trace {
+            self.log(
+                &name,
+                "crash",
+                "",
+                &format!("{lost} unsent requests lost, {flying} still on the wire, {unheard} outcomes never heard"),
+            );
+        }
     }
 
     fn restart(&mut self, a: usize) {
@@ -1282,7 +1290,7 @@ impl<'s> World<'s> {
     fn holds(&self, u: &Until) -> bool {
         match u {
             Until::Pending { actor, key } => {
-                self.actors.iter().filter(|a| &a.name == actor).any(|a| {
+                self.actors.iter().filter(|a| *a.name == **actor).any(|a| {
                     a.reqs
                         .values()
                         .any(|f| f.outcome.is_none() && &f.key == key)
@@ -1292,7 +1300,30 @@ impl<'s> World<'s> {
                 .committed_by
                 .get(&Core::agent(actor))
                 .is_some_and(|by| by.contains(key)),
-            Until::Check(c) => self.check(c).is_ok(),
+            Until::Check(c) => self.holds_now(c),
+        }
+    }
+
+    /// `self.check(c).is_ok()` without building the messages (asked after every step of a
+    /// `run until`).
+    fn holds_now(&self, c: &Check) -> bool {
+        let passes = |kind: Kind, key: &Key, tests: &[super::scenario::FieldTest]| {
+            self.peek(key).is_some_and(|obj| {
+                tests
+                    .iter()
+                    .all(|t| t.matches(&objects::field(kind, obj, &t.field).unwrap_or_default()))
+            })
+        };
+        match c {
+            Check::Fields { kind, key, tests } => passes(*kind, key, tests),
+            Check::Absent { key } => self.peek(key).is_none(),
+            Check::Exactly { n, objects, tests } => {
+                objects
+                    .iter()
+                    .filter(|(kind, key)| passes(*kind, key, tests))
+                    .count()
+                    == *n
+            }
         }
     }
 
@@ -1433,7 +1464,7 @@ impl<'s> World<'s> {
     fn actor_index(&self, name: &str) -> usize {
         self.actors
             .iter()
-            .position(|a| a.name == name)
+            .position(|a| &*a.name == name)
             .expect("the parser checked actor names")
     }
 
