@@ -32,7 +32,6 @@ use tokio::net::TcpStream;
 
 const TOKEN: &str = "bench-token";
 
-
 fn pv_json(i: usize) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "apiVersion": "v1", "kind": "PersistentVolume",
@@ -204,12 +203,46 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
             Target::Etcd(_) => Conn::open_etcd(addr).await,
         });
     }
+    // Request bodies are made before the clock starts: building them is the client's work,
+    // not the server's, and both targets get the very same bytes.
+    let bodies: Arc<Vec<(Bytes, &'static str)>> = Arc::new(
+        (0..ops)
+            .map(|k| {
+                let i = base + k;
+                let (bytes, path, key) = if i.is_multiple_of(2) {
+                    (
+                        pv_json(i),
+                        "/api/v1/persistentvolumes",
+                        format!("/registry/persistentvolumes/bench-pv-{i:06}"),
+                    )
+                } else {
+                    (
+                        pod_json(i),
+                        "/api/v1/namespaces/default/pods",
+                        format!("/registry/pods/default/bench-pod-{i:06}"),
+                    )
+                };
+                match target {
+                    Target::Bonsai(_) => (Bytes::from(bytes), path),
+                    Target::Etcd(_) => (
+                        Bytes::from(format!(
+                            r#"{{"key":"{}","value":"{}"}}"#,
+                            base64(key.as_bytes()),
+                            base64(&bytes)
+                        )),
+                        "/v3/kv/put",
+                    ),
+                }
+            })
+            .collect(),
+    );
     let start = Instant::now();
     let cpu0 = process_cpu_seconds();
     let mut tasks = Vec::new();
     for mut conn in conns {
         let next = next.clone();
         let errors = errors.clone();
+        let bodies = bodies.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -217,39 +250,12 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
                 if k >= ops {
                     break;
                 }
-                let i = base + k;
-                let (bytes, path, key) = if i.is_multiple_of(2) {
-                    (
-                        pv_json(i),
-                        "/api/v1/persistentvolumes".to_string(),
-                        format!("/registry/persistentvolumes/bench-pv-{i:06}"),
-                    )
-                } else {
-                    (
-                        pod_json(i),
-                        "/api/v1/namespaces/default/pods".to_string(),
-                        format!("/registry/pods/default/bench-pod-{i:06}"),
-                    )
-                };
+                let (body, path) = bodies[k].clone();
                 let t = Instant::now();
+                let (code, _) = conn.request("POST", path, "application/json", body).await;
                 let ok = match target {
-                    Target::Bonsai(_) => {
-                        let (code, _) = conn
-                            .request("POST", &path, "application/json", bytes.into())
-                            .await;
-                        code == 201
-                    }
-                    Target::Etcd(_) => {
-                        let body = format!(
-                            r#"{{"key":"{}","value":"{}"}}"#,
-                            base64(key.as_bytes()),
-                            base64(&bytes)
-                        );
-                        let (code, _) = conn
-                            .request("POST", "/v3/kv/put", "application/json", body.into())
-                            .await;
-                        code == 200
-                    }
+                    Target::Bonsai(_) => code == 201,
+                    Target::Etcd(_) => code == 200,
                 };
                 lat.push(t.elapsed());
                 if !ok {
