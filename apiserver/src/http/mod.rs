@@ -147,6 +147,8 @@ pub(crate) struct AppState {
     pub namespace_kick: tokio::sync::Notify,
     /// Handed to the semantics with every write (pod admission).
     pub default_tolerations: crate::semantics::DefaultTolerationSeconds,
+    /// Watch events encoded once for all watchers (see `watch::EncodedEvents`).
+    pub encoded_events: watch::EncodedEvents,
 }
 
 /// A running server. Dropping the handle shuts the server down gracefully, as
@@ -246,6 +248,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         shutdown: shutdown_rx.clone(),
         namespace_kick: tokio::sync::Notify::new(),
         default_tolerations: config.default_tolerations,
+        encoded_events: watch::EncodedEvents::default(),
     });
     if config.create_default_namespaces {
         background::ensure_default_namespaces(&state)

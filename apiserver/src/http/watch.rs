@@ -80,6 +80,52 @@ impl Drop for WatchGuardOwned {
     }
 }
 
+/// Plain-object watch events, encoded once and shared: every watcher that delivers the same
+/// (revision, type) sends the same bytes, so a write seen by 1,000 watchers is serialized
+/// once instead of 1,000 times. A window of recent revisions is enough, because watchers
+/// deliver an event within moments of one another; a late one simply encodes it again.
+/// (The type is part of the key: a watcher whose selector the object starts or stops
+/// matching gets ADDED or DELETED for the same revision.)
+#[derive(Default)]
+pub(crate) struct EncodedEvents {
+    inner: std::sync::Mutex<EncodedInner>,
+}
+
+#[derive(Default)]
+struct EncodedInner {
+    map: std::collections::HashMap<(u64, &'static str), Bytes>,
+    order: std::collections::VecDeque<(u64, &'static str)>,
+}
+
+/// How many recent encoded events are kept.
+const ENCODED_EVENTS: usize = 4096;
+
+impl EncodedEvents {
+    fn get_or_encode(
+        &self,
+        revision: u64,
+        ty: &'static str,
+        encode: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let lock = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = lock().map.get(&(revision, ty)) {
+            return b.clone();
+        }
+        // Encode outside the lock; two watchers racing here both encode, one insert wins.
+        let bytes = encode();
+        let mut g = lock();
+        if g.map.insert((revision, ty), bytes.clone()).is_none() {
+            g.order.push_back((revision, ty));
+            if g.order.len() > ENCODED_EVENTS {
+                if let Some(old) = g.order.pop_front() {
+                    g.map.remove(&old);
+                }
+            }
+        }
+        bytes
+    }
+}
+
 fn encode_event(ty: &str, object: &Value) -> Vec<u8> {
     let mut buf = Vec::with_capacity(512);
     buf.extend_from_slice(b"{\"type\":\"");
@@ -167,8 +213,19 @@ impl WatchStream {
                     }
                 }
                 Some(WatchItem::Event(ev)) => {
+                    let ty = ev.event_type.as_str();
+                    if self.repr == Repr::Object && !self.events_v1 {
+                        let bytes =
+                            self._guard
+                                .state
+                                .encoded_events
+                                .get_or_encode(ev.revision, ty, || {
+                                    Bytes::from(encode_event(ty, &self.render(&ev.object)))
+                                });
+                        return Some(bytes);
+                    }
                     let obj = self.render(&ev.object);
-                    return Some(Bytes::from(encode_event(ev.event_type.as_str(), &obj)));
+                    return Some(Bytes::from(encode_event(ty, &obj)));
                 }
             }
         }
