@@ -267,6 +267,12 @@ async fn read_body(body: Body, headers: &HeaderMap) -> Result<bytes::Bytes, ApiE
         .and_then(|v| v.parse::<usize>().ok())
     {
         if len > MAX_BODY_BYTES {
+            // Take in what the client is sending (within a bound) before answering: a client
+            // that writes its whole body before it reads the reply (hyper's does) then gets
+            // the 413 rather than a broken pipe. Beyond the bound the connection closes unread.
+            if len <= 4 * MAX_BODY_BYTES {
+                let _ = axum::body::to_bytes(body, 4 * MAX_BODY_BYTES).await;
+            }
             return Err(too_large());
         }
     }
