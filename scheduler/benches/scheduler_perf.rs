@@ -12,7 +12,10 @@
 //! is bound. Printed: pods/s, p99 of the attempt latency (pop → bound, PreBind's wait included)
 //! and of the end-to-end latency (queued → bound), where each pod's time went (queued, PreBind
 //! writes, PreBind's wait for the volume controller, Bind: mean and p99), for durable and relaxed store writes
-//! (`BENCH_DURABILITY=relaxed|durable|both`). Every placement is verified: all pods bound, each
+//! (`BENCH_DURABILITY=relaxed|durable|both`). The clock starts with the scheduler, so its initial
+//! lists (5,000 nodes, every PV, PVC and pod) are inside the first figure; upstream's
+//! scheduler_perf measures with the scheduler already synced, so the throughput from the moment
+//! the informers synced is printed too. Every placement is verified: all pods bound, each
 //! PV's node affinity admits its pod's node, no PV serves two claims.
 //!
 //! Run: `cargo bench -p scheduler --bench scheduler_perf` (env vars above scale it down).
@@ -63,6 +66,8 @@ struct Outcome {
     p99_e2e_ms: u64,
     verified: Result<(), String>,
     setup_secs: f64,
+    /// Seconds from the scheduler's informers being synced to the last pod bound.
+    synced_secs: f64,
     /// Per-phase (queued, PreBind writes, PreBind wait, Bind) mean and p99, ms.
     phases: [(f64, u64); 4],
 }
@@ -456,6 +461,10 @@ async fn run_scenario(
         verified,
         setup_secs,
         phases: phase_summary(&last.phases_ms),
+        synced_secs: last
+            .synced_at_ms
+            .map(|t| last.last_scheduled_at_ms.saturating_sub(t) as f64 / 1000.0)
+            .unwrap_or(secs),
     }
 }
 
@@ -717,6 +726,12 @@ fn main() {
                 }
             );
             let [q, w, v, b] = o.phases;
+            println!(
+                "    from the scheduler's informers synced (as upstream measures, scheduler already running): {:.0} pods/s ({:.2} s; initial lists took {:.2} s)",
+                o.pods as f64 / o.synced_secs.max(1e-3),
+                o.synced_secs,
+                (o.secs - o.synced_secs).max(0.0)
+            );
             println!(
                 "    per pod, mean/p99 ms: queued {:.0}/{}, PreBind writes {:.0}/{}, PreBind wait (volume controller) {:.0}/{}, Bind {:.0}/{}   (load {})",
                 q.0, q.1, w.0, w.1, v.0, v.1, b.0, b.1, load()

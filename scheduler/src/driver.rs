@@ -32,9 +32,14 @@ pub struct Config {
     pub core: CoreConfig,
     /// Where `/metrics` reads from; clone it before passing the config to `run`.
     pub metrics: MetricsHandle,
-    /// Requests in flight at once (0: 128). More wait their turn, so a burst of bindings does
-    /// not open thousands of connections to the API server.
+    /// Binding-cycle requests (PreBind's PV/PVC writes, `pods/binding`) in flight at once
+    /// (0: 128). More wait their turn, so a burst of bindings does not open thousands of
+    /// connections to the API server.
     pub max_in_flight: usize,
+    /// Events and pod status patches in flight at once (0: 32). They go through their own lane,
+    /// as upstream's event broadcaster runs apart from the binding goroutines, so that a burst
+    /// of `Scheduled` events never queues in front of the next bindings.
+    pub max_reports_in_flight: usize,
 }
 
 /// A shared copy of the scheduler's metrics, refreshed by the driver.
@@ -259,11 +264,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let mut core = Scheduler::new(config.core.clone());
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(if config.max_in_flight == 0 {
-        128
-    } else {
-        config.max_in_flight
-    }));
+    let lane = |n: usize, default: usize| {
+        Arc::new(tokio::sync::Semaphore::new(if n == 0 {
+            default
+        } else {
+            n
+        }))
+    };
+    let binding_lane = lane(config.max_in_flight, 128);
+    let report_lane = lane(config.max_reports_in_flight, 32);
     let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
     let watches = vec![
         spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
@@ -300,7 +309,12 @@ pub async fn run(
         while let Some(out) = core.poll_output() {
             let client = client.clone();
             let tx = tx.clone();
-            let limit = in_flight.clone();
+            let limit = match out.request {
+                Request::CreateEvent(_)
+                | Request::PatchEvent { .. }
+                | Request::PatchPodStatus { .. } => report_lane.clone(),
+                _ => binding_lane.clone(),
+            };
             tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let c = perform(client, out.request).await;

@@ -7,10 +7,13 @@
 //! - `core`            — the deterministic state machine (no await, no clock, ordered maps):
 //!   - `core::queue`     active / backoff (1 s → 10 s) / unschedulable (5-minute flush) queues
 //!   - `core::assume`    the assume cache (API vs latest version, newer revision wins)
-//!   - `core::cluster`   the informer caches: nodes with their pods, PVs, PVCs, classes
+//!   - `core::cluster`   the informer caches: nodes with their pods, PVs, PVCs, classes,
+//!                       and per StorageClass the nodes that still have a free local PV
 //!   - `core::framework` statuses, cycle state, the FitError message and preemption tail
 //!   - `core::plugins`   NodeUnschedulable, NodeName, TaintToleration, NodeAffinity,
-//!                       NodeResourcesFit, InterPodAffinity, VolumeBinding
+//!                       NodeResourcesFit, InterPodAffinity, VolumeBinding (its `PvIndex`:
+//!                       PVs by class and hostname with `PvFacts`, so Filter reads one node's
+//!                       PVs and a scan visits only nodes where a claim can still fit)
 //!   - `core::metrics`   attempts by result, latencies, queue sizes (Prometheus text)
 //! - `driver`          — the thin tokio driver on the `kube` crate (watches, writes, timers).
 //! - `fake_nodes`      — kwok-like fake nodes (Ready Nodes, Leases, pods marked Running

@@ -88,6 +88,10 @@ pub struct Metrics {
     /// write acknowledged), PreBind wait (→ the volume controller's binds seen through the
     /// watch), Bind (pods/binding sent → acknowledged)]`.
     pub phases_ms: Vec<[u64; 4]>,
+    /// When every watched kind had delivered its initial list (the informers synced).
+    pub synced_at_ms: Option<u64>,
+    /// When the last pod was bound.
+    pub last_scheduled_at_ms: u64,
     /// PreBind and Bind durations (`scheduler_framework_extension_point_duration_seconds`).
     pub extension_point: [Histogram; 2],
 }

@@ -324,6 +324,13 @@ impl Scheduler {
         self.synced == ALL_KINDS
     }
 
+    fn mark_synced(&mut self, now: Millis, kind: &str) {
+        self.synced |= kind_bit(kind);
+        if self.is_synced() && self.metrics.synced_at_ms.is_none() {
+            self.metrics.synced_at_ms = Some(now.0);
+        }
+    }
+
     fn push(&mut self, request: Request, pending: Pending) -> RequestId {
         self.next_id += 1;
         let id = self.next_id;
@@ -341,7 +348,7 @@ impl Scheduler {
             WatchEvent::Applied(p) => self.apply_pod(now, p),
             WatchEvent::Deleted(p) => self.delete_pod(now, &key_of(&p.metadata)),
             WatchEvent::Restarted(list) => {
-                self.synced |= kind_bit("Pod");
+                self.mark_synced(now, "Pod");
                 let keep: BTreeSet<String> = list.iter().map(|p| key_of(&p.metadata)).collect();
                 let gone: Vec<String> = self
                     .view
@@ -472,7 +479,7 @@ impl Scheduler {
                 self.wake_all_waiters(now);
             }
             WatchEvent::Restarted(list) => {
-                self.synced |= kind_bit("Node");
+                self.mark_synced(now, "Node");
                 let keep: BTreeSet<String> = list
                     .iter()
                     .filter_map(|n| n.metadata.name.clone())
@@ -510,7 +517,7 @@ impl Scheduler {
                 self.volume_event(now, &format!("pv:{name}"));
             }
             WatchEvent::Restarted(list) => {
-                self.synced |= kind_bit("PersistentVolume");
+                self.mark_synced(now, "PersistentVolume");
                 let keep: BTreeSet<String> = list
                     .iter()
                     .filter_map(|p| p.metadata.name.clone())
@@ -553,7 +560,7 @@ impl Scheduler {
                 self.volume_event(now, &key);
             }
             WatchEvent::Restarted(list) => {
-                self.synced |= kind_bit("PersistentVolumeClaim");
+                self.mark_synced(now, "PersistentVolumeClaim");
                 let keep: BTreeSet<String> = list.iter().map(|p| key_of(&p.metadata)).collect();
                 self.view.pvcs.retain_keys(&keep);
                 for pvc in list {
@@ -580,7 +587,7 @@ impl Scheduler {
                     .remove(sc.metadata.name.as_deref().unwrap_or(""));
             }
             WatchEvent::Restarted(list) => {
-                self.synced |= kind_bit("StorageClass");
+                self.mark_synced(now, "StorageClass");
                 self.view.classes = list
                     .into_iter()
                     .map(|sc| (sc.metadata.name.clone().unwrap_or_default(), sc))
@@ -605,7 +612,7 @@ impl Scheduler {
                 self.view.capacities.remove(&key_of(&c.metadata));
             }
             WatchEvent::Restarted(list) => {
-                self.synced |= kind_bit("CSIStorageCapacity");
+                self.mark_synced(now, "CSIStorageCapacity");
                 self.view.capacities = list.into_iter().map(|c| (key_of(&c.metadata), c)).collect();
             }
         }
@@ -1285,6 +1292,7 @@ impl Scheduler {
                     .unwrap_or(latency);
                 self.metrics.attempt(AttemptResult::Scheduled, latency);
                 self.metrics.pod_scheduled(e2e);
+                self.metrics.last_scheduled_at_ms = now.0;
                 self.metrics.binding_phases([
                     e2e.saturating_sub(latency),
                     c.waiting_since.0.saturating_sub(c.popped_at.0),

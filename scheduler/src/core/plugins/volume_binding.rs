@@ -290,6 +290,8 @@ pub struct PvFacts {
     pub volume_mode: VolumeMode,
     /// `spec.accessModes`.
     pub access_modes: Vec<String>,
+    /// `access_modes` as a bit set (None: a mode outside the four known ones).
+    pub access_mask: Option<u8>,
     /// `status.phase == Available`.
     pub available: bool,
     /// `metadata.deletionTimestamp` set.
@@ -325,6 +327,7 @@ impl PvFacts {
             capacity: volume_capacity(pv),
             volume_mode: VolumeMode::of(volume_volume_mode(pv)),
             access_modes: volume_access_modes(pv).to_vec(),
+            access_mask: access_mask(volume_access_modes(pv)),
             available: pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Available"),
             deleting: pv.metadata.deletion_timestamp.is_some(),
             bucket_affinity,
@@ -351,6 +354,21 @@ impl VolumeMode {
             other => VolumeMode::Other(other.to_string()),
         }
     }
+}
+
+/// Access modes as bits (RWO, ROX, RWX, RWOP); None when a mode is none of them.
+fn access_mask(modes: &[String]) -> Option<u8> {
+    let mut mask = 0u8;
+    for m in modes {
+        mask |= match m.as_str() {
+            "ReadWriteOnce" => 1,
+            "ReadOnlyMany" => 2,
+            "ReadWriteMany" => 4,
+            "ReadWriteOncePod" => 8,
+            _ => return None,
+        };
+    }
+    Some(mask)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -520,6 +538,8 @@ struct DelayClaim<'a> {
     requested: ParsedQuantity,
     /// volumeMode.
     mode: VolumeMode,
+    /// The claim's access modes as bits (None: an unknown mode).
+    access_mask: Option<u8>,
     /// No selector and no PV pre-bound to the claim: `find_matching_volume` reduces to
     /// comparing `PvFacts` (`match_facts`).
     by_facts: bool,
@@ -564,6 +584,7 @@ pub fn prepare<'a>(view: &'a ClusterView, claims: &'a PodVolumeClaims) -> Prepar
                 anywhere: buckets.and_then(|b| b.get("")),
                 requested: claim_requested_storage(claim),
                 mode: VolumeMode::of(claim_volume_mode(claim)),
+                access_mask: access_mask(claim_access_modes(claim)),
                 by_facts: !prebound && claim.spec.as_ref().is_none_or(|s| s.selector.is_none()),
             }
         })
@@ -689,7 +710,11 @@ fn match_facts<'a>(
                 continue;
             }
         }
-        if !access_modes_subset(claim_modes, &f.access_modes) {
+        let modes_ok = match (d.access_mask, f.access_mask) {
+            (Some(want), Some(have)) => want & !have == 0,
+            _ => access_modes_subset(claim_modes, &f.access_modes),
+        };
+        if !modes_ok {
             continue;
         }
         if smallest.is_none_or(|(_, best)| best > f.capacity) {
