@@ -6,11 +6,18 @@
 //! Writes are two-phase so a driver can make them durable in between:
 //!
 //! 1. [`StoreCore::prepare`] checks the key, the object and the precondition against the
-//!    committed state *plus* the writes already prepared in this batch, and assigns the next
-//!    revision. Readers do not see prepared writes.
-//! 2. The driver appends the prepared events to the backend (one transaction, one flush).
-//! 3. [`StoreCore::commit_prepared`] makes them visible (objects, revision, window) and returns
-//!    them for fan-out; on a backend failure [`StoreCore::abort_prepared`] forgets them.
+//!    committed state *plus* the writes already prepared (in this group and in earlier groups
+//!    still on their way to the disk), and assigns the next revision. Readers do not see
+//!    prepared writes.
+//! 2. The driver appends the prepared events to the backend (one transaction per group) and
+//!    flushes (one flush may cover several groups).
+//! 3. [`StoreCore::commit_prepared_through`] makes the flushed groups visible (objects,
+//!    revision, window) in revision order and returns them for fan-out; on a backend failure
+//!    [`StoreCore::abort_prepared`] / [`StoreCore::abort_prepared_after`] forget them.
+//!
+//! [`preserialize`] lets the driver serialize a create's or update's object on the caller's
+//! thread, with holes for the three metadata values only the core can decide; the core then
+//! splices them in ([`StoreCore::prepare_serialized`]) — the same bytes `prepare` would write.
 //!
 //! [`StoreCore::apply`] does all three for callers without a backend (the simulator).
 //!
@@ -471,11 +478,12 @@ impl StoreCore {
             tail.last().is_none_or(|c| c.revision == revision),
             "window tail must end at the store revision"
         );
-        let objects: HashMap<Arc<Key>, Entry> = objects
+        let objects: Vec<(Arc<Key>, Entry)> = objects
             .into_iter()
             .map(|(k, json, revision)| (Arc::new(k), Entry { json, revision }))
             .collect();
-        let order = objects.keys().cloned().collect();
+        let order = objects.iter().map(|(k, _)| k.clone()).collect();
+        let objects: HashMap<Arc<Key>, Entry> = objects.into_iter().collect();
         // Share keys and bodies between the objects and the window.
         let mut tail = tail;
         for c in &mut tail {
@@ -800,7 +808,7 @@ impl StoreCore {
         if self.pending.is_empty() {
             self.pending_objects.clear();
         } else if !batch.is_empty() {
-            self.pending_objects.retain(|_, (rev, _)| *rev > through);
+            self.rebuild_pending_objects();
         }
         for c in &batch {
             assert_eq!(c.revision, self.revision + 1, "revisions are gapless");
@@ -838,6 +846,12 @@ impl StoreCore {
     pub fn abort_prepared_after(&mut self, after: Revision) {
         let n = self.pending.partition_point(|c| c.revision <= after);
         self.pending.truncate(n);
+        self.rebuild_pending_objects();
+    }
+
+    /// The overlay of the writes still prepared (rebuilt from them in revision order, so the
+    /// hash map is never iterated).
+    fn rebuild_pending_objects(&mut self) {
         self.pending_objects.clear();
         for c in &self.pending {
             let state = (c.event_type != EventType::Deleted).then(|| Entry {

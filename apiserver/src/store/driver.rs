@@ -7,10 +7,12 @@
 //!    rejected writes are answered at once;
 //! 3. appends the group to the backend in one transaction, without holding the lock;
 //! 4. durable mode on a disk backend: hands the group to the flusher thread and goes on with the
-//!    next group while the disk flushes (the core keeps several prepared groups apart and
-//!    commits them in order). The flusher takes every group handed to it, flushes once
-//!    (fdatasync) for all of them, then finishes them. Relaxed mode and the memory backend
-//!    finish each group right away;
+//!    next group while the disk flushes (the core keeps the prepared groups apart and commits
+//!    them in order). Double buffering: at most two groups are in flight — one flushing, one
+//!    appended behind it —, so while a flush runs the requests gather into the next group (one
+//!    backend batch per flush, not many tiny ones). The flusher flushes once (fdatasync) for
+//!    every group handed to it, then finishes them. Relaxed mode and the memory backend finish
+//!    each group right away;
 //! 5. finishing a group: commit it in the core, hand each event to every watcher that sees it
 //!    ([`publish`]), and only then answer the writers. Nothing is acknowledged — or visible to
 //!    readers and watchers — before the flush that covers it.
@@ -37,7 +39,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -157,6 +159,9 @@ struct Shared {
     config: StoreConfig,
     /// Set when a backend write failed: the store then refuses writes (reads go on).
     failed: Mutex<Option<String>>,
+    /// Groups handed to the flusher and not finished yet, and its signal when one finishes.
+    in_flight: Mutex<usize>,
+    flushed: Condvar,
     /// Group commits written, flushes and writes committed (for `writes per flush`).
     groups: AtomicU64,
     flushes: AtomicU64,
@@ -390,6 +395,8 @@ impl Store {
             log,
             config,
             failed: Mutex::new(None),
+            in_flight: Mutex::new(0),
+            flushed: Condvar::new(),
             groups: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -674,6 +681,19 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
     let mut dirty = false;
     let mut batch: Vec<Request> = Vec::with_capacity(config.max_batch);
     loop {
+        if let Some((_, handle)) = &flusher {
+            // Double buffering: one group flushing, the next one appended behind it. Until the
+            // first is done, new requests wait in the channel, so the next group is as big as
+            // what arrived during a flush (one backend batch per flush, not dozens of tiny ones).
+            let mut n = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            while *n >= 2 && !handle.is_finished() {
+                n = shared
+                    .flushed
+                    .wait_timeout(n, tick)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
         match rx.recv_timeout(tick) {
             Ok(first) => {
                 batch.push(first);
@@ -692,6 +712,8 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                             shared.groups.fetch_add(1, Ordering::Relaxed);
                             match pipelined {
                                 Some(tx) => {
+                                    *shared.in_flight.lock().unwrap_or_else(|p| p.into_inner()) +=
+                                        1;
                                     if let Err(std_mpsc::SendError(group)) = tx.send(group) {
                                         let why = "the store's flusher thread stopped".to_string();
                                         abort_groups(
@@ -833,11 +855,13 @@ fn flusher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Group>) {
         while let Ok(g) = rx.try_recv() {
             groups.push(g);
         }
+        let n = groups.len();
         if broken.is_none() {
             match shared.log.sync() {
                 Ok(()) => {
                     shared.flushes.fetch_add(1, Ordering::Relaxed);
                     finish(&shared, groups);
+                    done_in_flight(&shared, n);
                     continue;
                 }
                 Err(e) => broken = Some(shared.log.store_error(e)),
@@ -845,7 +869,14 @@ fn flusher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Group>) {
         }
         let err = broken.clone().expect("set above");
         abort_groups(&shared, groups, err);
+        done_in_flight(&shared, n);
     }
+}
+
+fn done_in_flight(shared: &Shared, n: usize) {
+    let mut f = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+    *f = f.saturating_sub(n);
+    shared.flushed.notify_all();
 }
 
 /// Fails groups that will never be flushed: the store refuses writes from now on, and nothing

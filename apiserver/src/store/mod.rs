@@ -20,8 +20,10 @@
 //!                 JSON body, CRC-32).
 //! - `backend`   — the small [`Backend`] trait and its implementations: memory (always), sled
 //!                 and redb (feature `server`).
-//! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread does group commit
-//!                 (many writers, one flush), then fans events out to bounded watcher buffers.
+//! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread prepares and
+//!                 appends groups of writes, a flusher thread flushes once for every group
+//!                 appended meanwhile (group commit, overlapped with the next group), then
+//!                 events fan out as shared entries into bounded per-watcher queues.
 //!
 //! Architecture Invariant: the current objects are a pure function of the log; `Store::open`
 //! checks that the objects table and the retained log agree and refuses a store where they don't.
@@ -368,7 +370,9 @@ pub struct StoreConfig {
     pub retention_events: u64,
     /// How often every watcher gets a `Bookmark` with the store's revision.
     pub bookmark_interval: Duration,
-    /// Per-watcher buffer; a watcher whose buffer is full is cut off with `WatchItem::Closed`.
+    /// Per-watcher queue (events and bookmarks waiting to be read, each a pointer to an entry
+    /// shared by all watchers); a watcher whose queue is full is cut off with
+    /// `WatchItem::Closed` after reading what it has.
     pub watcher_buffer: usize,
     /// Backend page cache (sled, redb), sized so memory per object stays small.
     pub cache_bytes: usize,
