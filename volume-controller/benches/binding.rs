@@ -4,6 +4,9 @@
 //!
 //! - burst: all PVs created and Available, then every claim created at once (64 concurrent
 //!   creators); throughput = claims / (first create → last Bound).
+//! - backlog: as burst, but the claims are created while no controller runs; then a
+//!   controller starts (initial lists included) and binds them all — binding alone, with
+//!   the API server serving nothing else;
 //! - steady: claims created at a fixed rate (500/s); latency per claim from the create request
 //!   to the watch showing phase Bound; p50/p99.
 //!
@@ -21,7 +24,8 @@
 //! - `BONSAI_BENCH_CLAIMS=N` (10,000) — claims and PVs;
 //! - `BONSAI_BENCH_RATE=R` (500) — the steady arrival rate;
 //! - `BONSAI_BENCH_CONCURRENCY=C` (64) — the bench's concurrent creators;
-//! - `BONSAI_BENCH_ONLY=burst,steady,durable,relaxed,core` — a subset (comma separated; a
+//! - `BONSAI_BENCH_VC_INFLIGHT=M` — the controller's `Config::max_inflight` (default 256);
+//! - `BONSAI_BENCH_ONLY=burst,backlog,steady,durable,relaxed,core` — a subset (comma separated; a
 //!   run happens when its kind and durability are both selected or neither kind/durability
 //!   is named);
 //! - `BONSAI_BENCH_CORE_ONLY=1` — only the in-memory core figure.
@@ -60,8 +64,8 @@ struct Bench {
     api_rt: Runtime,
     vc_rt: Runtime,
     server: ServerHandle,
-    stop: tokio_watch::Sender<bool>,
-    vc_task: tokio::task::JoinHandle<()>,
+    /// The running controller: its stop signal and task.
+    vc: Option<(tokio_watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     metrics: Arc<volume_controller::Metrics>,
 }
 
@@ -80,41 +84,61 @@ fn start(durability: Durability) -> Bench {
         )))
         .expect("serve");
     let url = server.url();
-    let (stop, rx) = tokio_watch::channel(false);
-    let config = volume_controller::Config::default();
-    let metrics = config.metrics.clone();
     let vc_rt = runtime("vc", 2);
-    let client = {
-        let _g = vc_rt.enter();
-        volume_controller::client(&url, TOKEN).unwrap()
-    };
-    let mut rx2 = rx.clone();
-    let vc_task = vc_rt.spawn(async move {
-        let sig = async move {
-            let _ = rx2.wait_for(|v| *v).await;
-        };
-        volume_controller::run(client, config, sig).await.unwrap();
-    });
-    Bench {
+    let metrics = Arc::new(volume_controller::Metrics::new());
+    let mut b = Bench {
         _dir: dir,
         url,
         store,
         api_rt,
         vc_rt,
         server,
-        stop,
-        vc_task,
+        vc: None,
         metrics,
+    };
+    b.start_controller();
+    b
+}
+
+impl Bench {
+    /// Starts a controller (a fresh core: it lists everything, as after a restart).
+    fn start_controller(&mut self) {
+        let (stop, rx) = tokio_watch::channel(false);
+        let mut config = volume_controller::Config::default();
+        if let Some(n) = std::env::var("BONSAI_BENCH_VC_INFLIGHT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            config.max_inflight = n;
+        }
+        config.metrics = self.metrics.clone();
+        let client = {
+            let _g = self.vc_rt.enter();
+            volume_controller::client(&self.url, TOKEN).unwrap()
+        };
+        let mut rx2 = rx.clone();
+        let task = self.vc_rt.spawn(async move {
+            let sig = async move {
+                let _ = rx2.wait_for(|v| *v).await;
+            };
+            volume_controller::run(client, config, sig).await.unwrap();
+        });
+        self.vc = Some((stop, task));
+    }
+
+    fn stop_controller(&mut self) {
+        if let Some((stop, task)) = self.vc.take() {
+            let _ = stop.send(true);
+            let _ = self
+                .vc_rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+        }
     }
 }
 
 impl Bench {
-    fn stop(self) {
-        let _ = self.stop.send(true);
-        let t = self.vc_task;
-        let _ = self
-            .vc_rt
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), t).await });
+    fn stop(mut self) {
+        self.stop_controller();
         self.vc_rt.shutdown_timeout(Duration::from_secs(5));
         self.api_rt.block_on(self.server.shutdown());
         self.api_rt.shutdown_timeout(Duration::from_secs(5));
@@ -474,6 +498,70 @@ fn burst(rt: &Runtime, durability: Durability, n: usize) {
     b.stop();
 }
 
+/// Burst with the claims created while no controller runs, then a controller started: the
+/// time from its start to the last Bound is binding alone (its initial lists included),
+/// with the API server serving nothing but the controller.
+fn backlog(rt: &Runtime, durability: Durability, n: usize) {
+    let mut b = start(durability);
+    println!("backlog {durability:?} (load before: {})", load());
+    let client = {
+        let _g = rt.enter();
+        volume_controller::client(&b.url, TOKEN).unwrap()
+    };
+    rt.block_on(setup_volumes(&client, n));
+    b.stop_controller();
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default");
+    let created = rt.block_on(async {
+        let t0 = Instant::now();
+        stream::iter(0..n)
+            .map(|i| {
+                let claims = claims.clone();
+                async move {
+                    claims
+                        .create(&PostParams::default(), &pvc(i))
+                        .await
+                        .expect("create pvc");
+                }
+            })
+            .buffer_unordered(concurrency())
+            .for_each(|_| async {})
+            .await;
+        t0.elapsed().as_secs_f64()
+    });
+    println!(
+        "  claims: {n} created in {created:.2}s ({:.0} creates/s, {} concurrent, no controller running)",
+        n as f64 / created.max(1e-9),
+        concurrency()
+    );
+    let (seen, rec) = {
+        let _g = rt.enter();
+        phase_recorder(claims.clone(), "Bound")
+    };
+    let inflight = {
+        let _g = rt.enter();
+        InflightSampler::spawn(b.metrics.clone())
+    };
+    let s0 = b.snapshot();
+    b.start_controller();
+    let ok = rt.block_on(wait_count(&seen, n, Duration::from_secs(600)));
+    let s1 = b.snapshot();
+    inflight.stop();
+    rec.abort();
+    let seen_map = seen.lock().unwrap().clone();
+    let first = seen_map.values().min().copied().unwrap_or(s0.at);
+    let last = seen_map.values().max().copied().unwrap_or(s0.at);
+    let elapsed = last.saturating_duration_since(s0.at).as_secs_f64();
+    println!(
+        "  bind: controller started; first Bound after {:.0} ms, all {} Bound after {elapsed:.2}s{} => {:.0} binds/s\n{}",
+        first.saturating_duration_since(s0.at).as_secs_f64() * 1000.0,
+        seen_map.len(),
+        if ok { "" } else { " (TIMEOUT)" },
+        seen_map.len() as f64 / elapsed.max(1e-9),
+        breakdown(&s0, &s1, &inflight),
+    );
+    b.stop();
+}
+
 fn steady(rt: &Runtime, durability: Durability, n: usize, rate: u64) {
     let b = start(durability);
     println!(
@@ -695,7 +783,8 @@ fn main() {
     let picked = |group: &[&str], item: &str| {
         !group.iter().any(|g| only.iter().any(|o| o == g)) || only.iter().any(|o| o == item)
     };
-    if picked(&["core", "burst", "steady"], "core") {
+    const KINDS: &[&str] = &["core", "burst", "backlog", "steady"];
+    if picked(KINDS, "core") {
         core_only(n);
     }
     if std::env::var_os("BONSAI_BENCH_CORE_ONLY").is_some() {
@@ -707,10 +796,13 @@ fn main() {
         if !picked(&["durable", "relaxed"], &dname) {
             continue;
         }
-        if picked(&["core", "burst", "steady"], "burst") {
+        if picked(KINDS, "burst") {
             burst(&rt, d, n);
         }
-        if picked(&["core", "burst", "steady"], "steady") {
+        if picked(KINDS, "backlog") {
+            backlog(&rt, d, n);
+        }
+        if picked(KINDS, "steady") {
             steady(&rt, d, n, rate);
         }
     }

@@ -36,7 +36,8 @@ pub struct Config {
     /// Field manager for writes.
     pub field_manager: String,
     /// Most API requests in flight at once (the core pipelines writes for different objects;
-    /// this bounds connections and load on the API server).
+    /// this bounds connections and load on the API server). Further work waits, undecided,
+    /// in the core's queue.
     pub max_inflight: usize,
 }
 
@@ -147,7 +148,11 @@ pub async fn run(
         dry_run: false,
         field_manager: Some(config.field_manager.clone()),
     };
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
+    // Requests are pulled from the core only while fewer than `max_inflight` are out: the
+    // rest of the work stays queued in the core, where continuations of binds under way go
+    // first (a backlog is bound claim after claim), and is decided from the freshest state.
+    let max_inflight = config.max_inflight.max(1);
+    let mut outstanding = 0usize;
     let trace = std::env::var_os("BONSAI_VC_TRACE").is_some();
 
     tokio::pin!(shutdown);
@@ -159,11 +164,13 @@ pub async fn run(
         // Run queued syncs in slices: a resync queues every object, and new inputs (watch
         // events, completions) must not wait behind all of it.
         let mut budget = WORK_SLICE;
-        while let Some(out) = core.poll_output_bounded(&mut budget) {
+        while outstanding < max_inflight {
+            let Some(out) = core.poll_output_bounded(&mut budget) else {
+                break;
+            };
+            outstanding += 1;
             let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
-            let permits = permits.clone();
             tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await;
                 let id = out.id;
                 if trace {
                     eprintln!("vc -> {:?} {}", id, describe_request(&out.request));
@@ -175,7 +182,7 @@ pub async fn run(
                 let _ = tx.send(Input::Done(id, c));
             });
         }
-        if core.has_queued_work() {
+        if outstanding < max_inflight && core.has_queued_work() {
             // Budget spent with work left: take what has arrived meanwhile (without
             // waiting), let the request tasks run, then the next slice.
             if shutdown.as_mut().now_or_never().is_some() {
@@ -185,7 +192,7 @@ pub async fn run(
             let t = now();
             for _ in 0..INPUT_BATCH {
                 match rx.try_recv() {
-                    Ok(input) => feed(&mut core, t, input),
+                    Ok(input) => outstanding -= feed(&mut core, t, input),
                     Err(_) => break,
                 }
             }
@@ -201,13 +208,13 @@ pub async fn run(
             input = rx.recv() => {
                 let Some(input) = input else { break };
                 let t = now();
-                feed(&mut core, t, input);
+                outstanding -= feed(&mut core, t, input);
                 // Take a few more ready inputs before sending outputs again (fewer wakeups
                 // under load), but never so many that a steady stream of watch events
                 // starves the requests the core already decided.
                 for _ in 0..INPUT_BATCH {
                     let Ok(more) = rx.try_recv() else { break };
-                    feed(&mut core, t, more);
+                    outstanding -= feed(&mut core, t, more);
                 }
             }
             _ = tokio::time::sleep(sleep) => core.handle_timeout(now()),
@@ -219,14 +226,19 @@ pub async fn run(
     Ok(())
 }
 
-fn feed(core: &mut VolumeControllerCore, t: Millis, input: Input) {
+/// Feeds one input; returns 1 for a request's completion (one fewer outstanding), else 0.
+fn feed(core: &mut VolumeControllerCore, t: Millis, input: Input) -> usize {
     match input {
         Input::Volume(e) => core.handle_volume_event(t, e),
         Input::Claim(e) => core.handle_claim_event(t, e),
         Input::Class(e) => core.handle_class_event(t, e),
         Input::Pod(e) => core.handle_pod_event(t, e),
-        Input::Done(id, c) => core.handle_completion(t, id, c),
+        Input::Done(id, c) => {
+            core.handle_completion(t, id, c);
+            return 1;
+        }
     }
+    0
 }
 
 /// One watcher task: kube-runtime's watcher (list, then watch; relist on 410 or error, with

@@ -80,6 +80,11 @@ const COLD_EVERY: u32 = 16;
 /// The queue lane of a work item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lane {
+    /// The next step of an operation whose previous write just committed (bind step 2 after
+    /// step 1…): served first, so operations under way finish before new ones start and a
+    /// backlog of claims is bound claim after claim rather than all step 1s, then all
+    /// step 2s…
+    Next,
     Hot,
     Cold,
 }
@@ -148,7 +153,9 @@ pub struct VolumeControllerCore {
     /// Which watches have delivered their first full list: PV, PVC, StorageClass, Pod.
     synced: [bool; 4],
     started: bool,
-    /// Work from watch events and completions, first come first served.
+    /// Continuations (the `then` of a committed write): before `queue`.
+    next: VecDeque<Work>,
+    /// Work from watch events, first come first served.
     queue: VecDeque<Work>,
     /// Work from the periodic resync: runs when `queue` is empty, or every
     /// `COLD_EVERY`-th item, so a resync of every object never delays fresh work behind it
@@ -185,6 +192,7 @@ impl VolumeControllerCore {
             cache: Cache::default(),
             synced: [false; 4],
             started: false,
+            next: VecDeque::new(),
             queue: VecDeque::new(),
             cold: VecDeque::new(),
             queued: BTreeMap::new(),
@@ -404,7 +412,9 @@ impl VolumeControllerCore {
                     }
                     self.apply_volume(pv);
                     self.wake(&Obj::Volume(name));
-                    self.enqueue_all(p.then);
+                    for w in p.then {
+                        self.enqueue_next(w);
+                    }
                 }
                 Completion::Claim(c) => {
                     let key = meta_key(&c.metadata);
@@ -416,7 +426,9 @@ impl VolumeControllerCore {
                     }
                     self.apply_claim(c);
                     self.wake(&Obj::Claim(key));
-                    self.enqueue_all(p.then);
+                    for w in p.then {
+                        self.enqueue_next(w);
+                    }
                 }
                 Completion::Conflict | Completion::NotFound => {
                     if matches!(completion, Completion::Conflict) {
@@ -438,7 +450,9 @@ impl VolumeControllerCore {
                             self.waiters.entry(obj.clone()).or_default().insert(w);
                         }
                     } else {
-                        self.enqueue_all(p.then);
+                        for w in p.then {
+                            self.enqueue_next(w);
+                        }
                     }
                 }
                 _ => {
@@ -521,15 +535,18 @@ impl VolumeControllerCore {
         }
     }
 
-    /// Takes the next work item: hot first, a cold one every `COLD_EVERY` items or when no
-    /// hot work is left.
+    /// Takes the next work item: continuations, then hot work, and a cold one every
+    /// `COLD_EVERY` items or when nothing else is left.
     fn next_work(&mut self) -> Option<Work> {
         loop {
-            let take_cold =
-                (self.hot_streak >= COLD_EVERY || self.queue.is_empty()) && !self.cold.is_empty();
+            let warm = !self.next.is_empty() || !self.queue.is_empty();
+            let take_cold = (self.hot_streak >= COLD_EVERY || !warm) && !self.cold.is_empty();
             let (w, lane) = if take_cold {
                 self.hot_streak = 0;
                 (self.cold.pop_front()?, Lane::Cold)
+            } else if let Some(w) = self.next.pop_front() {
+                self.hot_streak += 1;
+                (w, Lane::Next)
             } else {
                 self.hot_streak += 1;
                 (self.queue.pop_front()?, Lane::Hot)
@@ -596,7 +613,7 @@ impl VolumeControllerCore {
 
     pub(crate) fn enqueue(&mut self, w: Work) {
         match self.queued.get_mut(&w) {
-            Some(Lane::Hot) => return,
+            Some(Lane::Hot | Lane::Next) => return,
             // Promoted: the entry left in the cold lane becomes stale.
             Some(lane) => *lane = Lane::Hot,
             None => {
@@ -620,10 +637,19 @@ impl VolumeControllerCore {
             .store(self.queued.len() as u64, Relaxed);
     }
 
-    fn enqueue_all(&mut self, ws: Vec<Work>) {
-        for w in ws {
-            self.enqueue(w);
+    /// Queues the continuation of an operation in the first lane (promoting it if queued).
+    fn enqueue_next(&mut self, w: Work) {
+        match self.queued.get_mut(&w) {
+            Some(Lane::Next) => return,
+            Some(lane) => *lane = Lane::Next,
+            None => {
+                self.queued.insert(w.clone(), Lane::Next);
+            }
         }
+        self.next.push_back(w);
+        self.metrics
+            .queue_depth
+            .store(self.queued.len() as u64, Relaxed);
     }
 
     fn enqueue_protection_for(&mut self, claim_keys: Vec<String>) {
