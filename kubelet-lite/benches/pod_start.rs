@@ -387,18 +387,26 @@ async fn bench(n_pods: usize, rate: f64) {
             d("mount_end", "start_begin"),
         );
         add("state files + spawn shim", d("start_begin", "spawned"));
-        add("shim exec -> main", d("spawned", "shim_entry"));
+        add("spawn returned -> shim has job", d("spawned", "shim_entry"));
         add(
-            "shim: unshare namespaces",
+            "shim: gets job (namespaces made)",
             d("shim_entry", "shim_namespaces"),
         );
         add(
-            "shim: build root (binds, /dev, vols)",
+            "init: wake, mount ns, build root",
             d("shim_namespaces", "shim_root"),
         );
         add(
-            "shim: fork init, pivot_root, run",
-            d("shim_root", "shim_init"),
+            "init: /proc, pivot_root, detach",
+            d("shim_root", "init_pivoted"),
+        );
+        add(
+            "init: stdio, capabilities",
+            d("init_pivoted", "init_exec"),
+        );
+        add(
+            "init: exec/pause -> shim sees it",
+            d("init_exec", "shim_init"),
         );
         add("shim reports -> kubelet", d("shim_init", "started"));
         add("started -> status write sent", d("started", "status_sent"));

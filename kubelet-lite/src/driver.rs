@@ -1160,6 +1160,8 @@ impl SyncLoop {
                                 ("shim_entry", t.shim_entry),
                                 ("shim_namespaces", t.shim_namespaces),
                                 ("shim_root", t.shim_root),
+                                ("init_pivoted", t.init_pivoted),
+                                ("init_exec", t.init_exec),
                                 ("shim_init", t.shim_init),
                                 ("started", t.reported),
                             ],

@@ -10,12 +10,14 @@
 //!   provisioner's names and PVs ([`core::provisioner`]). No I/O, no clock, no await.
 //! - [`mounter`]: the only place (with `runtime`) that calls mount, umount, unshare, setns and
 //!   the loop-device ioctls.
-//! - [`runtime`]: container shims, the exec helper, CRI log files.
+//! - [`runtime`]: container shims, the shim fork server with its pre-forked spare shim
+//!   ([`runtime::zygote`]), the exec helper, CRI log files.
 //! - [`node`]: the node process tree (entry, namespaces, init), node records in the data
 //!   directory, and `bonsai node ls|exec|stop|kill|start`.
 //! - [`disks`]: `bonsai disk add|ls|rm`.
 //! - [`server`]: the kubelet's HTTP endpoint (`/metrics`, `/healthz`, `/containerLogs`,
-//!   `/exec` over WebSocket v5.channel.k8s.io), bearer-token protected.
+//!   `/exec` over WebSocket v5.channel.k8s.io, `/debug/pod-start` stage timings),
+//!   bearer-token protected.
 //! - [`driver`]: the tokio driver — API client, Node and Lease, pod watch, the core's actions,
 //!   events, status, the provisioner loop.
 //! - [`cli`]: clap types and `run` functions for the `bonsai` binary.
@@ -25,7 +27,8 @@
 //! 1. First line of `main`: [`helper_entry()`] (the kubelet re-executes its own binary as
 //!    container shim and exec/node helpers; this turns such a process into the helper).
 //! 2. `bonsai kubelet …` parses [`cli::KubeletArgs`] and calls [`process_entry`] **before any
-//!    tokio runtime exists** (unshare/fork need a single-threaded process).
+//!    tokio runtime exists** (unshare/fork need a single-threaded process; the kubelet forks
+//!    its shim fork server there too).
 //! 3. `bonsai node …` / `bonsai disk …`: [`cli::NodeCmd::run`] / [`cli::DiskCmd::run`] with the
 //!    data directory; they are synchronous and start no runtime.
 

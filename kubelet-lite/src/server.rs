@@ -165,8 +165,9 @@ impl Metrics {
 /// [`crate::runtime::mono_ns`] time. Stages, in order: `watch` (the pod's first watch event
 /// reached the kubelet), `sync` (the sync loop took it up), `mount_begin`/`mount_end` (volume
 /// set-up), the container start (`start_begin`, `spawned`, `shim_entry`, `shim_namespaces`,
-/// `shim_root`, `shim_init`, `started`), and the status write that first says Running
-/// (`status_sent`, `status_done`). An entry lives until the pod is gone from the node.
+/// `shim_root`, `init_pivoted`, `init_exec`, `shim_init`, `started`), and the status write
+/// that first says Running (`status_sent`, `status_done`). An entry lives until the pod is
+/// gone from the node.
 pub type StartTraces = Arc<Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>>;
 
 /// Shared state of the HTTP server.

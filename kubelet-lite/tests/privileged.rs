@@ -441,6 +441,33 @@ async fn node_runs_pods_with_real_mounts_exec_and_logs() {
     assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
     let port = c.port("node-1");
 
+    // A container whose command does not exist fails to start: RunContainerError with the
+    // exec error, reported by the container init through its shim.
+    let bad: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "bad"},
+        "spec": {"nodeName": "node-1", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "b", "image": "x", "command": ["/no/such/binary"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &bad).await.unwrap();
+    let waiting = wait_for("bad: RunContainerError", 30, || async {
+        let p = pods.get_opt("bad").await.ok()??;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        let w = cs.state?.waiting?;
+        (w.reason.as_deref() == Some("RunContainerError")).then_some(w)
+    })
+    .await;
+    let msg = waiting.message.unwrap_or_default();
+    assert!(
+        msg.contains("/no/such/binary") && msg.contains("no such file or directory"),
+        "{msg}"
+    );
+    pods.delete("bad", &DeleteParams::default()).await.unwrap();
+    wait_for("bad deleted", 30, || async {
+        matches!(pods.get_opt("bad").await, Ok(None)).then_some(())
+    })
+    .await;
+
     // Logs, with the token only.
     let (code, _) = http_get(port, "/containerLogs/default/web/app", None).await;
     assert_eq!(code, 401);
@@ -921,8 +948,16 @@ async fn killed_node_leaves_nothing_and_loop_disks_survive() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "kept\n");
     let o = c.cli(&["node", "exec", "node-2", "--", "ls", "/mnt/disks"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "data");
-    // The pod runs again on the rebooted node.
-    wait_for("sleeper restarted", 20, || async {
+    // The pod runs again on the rebooted node. Its status may still say running from before
+    // the power cut, so ask the new kubelet itself whether it started the container.
+    let port = c.port("node-2");
+    wait_for("sleeper restarted by the new kubelet", 20, || async {
+        let (code, body) = http_get(port, "/debug/pod-start", Some(TOKEN)).await;
+        let t: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && t["default/sleeper"]["started"].is_u64()).then_some(())
+    })
+    .await;
+    wait_for("sleeper running", 20, || async {
         let p = pods.get_opt("sleeper").await.ok()??;
         let cs = p.status?.container_statuses?;
         cs[0].state.as_ref()?.running.as_ref().map(|_| ())

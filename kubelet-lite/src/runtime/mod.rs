@@ -79,8 +79,13 @@ pub struct StartTimings {
     pub shim_namespaces: u64,
     /// The container's root is built (tmpfs, system binds, /dev, volumes).
     pub shim_root: u64,
-    /// The container's init is running (its exec, or the pause loop, has begun).
+    /// The container's init is running (its exec, or the pause loop, has begun), as the shim
+    /// saw it.
     pub shim_init: u64,
+    /// The init pivoted into the container's root and detached the node's.
+    pub init_pivoted: u64,
+    /// The init is about to exec the command (or become the pause process).
+    pub init_exec: u64,
     /// The kubelet read the shim's "started" line.
     pub reported: u64,
 }
@@ -255,7 +260,8 @@ impl Runtime {
                 msg.to_string()
             }));
         };
-        // `started <init pid> <entry> <namespaces> <root> <init>` (times in mono_ns).
+        // `started <init pid> <entry> <namespaces> <root> <init> <pivoted> <exec>` (times in
+        // mono_ns).
         let f: Vec<u64> = rest
             .split_whitespace()
             .map(|x| x.parse().unwrap_or(0))
@@ -278,6 +284,8 @@ impl Runtime {
                 shim_namespaces: at(2),
                 shim_root: at(3),
                 shim_init: at(4),
+                init_pivoted: at(5),
+                init_exec: at(6),
                 reported: mono_ns(),
             },
         })

@@ -3,24 +3,26 @@
 //! normally forked by the [`super::zygote`] fork server; without it, the kubelet re-executes its
 //! own binary as the helper.
 //!
-//! Container shim (a child of the fork server, or `BONSAI_KUBELET_HELPER=container` with argv:
-//! path of the container's state dir):
+//! Container shim (a spare forked in advance by the fork server, or
+//! `BONSAI_KUBELET_HELPER=container` with argv: path of the container's state dir):
 //!
-//! 1. Read `launch.json` ([`ContainerLaunch`]).
-//! 2. `unshare(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)`; `sethostname(pod name)`. The shim
-//!    stays in the node's mount namespace.
-//! 3. `fork`: the child is PID 1 of the new PID namespace. It takes its own copy of the node's
-//!    mount namespace (made rprivate), and builds the root in `<dir>/rootfs`: a tmpfs;
-//!    read-only binds of /usr /bin /sbin /lib* /etc (symlinks such as `/bin -> usr/bin` are
-//!    recreated as symlinks); a system directory that must hold a mountPath is an overlay with
-//!    a tmpfs upper layer, so the mount point is created without touching the host; a minimal
-//!    /dev; a tmpfs /tmp; then the volumes. It mounts a fresh /proc, `pivot_root`s, drops to
-//!    the container capability set, sets no_new_privs and execs the command (or becomes a
-//!    pause process). Errors go back to the shim over a close-on-exec pipe.
-//! 4. The parent stays outside as the shim: it reports `started <pid> <timings>` (or
-//!    `error <message>`) on stdout to the kubelet, writes the container's stdout/stderr to the
-//!    log file in CRI format, forwards SIGTERM, and writes the exit status to `<dir>/exit` — so
-//!    a restarted kubelet can adopt the container.
+//! 1. [`prepare`]: `unshare(CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)` and `fork` the init —
+//!    PID 1 of the new PID namespace — which sleeps until it is told its container. The shim
+//!    stays in the node's mount namespace. A spare does this before any container exists.
+//! 2. [`run_prepared`]: the shim writes the container's state directory to the init. The init
+//!    reads `launch.json` ([`ContainerLaunch`]), sets the hostname (the pod's name), takes its
+//!    own copy of the node's mount namespace (made rprivate) and builds the root in
+//!    `<dir>/rootfs`: a tmpfs; read-only binds of /usr /bin /sbin /lib* /etc (symlinks such as
+//!    `/bin -> usr/bin` are recreated as symlinks); a system directory that must hold a
+//!    mountPath is an overlay with a tmpfs upper layer, so the mount point is created without
+//!    touching the host; a minimal /dev; a tmpfs /tmp; then the volumes. It mounts a fresh
+//!    /proc, `pivot_root`s, drops to the container capability set, sets no_new_privs and execs
+//!    the command (or becomes a pause process). Its stage times (`@<root> <pivot> <exec>`) and
+//!    errors go back over a close-on-exec pipe.
+//! 3. The shim reports `started <pid> <timings>` (or `error <message>`) on stdout to the
+//!    kubelet, writes the container's stdout/stderr to the log file in CRI format, forwards
+//!    SIGTERM, and writes the exit status to `<dir>/exit` — so a restarted kubelet can adopt
+//!    the container.
 //!
 //! Exec helper (`BONSAI_KUBELET_HELPER=exec`, spec in `BONSAI_EXEC_SPEC`): joins the container's
 //! IPC, UTS, PID and mount namespaces with `setns`, forks, and the child drops capabilities
@@ -30,7 +32,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -117,7 +119,7 @@ fn fail<T>(what: impl std::fmt::Display) -> Result<T, String> {
 }
 
 /// Reports to the kubelet on the shim's stdout, then points stdout at /dev/null.
-fn report(line: &str) {
+pub(crate) fn report(line: &str) {
     let mut out = io::stdout();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -151,8 +153,8 @@ fn install_forwarding() {
 pub(crate) fn container_shim(dir: &Path) -> i32 {
     // Die with the kubelet's node: if the node process dies, the PID namespace is torn down
     // anyway; if only the kubelet dies, the shim must live on to be adopted, so no PDEATHSIG.
-    match shim_inner(dir) {
-        Ok(code) => code,
+    match prepare() {
+        Ok(p) => run_prepared(p, dir),
         Err(e) => {
             report(&format!("error {e}"));
             1
@@ -160,28 +162,35 @@ pub(crate) fn container_shim(dir: &Path) -> i32 {
     }
 }
 
-fn shim_inner(dir: &Path) -> Result<i32, String> {
-    let launch: ContainerLaunch = serde_json::from_slice(
-        &fs::read(dir.join("launch.json")).map_err(|e| format!("read launch.json: {e}"))?,
-    )
-    .map_err(|e| format!("parse launch.json: {e}"))?;
-    let log_path = PathBuf::from(
-        fs::read_to_string(dir.join("log-path")).map_err(|e| format!("read log-path: {e}"))?,
-    );
+/// A shim that has made its namespaces and forked its container init; the init waits for the
+/// state directory of the container it is to become. The fork server keeps one such shim
+/// ready, so a container start forks nothing: under CPU load a freshly forked process can wait
+/// milliseconds for its first time slice, while a woken sleeper runs at once.
+pub(crate) struct Prepared {
+    init_pid: i32,
+    /// The init reads the container's state directory from here (then EOF).
+    go: OwnedFd,
+    /// Close-on-exec: EOF once the init runs the container's command (or pause); before that
+    /// the init's root-built time (`@<mono ns>`) and any error.
+    exec: OwnedFd,
+    out: OwnedFd,
+    err: OwnedFd,
+}
+
+/// New UTS, IPC and PID namespaces, and the container init (PID 1 of the new PID namespace),
+/// forked now and waiting. The process must be single-threaded.
+pub(crate) fn prepare() -> Result<Prepared, String> {
     // The shim itself stays in the node's mount namespace (it needs none of its own: its
     // state directory and the log file are node paths). The container's mount namespace is
-    // made once, by the init below, which builds the root in it — one copy of the node's mount
-    // table per container start instead of two.
+    // made once, by the init, which builds the root in it — and only when it has its
+    // container, so it copies the node's mounts as they are then (the pod's volumes included).
     mounter::unshare(libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID)
         .map_err(|e| e.to_string())?;
-    nix::unistd::sethostname(&launch.hostname).map_err(|e| format!("sethostname: {e}"))?;
-    let t_ns = super::mono_ns();
-    let root = dir.join("rootfs");
-
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (exec_r, exec_w) = pipe_cloexec()?;
-    // SAFETY: this process is single-threaded (a fresh helper), so fork is safe.
+    let (go_r, go_w) = pipe_cloexec()?;
+    // SAFETY: this process is single-threaded (a helper), so fork is safe.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return fail(format!("fork: {}", io::Error::last_os_error()));
@@ -190,26 +199,92 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
         drop(out_r);
         drop(err_r);
         drop(exec_r);
+        drop(go_w);
         let mut w = fs::File::from(exec_w);
-        let e = container_init(&root, &launch, out_w.as_raw_fd(), err_w.as_raw_fd(), &mut w);
+        let e = init_main(go_r, out_w.as_raw_fd(), err_w.as_raw_fd(), &mut w);
         let _ = w.write_all(e.as_bytes());
         // SAFETY: _exit in the forked child.
         unsafe { libc::_exit(127) };
     }
     CHILD.store(pid, Ordering::SeqCst);
     install_forwarding();
-    drop(out_w);
-    drop(err_w);
-    drop(exec_w);
+    Ok(Prepared {
+        init_pid: pid,
+        go: go_w,
+        exec: exec_r,
+        out: out_r,
+        err: err_r,
+    })
+}
+
+/// The waiting init: reads its container's state directory, then becomes that container.
+/// Returns only on failure (the error text for the shim).
+fn init_main(go: OwnedFd, out: RawFd, err: RawFd, status: &mut fs::File) -> String {
+    // SAFETY: prctl with integer arguments: die with the shim.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // The container's own session, as runc gives it — made now, while the init waits: with
+    // scheduler autogroups, setsid puts the process into a new task group, and a task that
+    // just moved into a fresh group can wait milliseconds for the CPU on a busy node.
+    // SAFETY: setsid has no memory-safety preconditions.
+    unsafe { libc::setsid() };
+    let mut dir = Vec::new();
+    let _ = fs::File::from(go).read_to_end(&mut dir);
+    if dir.is_empty() {
+        // A spare shim that was never used: leave quietly.
+        // SAFETY: _exit in the forked child.
+        unsafe { libc::_exit(0) };
+    }
+    let dir = PathBuf::from(std::ffi::OsString::from_vec(dir));
+    let launch: ContainerLaunch = match fs::read(dir.join("launch.json"))
+        .map_err(|e| format!("read launch.json: {e}"))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse launch.json: {e}")))
+    {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if let Err(e) = nix::unistd::sethostname(&launch.hostname) {
+        return format!("sethostname: {e}");
+    }
+    container_init(&dir.join("rootfs"), &launch, out, err, status)
+}
+
+/// Runs a prepared shim for the container whose state directory is `dir`: reports on stdout,
+/// copies the logs, records the exit. Returns the exit code.
+pub(crate) fn run_prepared(p: Prepared, dir: &Path) -> i32 {
+    match run_inner(p, dir) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&format!("error {e}"));
+            1
+        }
+    }
+}
+
+fn run_inner(p: Prepared, dir: &Path) -> Result<i32, String> {
+    // The namespaces were made in advance: as far as this container is concerned, now.
+    let t_ns = super::mono_ns();
+    let pid = p.init_pid;
+    let log_path = PathBuf::from(
+        fs::read_to_string(dir.join("log-path")).map_err(|e| format!("read log-path: {e}"))?,
+    );
+    {
+        let mut go = fs::File::from(p.go);
+        go.write_all(dir.as_os_str().as_bytes())
+            .map_err(|e| format!("start container init: {e}"))?;
+    }
     let mut msg = String::new();
-    let _ = fs::File::from(exec_r).read_to_string(&mut msg);
+    let _ = fs::File::from(p.exec).read_to_string(&mut msg);
     // The init first reports when its root was built (`@<mono ns>\n`), then only an error.
-    let mut t_root: u64 = 0;
+    let mut t: Vec<u64> = Vec::new();
     if let Some(rest) = msg.strip_prefix('@') {
-        let (t, tail) = rest.split_once('\n').unwrap_or((rest, ""));
-        t_root = t.trim().parse().unwrap_or(0);
+        let (line, tail) = rest.split_once('\n').unwrap_or((rest, ""));
+        t = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
         msg = tail.to_string();
     }
+    let at = |i: usize| t.get(i).copied().unwrap_or(0);
     if !msg.is_empty() {
         let _ = wait_child(pid);
         return fail(msg);
@@ -217,8 +292,11 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
     let t_init = super::mono_ns();
     let _ = fs::write(dir.join("init.pid"), pid.to_string());
     report(&format!(
-        "started {pid} {} {t_ns} {t_root} {t_init}",
-        ENTRY_NS.load(Ordering::Relaxed)
+        "started {pid} {} {t_ns} {} {t_init} {} {}",
+        ENTRY_NS.load(Ordering::Relaxed),
+        at(0),
+        at(1),
+        at(2)
     ));
 
     let log = fs::OpenOptions::new()
@@ -228,7 +306,7 @@ fn shim_inner(dir: &Path) -> Result<i32, String> {
         .map_err(|e| format!("open log {}: {e}", log_path.display()))?;
     // A process that called unshare(CLONE_NEWPID) cannot create threads (EINVAL): copy both
     // streams with poll(2) on this one thread, until the container's last writer is gone.
-    copy_logs(out_r, err_r, log);
+    copy_logs(p.out, p.err, log);
     let (code, signal) = wait_child(pid);
     let tmp = dir.join("exit.tmp");
     let _ = fs::write(&tmp, format!("{code} {}", signal.unwrap_or(0)));
@@ -659,7 +737,7 @@ fn container_init(
     if let Err(e) = build_root(root, launch) {
         return e;
     }
-    let _ = status.write_all(format!("@{}\n", super::mono_ns()).as_bytes());
+    let t_root = super::mono_ns();
     if let Err(e) = mounter::mount_raw(
         Some(Path::new("proc")),
         &root.join("proc"),
@@ -679,6 +757,7 @@ fn container_init(
     if let Err(e) = mounter::unmount(Path::new("."), true) {
         return e.to_string();
     }
+    let t_pivot = super::mono_ns();
     let _ = std::env::set_current_dir("/");
     let null = CString::new("/dev/null").unwrap();
     // SAFETY: fd plumbing in the child before exec.
@@ -693,7 +772,6 @@ fn container_init(
         if err > 2 {
             libc::close(err);
         }
-        libc::setsid();
     }
     if let Some(wd) = &launch.working_dir {
         if let Err(e) = std::env::set_current_dir(wd) {
@@ -703,6 +781,8 @@ fn container_init(
     if let Err(e) = restrict_privileges() {
         return e;
     }
+    // Where the init's time went, for the start trace: root built, pivoted, about to exec.
+    let _ = status.write_all(format!("@{t_root} {t_pivot} {}\n", super::mono_ns()).as_bytes());
     if launch.pause {
         pause_forever();
     }
@@ -729,9 +809,13 @@ fn pause_forever() -> ! {
     }
     // The exec pipe is CLOEXEC and there is no exec: close every other fd so the shim stops
     // waiting for an exec error.
-    for fd in 3..1024 {
-        // SAFETY: closing fds this process does not otherwise use.
-        unsafe { libc::close(fd) };
+    // SAFETY: closing fds this process does not otherwise use (close_range, Linux 5.9+;
+    // one by one where it is missing).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        for fd in 3..1024 {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
     }
     loop {
         let mut st = 0;

@@ -3,13 +3,19 @@
 //! Starting a shim by re-executing the kubelet's own binary costs an exec of a large binary
 //! (loading, relocating, page-faulting it in: about 1.5 ms, more under load) on every container
 //! start, plus a spawn from a multi-threaded process. Instead, the kubelet forks this small
-//! server once, while it is still single-threaded (before its tokio runtime exists). For each
-//! container start the kubelet sends the container's state directory and the write end of a
-//! report pipe over a `SOCK_SEQPACKET` socket; the server forks (a single-threaded process, so
-//! the child may unshare, mount and fork freely), and the child runs
-//! [`super::shim::container_shim`] — exactly what a re-executed helper runs — with the report
-//! pipe as its stdout. The server answers with the shim's pid and a pidfd on it, which the
-//! kubelet waits on (the shim writes its exit status to `<dir>/exit`, as always).
+//! server once, while it is still single-threaded (before its tokio runtime exists).
+//!
+//! The server keeps one **spare** shim ready: forked in advance, it has made its UTS, IPC and
+//! PID namespaces and forked its container init (PID 1 of the new PID namespace), and both
+//! sleep. Forking is what makes a start slow under CPU load — a new process can wait several
+//! milliseconds for its first time slice, while a woken sleeper runs at once — so the start
+//! itself forks nothing. For each container start the kubelet sends the container's state
+//! directory and the write end of a report pipe over a `SOCK_SEQPACKET` socket; the server
+//! hands both to the spare (which from then on runs [`super::shim::run_prepared`], the same
+//! code a re-executed helper runs, with the report pipe as its stdout), answers with the
+//! shim's pid and a pidfd on it — the kubelet waits on that (the shim writes its exit status
+//! to `<dir>/exit`, as always) — and then forks the next spare. Without a spare (it died), the
+//! server forks a shim for the request directly.
 //!
 //! The server dies with the kubelet (PR_SET_PDEATHSIG); shims do not (a restarted kubelet adopts
 //! them): they become children of the node's init, which reaps them. If the server is gone, the
@@ -240,6 +246,120 @@ fn set_sigchld(handler: libc::sighandler_t) {
     }
 }
 
+/// A pre-forked shim waiting for its container (see the module docs).
+struct Spare {
+    pid: i32,
+    pidfd: OwnedFd,
+    /// The job goes here: the state directory, with the report pipe attached.
+    job: OwnedFd,
+}
+
+/// Forks a spare shim. `server` is the kubelet's socket, which the spare must not keep open.
+fn make_spare(server: RawFd) -> io::Result<Spare> {
+    let mut sv = [0 as RawFd; 2];
+    // SAFETY: socketpair with a valid out-array of two fds.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    } as isize)?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    sigchld_mask(libc::SIG_BLOCK);
+    // SAFETY: the server is single-threaded, so fork is safe.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        set_sigchld(libc::SIG_DFL);
+        sigchld_mask(libc::SIG_UNBLOCK);
+        // SAFETY: closing the child's copy of the kubelet's socket (never used here).
+        unsafe { libc::close(server) };
+        drop(ours);
+        spare_main(theirs, me);
+    }
+    let r = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: pidfd_open on our own, not yet reaped child.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            // SAFETY: kill(2) on our own child, which is useless without a pidfd.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(Spare {
+                pid,
+                // SAFETY: a fresh fd from pidfd_open, owned here.
+                pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+                job: ours,
+            })
+        }
+    };
+    sigchld_mask(libc::SIG_UNBLOCK);
+    r
+}
+
+/// A spare shim: prepares, sleeps until it gets its container, then runs it (never returns).
+fn spare_main(job: OwnedFd, server: i32) -> ! {
+    // Unused, a spare dies with the fork server; once it has a container it must outlive the
+    // kubelet (a restarted kubelet adopts it), so the death signal is cleared then.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != server {
+        // SAFETY: the server died before the death signal was armed.
+        unsafe { libc::_exit(0) };
+    }
+    let name = CString::new("bonsai-containe").unwrap();
+    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let prepared = super::shim::prepare();
+    let mut buf = vec![0u8; 8192];
+    let (n, fds) = match recv_with_fds(job.as_raw_fd(), &mut buf) {
+        Ok((n, fds)) if n > 0 => (n, fds),
+        // SAFETY: never used: leave (the waiting init follows by its death signal).
+        _ => unsafe { libc::_exit(0) },
+    };
+    // SAFETY: prctl with integer arguments: no death signal from now on.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    super::shim::mark_entry();
+    drop(job);
+    let dir = PathBuf::from(OsStr::from_bytes(&buf[..n]));
+    let Some(report) = fds.into_iter().next() else {
+        // SAFETY: a malformed job; nobody is waiting for a report.
+        unsafe { libc::_exit(1) }
+    };
+    stdio_to(report);
+    let code = match prepared {
+        Ok(p) => super::shim::run_prepared(p, &dir),
+        Err(e) => {
+            super::shim::report(&format!("error {e}"));
+            1
+        }
+    };
+    // SAFETY: leave without running the kubelet's atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// stdout := `report`, stdin := /dev/null.
+fn stdio_to(report: OwnedFd) {
+    let null = CString::new("/dev/null").unwrap();
+    // SAFETY: fd plumbing in a single-threaded child.
+    unsafe {
+        libc::dup2(report.as_raw_fd(), 1);
+        let n = libc::open(null.as_ptr(), libc::O_RDONLY);
+        if n >= 0 {
+            libc::dup2(n, 0);
+            libc::close(n);
+        }
+    }
+    drop(report);
+}
+
 /// The fork server's loop (in the forked child; never returns).
 fn serve(sock: OwnedFd, parent: i32) -> ! {
     // SAFETY: prctl with integer arguments: die with the kubelet.
@@ -253,6 +373,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
     set_sigchld(reap as *const () as libc::sighandler_t);
+    let mut spare = make_spare(sock.as_raw_fd()).ok();
     let mut buf = vec![0u8; 8192];
     loop {
         let (n, fds) = match recv_with_fds(sock.as_raw_fd(), &mut buf) {
@@ -267,6 +388,25 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
             let _ = send_with_fds(sock.as_raw_fd(), b"error: no report pipe", &[]);
             continue;
         };
+        // The spare takes the job; a dead spare refuses it (EPIPE) and is forgotten.
+        if let Some(s) = spare.take() {
+            let sent = send_with_fds(
+                s.job.as_raw_fd(),
+                dir.as_os_str().as_bytes(),
+                &[report.as_raw_fd()],
+            );
+            if sent.is_ok() {
+                drop(report);
+                let _ = send_with_fds(
+                    sock.as_raw_fd(),
+                    format!("pid {}", s.pid).as_bytes(),
+                    &[s.pidfd.as_raw_fd()],
+                );
+                drop(s);
+                spare = make_spare(sock.as_raw_fd()).ok();
+                continue;
+            }
+        }
         // SIGCHLD stays blocked from the fork until the pidfd exists, so a shim that exits at
         // once cannot be reaped (and its pid reused) before the pidfd pins it.
         sigchld_mask(libc::SIG_BLOCK);
@@ -311,20 +451,11 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     }
 }
 
-/// A forked shim: stdout is the report pipe, stdin /dev/null, then the shim proper.
+/// A shim forked for one request (no spare was ready): stdout is the report pipe, stdin
+/// /dev/null, then the shim proper.
 fn shim_child(dir: &Path, report: OwnedFd) -> ! {
     super::shim::mark_entry();
-    let null = CString::new("/dev/null").unwrap();
-    // SAFETY: fd plumbing in a single-threaded child.
-    unsafe {
-        libc::dup2(report.as_raw_fd(), 1);
-        let n = libc::open(null.as_ptr(), libc::O_RDONLY);
-        if n >= 0 {
-            libc::dup2(n, 0);
-            libc::close(n);
-        }
-    }
-    drop(report);
+    stdio_to(report);
     let name = CString::new("bonsai-containe").unwrap();
     // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
