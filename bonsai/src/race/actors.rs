@@ -412,6 +412,9 @@ impl Kubelet {
                 .insert(k.to_string(), (typed.clone(), json));
         }
         let status = &self.status_json[k].1;
+        if self.written.get(k).is_some_and(|(_, v)| v == status) {
+            return;
+        }
         if !self.current_json.get(k).is_some_and(|(r, _)| *r == rv) {
             let json = pod
                 .status
@@ -419,9 +422,7 @@ impl Kubelet {
                 .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
             self.current_json.insert(k.to_string(), (rv, json));
         }
-        let current = &self.current_json[k].1;
-        if self.written.get(k).is_some_and(|(_, v)| v == status) || current.as_ref() == Some(status)
-        {
+        if self.current_json[k].1.as_ref() == Some(status) {
             return;
         }
         let status = status.clone();

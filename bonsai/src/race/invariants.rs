@@ -155,14 +155,26 @@ fn bound_pv(pvc: &Value) -> Option<&str> {
         .filter(|_| objects::claim_is_bound(pvc) || str_at(pvc, "/status/phase") == "Bound")
 }
 
+/// `v`'s value at `pointer`, for an object that may not exist.
+fn at<'v>(v: Option<&'v Value>, pointer: &str) -> Option<Option<&'v Value>> {
+    v.map(|v| v.pointer(pointer))
+}
+
 fn pod_node(pod: &Value) -> Option<&str> {
     Some(str_at(pod, "/spec/nodeName")).filter(|n| !n.is_empty())
 }
 
 impl Index {
     /// Follows one commit (`prev` → `now`; `now` None for a delete).
-    fn update(&mut self, key: &Key, kind: Kind, prev: Option<&Value>, now: Option<&Value>) {
+    ///
+    /// Returns whether the commit changed anything the node-affinity invariant reads of this
+    /// object (for a pod: its node and claims; a claim: its volumeName and whether it is
+    /// bound; a PV: its node affinity; a node: its labels; each: whether it exists). When it
+    /// did not, every verdict is what it was before the commit: true.
+    fn update(&mut self, key: &Key, kind: Kind, prev: Option<&Value>, now: Option<&Value>) -> bool {
         match kind {
+            Kind::Pv => at(prev, "/spec/nodeAffinity") != at(now, "/spec/nodeAffinity"),
+            Kind::Node => at(prev, "/metadata/labels") != at(now, "/metadata/labels"),
             Kind::Pvc => {
                 for (map, f) in [
                     (
@@ -181,10 +193,13 @@ impl Index {
                         }
                     }
                 }
+                let read = |v: &Value| (named_pv(v).map(str::to_owned), objects::claim_is_bound(v));
+                prev.map(read) != now.map(read)
             }
             Kind::Pod => {
                 let (old, new) = (prev.and_then(pod_node), now.and_then(pod_node));
-                if old != new {
+                let moved = old != new;
+                if moved {
                     if let Some(o) = old {
                         link(&mut self.pods_on_node, o, key, false);
                     }
@@ -192,9 +207,16 @@ impl Index {
                         link(&mut self.pods_on_node, n, key, true);
                     }
                 }
+                let (old, new) = (
+                    prev.into_iter().flat_map(objects::pod_claim_names),
+                    now.into_iter().flat_map(objects::pod_claim_names),
+                );
+                if old.eq(new) {
+                    return moved;
+                }
                 let claims = |p: Option<&Value>| p.map(objects::pod_claims).unwrap_or_default();
                 let (old, new) = (claims(prev), claims(now));
-                if old != new {
+                {
                     for c in &old {
                         link(
                             &mut self.pods_of_claim,
@@ -212,8 +234,9 @@ impl Index {
                         );
                     }
                 }
+                true
             }
-            _ => {}
+            _ => false,
         }
     }
 
@@ -251,7 +274,7 @@ impl Index {
 /// object gives: they all held before this commit.
 pub fn after_commit(w: &mut World<'_>, c: &Change<'_>) {
     let now = (c.event_type != EventType::Deleted).then_some(&***c.object);
-    w.index.update(c.key, c.kind, c.prev.map(|p| &***p), now);
+    let affinity_inputs = w.index.update(c.key, c.kind, c.prev.map(|p| &***p), now);
     if !matches!(c.kind, Kind::Pv | Kind::Pvc | Kind::Pod | Kind::Node) {
         return;
     }
@@ -299,9 +322,12 @@ pub fn after_commit(w: &mut World<'_>, c: &Change<'_>) {
         }
     }
 
-    // A pod's node satisfies the node affinity of every PV it uses: re-checked for the pods
-    // this write can affect (the pod itself, the pods using a claim, the pods using the claims
-    // of a PV, the pods on a node), in key order.
+    // A pod's node satisfies the node affinity of every PV it uses: re-checked, when the write
+    // changed what the check reads, for the pods it can affect (the pod itself, the pods
+    // using a claim, the pods using the claims of a PV, the pods on a node), in key order.
+    if !affinity_inputs {
+        return;
+    }
     let touched = w
         .index
         .pods_touched(c.key, c.kind, c.event_type == EventType::Deleted);

@@ -129,6 +129,15 @@ pub fn claim_ref_uid(pv: &Value) -> &str {
     str_at(pv, "/spec/claimRef/uid")
 }
 
+/// The claim names a pod's volumes use, borrowed.
+pub fn pod_claim_names(pod: &Value) -> impl Iterator<Item = &str> {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str())
+}
+
 /// The claim names a pod's volumes use.
 pub fn pod_claims(pod: &Value) -> Vec<String> {
     pod.pointer("/spec/volumes")
