@@ -6,13 +6,14 @@
 //! 2. prepares each against the core (preconditions, revisions) under the core's lock —
 //!    rejected writes are answered at once;
 //! 3. appends the group to the backend in one transaction, without holding the lock;
-//! 4. durable mode on a disk backend: hands the group to the flusher thread and goes on with the
+//! 4. durable mode on a disk backend that gains from it (redb; see `Backend::overlap_flush`):
+//!    hands the group to the flusher thread and goes on with the
 //!    next group while the disk flushes (the core keeps the prepared groups apart and commits
 //!    them in order). Double buffering: at most two groups are in flight — one flushing, one
 //!    appended behind it —, so while a flush runs the requests gather into the next group (one
 //!    backend batch per flush, not many tiny ones). The flusher flushes once (fdatasync) for
-//!    every group handed to it, then finishes them. Relaxed mode and the memory backend finish
-//!    each group right away;
+//!    every group handed to it, then finishes them. Otherwise (sled, relaxed mode, the memory
+//!    backend) the writer flushes (if at all) and finishes each group itself;
 //! 5. finishing a group: commit it in the core, hand each event to every watcher that sees it
 //!    ([`publish`]), and only then answer the writers. Nothing is acknowledged — or visible to
 //!    readers and watchers — before the flush that covers it.
@@ -663,7 +664,7 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
         .max(Duration::from_millis(10));
     // Durable on a disk: flushes happen on their own thread, overlapped with the next group.
     let mut flusher = None;
-    if durable && shared.log.needs_sync() {
+    if durable && shared.log.needs_sync() && shared.log.overlap_flush() {
         let (tx, frx) = std_mpsc::channel::<Group>();
         let s = shared.clone();
         match std::thread::Builder::new()

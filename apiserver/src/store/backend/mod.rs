@@ -84,6 +84,11 @@ pub trait Backend: Send + Sync {
     fn needs_sync(&self) -> bool {
         true
     }
+    /// Whether the driver should append the next group while the previous one is flushing (a
+    /// flusher thread). `false` where that costs more than it gains.
+    fn overlap_flush(&self) -> bool {
+        true
+    }
 }
 
 /// What `Log::load` found: the state to restore the core from.
@@ -379,6 +384,11 @@ impl Log {
     /// See [`Backend::needs_sync`].
     pub fn needs_sync(&self) -> bool {
         self.backend.needs_sync()
+    }
+
+    /// See [`Backend::overlap_flush`].
+    pub fn overlap_flush(&self) -> bool {
+        self.backend.overlap_flush()
     }
 
     pub fn sync(&self) -> BackendResult<()> {

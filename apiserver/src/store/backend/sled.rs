@@ -207,6 +207,13 @@ impl Backend for SledBackend {
         Ok(())
     }
 
+    /// Measured (`benches/store.rs`, 100k objects, 256 writers): with sled's `flush` running
+    /// while the next batch is applied, sled holds ~180 B more per object (1.31 KiB instead of
+    /// 1.13 KiB beyond the JSON), and creates/s did not rise beyond the noise. redb gains.
+    fn overlap_flush(&self) -> bool {
+        false
+    }
+
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>> {
         let mut key = vec![b'm'];
         key.extend_from_slice(name.as_bytes());
