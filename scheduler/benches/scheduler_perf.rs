@@ -66,6 +66,8 @@ struct Outcome {
     p99_e2e_ms: u64,
     verified: Result<(), String>,
     setup_secs: f64,
+    /// Writes the store committed while the clock ran (its revision moved by that much).
+    writes: u64,
     /// Seconds from the scheduler's informers being synced to the last pod bound.
     synced_secs: f64,
     /// Per-phase (queued, PreBind writes, PreBind wait, Bind) mean and p99, ms.
@@ -434,6 +436,7 @@ async fn run_scenario(
     };
     let sched_client = scheduler::client_for(&url, TOKEN).expect("client");
     let sched_signal = signal(&rx);
+    let rev0 = revision(&client).await;
     let t0 = Instant::now();
     tasks.push(tokio::spawn(async move {
         scheduler::run(sched_client, cfg, sched_signal)
@@ -447,6 +450,7 @@ async fn run_scenario(
         last = metrics.snapshot();
     }
     let secs = t0.elapsed().as_secs_f64();
+    let writes = revision(&client).await.saturating_sub(rev0);
     let verified = verify(&client, scenario, pods).await;
     let _ = stop.send(true);
     for t in tasks {
@@ -461,11 +465,23 @@ async fn run_scenario(
         verified,
         setup_secs,
         phases: phase_summary(&last.phases_ms),
+        writes,
         synced_secs: last
             .synced_at_ms
             .map(|t| last.last_scheduled_at_ms.saturating_sub(t) as f64 / 1000.0)
             .unwrap_or(secs),
     }
+}
+
+/// The store's current revision (every committed write moves it by one).
+async fn revision(client: &Client) -> u64 {
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .ok()
+        .and_then(|l| l.metadata.resource_version)
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
 }
 
 fn phase_summary(samples: &[[u64; 4]]) -> [(f64, u64); 4] {
@@ -731,6 +747,12 @@ fn main() {
                 o.pods as f64 / o.synced_secs.max(1e-3),
                 o.synced_secs,
                 (o.secs - o.synced_secs).max(0.0)
+            );
+            println!(
+                "    API writes while measured (all actors: scheduler, volume controller, fake nodes, events): {} = {:.1} per pod, {:.0} writes/s",
+                o.writes,
+                o.writes as f64 / o.pods.max(1) as f64,
+                o.writes as f64 / o.secs
             );
             println!(
                 "    per pod, mean/p99 ms: queued {:.0}/{}, PreBind writes {:.0}/{}, PreBind wait (volume controller) {:.0}/{}, Bind {:.0}/{}   (load {})",

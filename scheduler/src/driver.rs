@@ -122,9 +122,13 @@ where
     F: Fn(WatchEvent<K>) -> Input + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        // The initial list in one response, as an informer's list from the watch cache
+        // (resourceVersion "0") is served upstream: 5,000 nodes are not 10 round trips.
+        let config = watcher::Config {
+            page_size: None,
+            ..watcher::Config::default()
+        };
+        let mut stream = watcher(api, config).default_backoff().boxed();
         let mut buffer: Vec<K> = Vec::new();
         while let Some(ev) = stream.next().await {
             let out = match ev {
