@@ -322,12 +322,14 @@ impl HostPaths for StatPaths {
 
 /// (pod uid, reason, message): events with the same key are one Event with a count.
 type EventKey = (String, String, String);
+/// (uid, reason, message) → (namespace, event name, count)
+type SeenEvents = tokio::sync::Mutex<BTreeMap<EventKey, (String, String, i32)>>;
 
 struct EventSink {
     api_client: kube::Client,
     node: String,
     /// (uid, reason, message) → (namespace, event name, count)
-    seen: Arc<tokio::sync::Mutex<BTreeMap<EventKey, (String, String, i32)>>>,
+    seen: Arc<SeenEvents>,
     /// Events recorded during a sync step, sent by [`EventSink::flush`] after the step's status
     /// writes: the status that says Running goes to the API server first, events do not queue
     /// ahead of it (the kubelet's event recorder is asynchronous too).
@@ -387,12 +389,7 @@ impl EventSink {
     }
 }
 
-async fn post_event(
-    client: &kube::Client,
-    seen: &tokio::sync::Mutex<BTreeMap<EventKey, (String, String, i32)>>,
-    node: &str,
-    e: QueuedEvent,
-) {
+async fn post_event(client: &kube::Client, seen: &SeenEvents, node: &str, e: QueuedEvent) {
     let QueuedEvent {
         ns,
         name,
