@@ -21,9 +21,9 @@
 //! - `backend`   — the small [`Backend`] trait and its implementations: memory (always), sled
 //!                 and redb (feature `server`).
 //! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread prepares and
-//!                 appends groups of writes, a flusher thread flushes once for every group
-//!                 appended meanwhile (group commit, overlapped with the next group), then
-//!                 events fan out as shared entries into bounded per-watcher queues.
+//!                 appends groups of writes with one flush per group (group commit; on redb a
+//!                 flusher thread flushes while the next group is appended), then events fan
+//!                 out as shared entries into bounded per-watcher queues.
 //!
 //! Architecture Invariant: the current objects are a pure function of the log; `Store::open`
 //! checks that the objects table and the retained log agree and refuses a store where they don't.
