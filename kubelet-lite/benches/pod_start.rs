@@ -400,10 +400,7 @@ async fn bench(n_pods: usize, rate: f64) {
             "init: /proc, pivot_root, detach",
             d("shim_root", "init_pivoted"),
         );
-        add(
-            "init: stdio, capabilities",
-            d("init_pivoted", "init_exec"),
-        );
+        add("init: stdio, capabilities", d("init_pivoted", "init_exec"));
         add(
             "init: exec/pause -> shim sees it",
             d("init_exec", "shim_init"),
