@@ -565,6 +565,75 @@ fn startup(runs: usize, extra: &[&str], label: &str) {
     }
 }
 
+/// The session id of a process (field 6 of /proc/<pid>/stat).
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Memory of an idle `bonsai up --nodes 3`: the PSS of every process in the sessions of the
+/// processes that name its data dir (the cluster process and each node's whole tree: kubelet,
+/// init, fork server, spare shim), summed from /proc/<pid>/smaps_rollup.
+fn idle_pss() {
+    let Some(bin) = bonsai_binary() else {
+        println!("  idle PSS: skipped (no bonsai binary)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let out = Command::new(&bin)
+        .args(["up", "--port", "0", "--nodes", "3", "--data-dir", &data])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!(
+            "  idle PSS: bonsai up --nodes 3 failed (nodes need root): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    // Let start-up work settle: this measures the cluster at rest.
+    std::thread::sleep(Duration::from_secs(3));
+    let me = session_of(std::process::id());
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let sessions: std::collections::BTreeSet<u32> = pids
+        .iter()
+        .filter(|&&p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&data))
+                .unwrap_or(false)
+        })
+        .filter_map(|&p| session_of(p))
+        .filter(|s| Some(*s) != me)
+        .collect();
+    let (mut kib, mut n) = (0u64, 0);
+    for p in pids {
+        if !session_of(p).is_some_and(|s| sessions.contains(&s)) {
+            continue;
+        }
+        let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
+        if let Some(v) = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            kib += v;
+            n += 1;
+        }
+    }
+    println!(
+        "  idle bonsai up --nodes 3: PSS {:.1} MiB over {n} processes (target < 100 MB)",
+        kib as f64 / 1024.0
+    );
+    let _ = Command::new(&bin)
+        .args(["down", "--data-dir", &data])
+        .output();
+}
+
 /// Whether `bonsai up` knows a flag (older binaries start only the API server).
 fn up_has_flag(flag: &str) -> bool {
     bonsai_binary()
@@ -623,6 +692,7 @@ fn main() {
         } else if up_has_flag("--nodes") {
             startup(runs, &["--nodes", "0"], "--nodes 0 (API server + controllers)");
             startup(runs, &[], "(default: + 3 kubelet nodes)");
+            idle_pss();
         } else {
             startup(runs, &[], "(API server alone)");
         }
