@@ -863,7 +863,12 @@ async fn create_object(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let mut candidate = obj.clone();
+        // Only a generated name can be drawn again; a named create runs once and may move it.
+        let mut candidate = if name.is_empty() {
+            obj.clone()
+        } else {
+            std::mem::take(&mut obj)
+        };
         let this_name = if name.is_empty() {
             let n = format!("{generate}{}", generate_suffix());
             meta_mut(&mut candidate).insert("name".into(), json!(n));
@@ -1094,7 +1099,13 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 return Err(ApiError::conflict(r.group, r.name, &name));
             }
         }
-        match write_update(ctx, &old, obj.clone(), &opts).await? {
+        // A pinned resourceVersion is never retried, so its one attempt may move the body.
+        let attempt = if pinned.is_some() {
+            std::mem::take(&mut obj)
+        } else {
+            obj.clone()
+        };
+        match write_update(ctx, &old, attempt, &opts).await? {
             Attempt::Done(stored, warnings) => {
                 let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
                 add_warnings(&mut resp, &warnings);
