@@ -4,7 +4,9 @@
 //!    creates/s below can be read as "writes per flush".
 //! 2. Durable creates/s with 1, 16 and 256 concurrent writers, per backend, with the number of
 //!    flushes (fdatasync; one may cover several group commits) and writes per flush.
-//!    Target: 256 writers ≥ 20× one writer.
+//!    Target: 256 writers ≥ 20× one writer. Then the same with relaxed durability (acknowledged
+//!    without a flush, synced once a second): its `flushes` column counts the periodic syncs, its
+//!    `groups` column the backend transactions.
 //! 3. Watch delivery latency p50/p99 with 1,000 watchers, one write at a time, on the memory
 //!    backend and on the durable ones. Two figures per delivery: write submitted → event
 //!    received (for a durable backend this includes the group's fdatasync), and commit → event
@@ -17,7 +19,8 @@
 //! `BONSAI_BENCH_DIR` chooses where the stores live (default: the system temp dir);
 //! `BONSAI_BENCH_SECS` the seconds per throughput point (default 2);
 //! `BONSAI_BENCH_ONLY=throughput|watch|memory` runs one section;
-//! `BONSAI_BENCH_BACKENDS=sled,redb,memory` and `BONSAI_BENCH_WRITERS=1,16,256` narrow it.
+//! `BONSAI_BENCH_BACKENDS=sled,redb,memory`, `BONSAI_BENCH_WRITERS=1,16,256` and
+//! `BONSAI_BENCH_DURABILITY=durable,relaxed` narrow it.
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
@@ -26,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apiserver::store::{BackendKind, Key, Store, StoreConfig, WatchItem, WatchQuery};
+use apiserver::store::{BackendKind, Durability, Key, Store, StoreConfig, WatchItem, WatchQuery};
 use serde_json::{json, Value};
 
 // The global allocator comes with apiserver (feature `mimalloc`, as in the `bonsai` binary).
@@ -128,17 +131,38 @@ fn config(kind: BackendKind, dir: &Path) -> StoreConfig {
     }
 }
 
+/// CPU time (user + system) of the whole process so far, from `/proc/self/stat` (clock ticks of
+/// 10 ms; threads that exited still count).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at state, field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// One throughput point: creates/s, writes per flush, flushes, groups, CPU µs per create.
 fn throughput(
     rt: &tokio::runtime::Runtime,
     kind: BackendKind,
+    durability: Durability,
     writers: usize,
     secs: f64,
-) -> (f64, f64, u64, u64) {
+) -> (f64, f64, u64, u64, f64) {
     let dir = bench_dir();
-    let store = Store::open(config(kind, dir.path())).unwrap();
+    let store = Store::open(StoreConfig {
+        durability,
+        ..config(kind, dir.path())
+    })
+    .unwrap();
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
+    let cpu0 = process_cpu();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for w in 0..writers {
@@ -167,6 +191,7 @@ fn throughput(
         }
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = process_cpu() - cpu0;
     let stats = store.stats();
     let writes = done.load(Ordering::Relaxed);
     let per_flush = stats.writes as f64 / stats.flushes.max(1) as f64;
@@ -175,6 +200,7 @@ fn throughput(
         per_flush,
         stats.flushes,
         stats.groups,
+        cpu.as_secs_f64() * 1e6 / writes.max(1) as f64,
     )
 }
 
@@ -382,31 +408,59 @@ fn main() {
         fmt_ms(fsync),
         1.0 / fsync.as_secs_f64()
     );
+    let durabilities: Vec<Durability> = std::env::var("BONSAI_BENCH_DURABILITY")
+        .unwrap_or_else(|_| "durable,relaxed".into())
+        .split(',')
+        .map(|d| match d.trim() {
+            "durable" => Durability::Durable,
+            "relaxed" => Durability::Relaxed,
+            other => panic!("BONSAI_BENCH_DURABILITY: {other:?} is not durable or relaxed"),
+        })
+        .collect();
     if run("throughput") {
-        println!();
-        println!("durable creates/s (~1 KiB pods, {secs}s per point):");
-        println!(
-            "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8}",
-            "backend", "writers", "creates/s", "flushes", "writes/flush", "vs 1 writer", "groups"
-        );
-        for &kind in &backends {
-            let mut base = 0.0;
-            for &writers in &writer_counts {
-                let (rate, per_flush, flushes, groups) = throughput(&rt, kind, writers, secs);
-                if writers == 1 {
-                    base = rate;
+        for &durability in &durabilities {
+            let (name, flushes) = match durability {
+                Durability::Durable => ("durable", "flushes"),
+                Durability::Relaxed => ("relaxed", "flushes"),
+            };
+            println!();
+            println!("{name} creates/s (~1 KiB pods, {secs}s per point):");
+            println!(
+                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14}",
+                "backend",
+                "writers",
+                "creates/s",
+                flushes,
+                "writes/flush",
+                "vs 1 writer",
+                "groups",
+                "cpu µs/create"
+            );
+            for &kind in &backends {
+                // Relaxed is durable on the memory backend: nothing new to show.
+                if durability == Durability::Relaxed && kind == BackendKind::Memory {
+                    continue;
                 }
-                println!(
-                    "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8}",
-                    kind.as_str(),
-                    writers,
-                    rate,
-                    flushes,
-                    per_flush,
-                    rate / base,
-                    groups
-                );
-                let _ = std::io::stdout().flush();
+                let mut base = 0.0;
+                for &writers in &writer_counts {
+                    let (rate, per_flush, flushes, groups, cpu) =
+                        throughput(&rt, kind, durability, writers, secs);
+                    if writers == 1 {
+                        base = rate;
+                    }
+                    println!(
+                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1}",
+                        kind.as_str(),
+                        writers,
+                        rate,
+                        flushes,
+                        per_flush,
+                        rate / base,
+                        groups,
+                        cpu
+                    );
+                    let _ = std::io::stdout().flush();
+                }
             }
         }
     }

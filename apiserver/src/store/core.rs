@@ -351,15 +351,32 @@ impl Preserialized {
         if self.holes.len() != STORE_FIELDS.len() || meta.len() != self.meta_len {
             return None;
         }
-        let mut out = Vec::with_capacity(self.json.len() + 96);
+        // Built as a `String` from `str` pieces (each hole follows a `:`, a char boundary), so
+        // the ~1 KiB result is not validated as UTF-8 again on the writer's thread.
+        let mut out = String::with_capacity(self.json.len() + 96);
         let mut at = 0;
         for &(offset, field) in &self.holes {
-            out.extend_from_slice(&self.json.as_bytes()[at..offset]);
-            serde_json::to_writer(&mut out, meta.get(STORE_FIELDS[field])?).ok()?;
+            out.push_str(self.json.get(at..offset)?);
+            push_json(&mut out, meta.get(STORE_FIELDS[field])?);
             at = offset;
         }
-        out.extend_from_slice(&self.json.as_bytes()[at..]);
-        String::from_utf8(out).ok()
+        out.push_str(self.json.get(at..)?);
+        Some(out)
+    }
+}
+
+/// Appends `v` as `serde_json` writes it. The store's own values (uid, timestamp, revision) are
+/// plain strings with nothing to escape: those are copied between quotes as they are.
+fn push_json(out: &mut String, v: &Value) {
+    match v {
+        Value::String(s) if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+        v => {
+            out.push_str(&serde_json::to_string(v).expect("a serde_json::Value always serializes"))
+        }
     }
 }
 
@@ -449,6 +466,8 @@ pub struct StoreCore {
     pending_objects: HashMap<Arc<Key>, (Revision, Option<Entry>)>,
     /// Actor names, interned: a handful of components write millions of events.
     actors: BTreeMap<String, Arc<str>>,
+    /// The last commit second and its RFC 3339 text.
+    time: (u64, String),
 }
 
 /// Continue tokens look like kube-apiserver's: base64url(JSON {"v","rv","start"}).
@@ -504,6 +523,7 @@ impl StoreCore {
             pending: Vec::new(),
             pending_objects: HashMap::new(),
             actors: BTreeMap::new(),
+            time: (u64::MAX, String::new()),
         }
     }
 
@@ -544,17 +564,6 @@ impl StoreCore {
         match self.pending_objects.get_key_value(key) {
             Some((k, (_, e))) => e.as_ref().map(|e| (k, e)),
             None => self.objects.get_key_value(key),
-        }
-    }
-
-    /// The shared `Arc` of a key the store knows (committed or prepared), or a new one.
-    fn intern_key(&self, key: Key) -> Arc<Key> {
-        match self.pending_objects.get_key_value(&key) {
-            Some((k, _)) => k.clone(),
-            None => self
-                .objects
-                .get_key_value(&key)
-                .map_or_else(|| Arc::new(key), |(k, _)| k.clone()),
         }
     }
 
@@ -644,6 +653,15 @@ impl StoreCore {
         meta
     }
 
+    /// `now_ms`'s second in RFC 3339, formatted once per second (a group shares its instant).
+    fn time(&mut self, now_ms: u64) -> String {
+        let second = now_ms / 1000;
+        if self.time.0 != second {
+            self.time = (second, rfc3339(second));
+        }
+        self.time.1.clone()
+    }
+
     fn actor(&mut self, actor: &str) -> Arc<str> {
         if let Some(a) = self.actors.get(actor) {
             return a.clone();
@@ -661,7 +679,9 @@ impl StoreCore {
 
     /// [`Self::prepare`] for a create or update whose object went through [`preserialize`]
     /// (`pre`): the store's metadata values are spliced into the ready JSON instead of
-    /// serializing the whole object here. Same result, byte for byte.
+    /// serializing the whole object here. Same result, byte for byte. `pre` must come from
+    /// `preserialize` of this write's key and object, which checked both already (they are not
+    /// checked again here, on the one writer's thread).
     pub fn prepare_serialized(
         &mut self,
         write: Write,
@@ -669,9 +689,12 @@ impl StoreCore {
         ctx: &WriteContext,
         now_ms: u64,
     ) -> Result<Prepared> {
-        write.key().validate()?;
+        // `preserialize` checked the key and the object already (with the same errors).
+        if pre.is_none() {
+            write.key().validate()?;
+        }
         let rev = self.next_revision();
-        let time = rfc3339(now_ms / 1000);
+        let time = self.time(now_ms);
         let actor = self.actor(&ctx.actor);
         let serialize = |v: &Value| -> Arc<str> {
             if let Some(pre) = &pre {
@@ -688,17 +711,26 @@ impl StoreCore {
         };
         let (committed, object, result) = match write {
             Write::Create { key, mut object } => {
-                Self::check_object(&key, &object)?;
-                if self.current(&key).is_some() {
-                    return Err(StoreError::AlreadyExists { key });
+                if pre.is_none() {
+                    Self::check_object(&key, &object)?;
                 }
+                // One lookup per map: a key that may be created is either deleted by a prepared
+                // write (share its `Arc` from the overlay) or unknown to the store.
+                let interned = match self.pending_objects.get_key_value(&key) {
+                    Some((_, (_, Some(_)))) => return Err(StoreError::AlreadyExists { key }),
+                    Some((k, (_, None))) => Some(k.clone()),
+                    None if self.objects.contains_key(&key) => {
+                        return Err(StoreError::AlreadyExists { key })
+                    }
+                    None => None,
+                };
                 let meta = Self::metadata_mut(&mut object, &key);
                 meta.insert("uid".into(), Value::String(ctx.uid.clone()));
                 meta.insert("creationTimestamp".into(), Value::String(time));
                 meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
                 let json = serialize(&object);
                 let object = Arc::new(object);
-                let key = self.intern_key(key);
+                let key = interned.unwrap_or_else(|| Arc::new(key));
                 let c = Committed {
                     revision: rev,
                     event_type: EventType::Added,
@@ -716,7 +748,9 @@ impl StoreCore {
                 mut object,
                 precondition,
             } => {
-                Self::check_object(&key, &object)?;
+                if pre.is_none() {
+                    Self::check_object(&key, &object)?;
+                }
                 let Some((arc_key, current)) = self.current(&key) else {
                     return Err(StoreError::NotFound { key });
                 };

@@ -2,7 +2,10 @@
 //! thread that makes groups durable, and the watch fan-out.
 //!
 //! Writes go through one channel to the writer thread, which:
-//! 1. takes every request waiting (up to `max_batch`): that is the group;
+//! 1. takes every request waiting (up to `max_batch`): that is the group. In relaxed mode on a
+//!    disk, where no flush makes the next group gather, it first waits (at most
+//!    `RELAXED_GATHER`, 200 µs) until as many requests are waiting as the last group had —
+//!    those writers are about to come back; a lone writer never waits;
 //! 2. prepares each against the core (preconditions, revisions) under the core's lock —
 //!    rejected writes are answered at once;
 //! 3. appends the group to the backend in one transaction, without holding the lock;
@@ -21,10 +24,17 @@
 //! Overlapping the CPU work of group N+1 with the flush of group N is what lets many writers
 //! share each flush: while one group is on its way to the disk, the next one gathers.
 //!
-//! The writer and the flusher are plain threads, not tokio tasks: the backends block on
-//! fdatasync, and the store must work from any runtime (or none: `Store::open` is synchronous).
-//! Between groups the writer sends bookmarks, ages the watch window, flushes relaxed writes and
-//! applies log retention.
+//! Relaxed mode acknowledges a group once its backend transaction committed, without a flush,
+//! and makes it durable within about a second: a sync thread (`bonsai-store-sync`) syncs the
+//! backend once a second if anything was appended since its last sync, while the writer goes
+//! on (sled flushes concurrently with appends; redb's sync takes its turn as a write
+//! transaction). A crash may lose the writes acknowledged in the last second or so, never part
+//! of one (each group is one atomic transaction). Closing the store syncs.
+//!
+//! The writer, the flusher and the syncer are plain threads, not tokio tasks: the backends
+//! block on fdatasync, and the store must work from any runtime (or none: `Store::open` is
+//! synchronous). Between groups the writer sends bookmarks, ages the watch window and applies
+//! log retention.
 //!
 //! # Watch fan-out
 //! Each committed event becomes one shared [`Shared`]-side `Entry` (the committed event, its
@@ -38,7 +48,7 @@
 //! and memory is bounded by `watcher_buffer` pointers per watcher.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
@@ -163,6 +173,8 @@ struct Shared {
     /// Groups handed to the flusher and not finished yet, and its signal when one finishes.
     in_flight: Mutex<usize>,
     flushed: Condvar,
+    /// Relaxed mode: writes were appended since the sync thread last looked.
+    unsynced: AtomicBool,
     /// Group commits written, flushes and writes committed (for `writes per flush`).
     groups: AtomicU64,
     flushes: AtomicU64,
@@ -175,7 +187,7 @@ pub struct StoreStats {
     /// Backend transactions (group commits) that committed writes.
     pub groups: u64,
     /// Durable mode: flushes (fdatasync) that covered committed writes; one may cover several
-    /// groups. Relaxed mode and the memory backend: equal to `groups`.
+    /// groups (the memory backend: equal to `groups`). Relaxed mode: the periodic syncs.
     pub flushes: u64,
     /// Writes committed.
     pub writes: u64,
@@ -398,6 +410,7 @@ impl Store {
             failed: Mutex::new(None),
             in_flight: Mutex::new(0),
             flushed: Condvar::new(),
+            unsynced: AtomicBool::new(false),
             groups: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -676,10 +689,29 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
             Err(e) => eprintln!("bonsai store: no flusher thread ({e}); flushing inline"),
         }
     }
+    // Relaxed on a disk: the once-a-second sync runs on its own thread, so the writer goes on
+    // appending (and answering) while the disk flushes.
+    let relaxed = !durable && shared.log.needs_sync();
+    let mut syncer = None;
+    if relaxed {
+        // Only ever closed (dropped), to stop the syncer.
+        let (tx, srx) = std_mpsc::channel::<()>();
+        let s = shared.clone();
+        match std::thread::Builder::new()
+            .name("bonsai-store-sync".into())
+            .spawn(move || syncer_loop(s, srx))
+        {
+            Ok(handle) => syncer = Some((tx, handle)),
+            // Without a syncer thread the writer syncs itself, between groups.
+            Err(e) => eprintln!("bonsai store: no sync thread ({e}); syncing inline"),
+        }
+    }
     let mut uids = Uids::new();
     let mut last_bookmark = Instant::now();
     let mut last_sync = Instant::now();
     let mut dirty = false;
+    // Relaxed mode: the size of the last group, which the next one waits to reach (briefly).
+    let mut last_group = 0usize;
     let mut batch: Vec<Request> = Vec::with_capacity(config.max_batch);
     loop {
         if let Some((_, handle)) = &flusher {
@@ -704,6 +736,27 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                         Err(_) => break,
                     }
                 }
+                if relaxed {
+                    // Group commit without a flush to wait for: the writers answered with the
+                    // last group are about to send their next writes. Give them a moment
+                    // (`RELAXED_GATHER` at most) to make this group as big as that one, as a
+                    // durable group grows during its flush: one backend transaction, one
+                    // wake-up per watcher for all of them, instead of a trickle of tiny groups.
+                    // A lone writer (last group of one) never waits.
+                    let target = last_group.min(config.max_batch);
+                    let deadline = Instant::now() + RELAXED_GATHER;
+                    while batch.len() < target {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    last_group = batch.len();
+                }
                 if let Some((group, events)) = prepare_group(&shared, &mut batch, &mut uids) {
                     let pipelined = flusher.as_ref().map(|(tx, _)| tx);
                     let written = shared.log.append(&events, durable && pipelined.is_none());
@@ -725,8 +778,11 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                                     }
                                 }
                                 None => {
-                                    shared.flushes.fetch_add(1, Ordering::Relaxed);
-                                    dirty |= !durable;
+                                    if relaxed {
+                                        dirty = true;
+                                    } else {
+                                        shared.flushes.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     finish(&shared, vec![group]);
                                 }
                             }
@@ -756,20 +812,25 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
             last_bookmark = Instant::now();
             send_bookmarks(&shared);
         }
-        if dirty && last_sync.elapsed() >= Duration::from_secs(1) {
-            last_sync = Instant::now();
-            dirty = false;
-            if let Err(e) = shared.log.sync() {
-                fail(
-                    &shared,
-                    format!("relaxed flush failed: {}", shared.log.store_error(e)),
-                );
+        if dirty {
+            if syncer.is_some() {
+                // Appended before this: the syncer's next sync covers it.
+                dirty = false;
+                shared.unsynced.store(true, Ordering::Release);
+            } else if last_sync.elapsed() >= RELAXED_SYNC_EVERY {
+                last_sync = Instant::now();
+                dirty = false;
+                relaxed_sync(&shared);
             }
         }
     }
     // Last handle dropped: finish the groups in flight, flush relaxed writes, close every
     // watcher (each still reads what it was handed, then `Closed`).
     if let Some((tx, handle)) = flusher {
+        drop(tx);
+        let _ = handle.join();
+    }
+    if let Some((tx, handle)) = syncer {
         drop(tx);
         let _ = handle.join();
     }
@@ -783,6 +844,46 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
         };
         if let Some(w) = waker {
             w.wake();
+        }
+    }
+}
+
+/// Relaxed mode: how often acknowledged writes are made durable.
+const RELAXED_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Relaxed mode: how long a group waits for the writers of the last group to come back (a
+/// durable group gathers for as long as the previous flush takes; fdatasync is ~0.1–4 ms).
+const RELAXED_GATHER: Duration = Duration::from_micros(200);
+
+/// The relaxed mode's periodic sync (a failure makes the store refuse writes, as a failed
+/// group commit does).
+fn relaxed_sync(shared: &Shared) {
+    match shared.log.sync() {
+        Ok(()) => {
+            shared.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => fail(
+            shared,
+            format!("relaxed flush failed: {}", shared.log.store_error(e)),
+        ),
+    }
+}
+
+/// Relaxed mode's sync thread: once a second, if the writer appended anything since the last
+/// sync (`unsynced`), syncs everything appended so far. The backends allow a sync while the
+/// writer appends: sled flushes its log concurrently, redb's sync is a write transaction that
+/// takes its turn. So every acknowledged write is on disk about a second later at most, and the
+/// writer never stops for the flush. On shutdown the writer syncs last.
+fn syncer_loop(shared: Arc<Shared>, stop: std_mpsc::Receiver<()>) {
+    loop {
+        match stop.recv_timeout(RELAXED_SYNC_EVERY) {
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            // The store is closing (the writer syncs once more itself).
+            Ok(()) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // Taken before the sync: whatever is appended after it is flagged again.
+        if shared.unsynced.swap(false, Ordering::AcqRel) {
+            relaxed_sync(&shared);
         }
     }
 }
@@ -907,22 +1008,29 @@ fn finish(shared: &Shared, groups: Vec<Group>) {
     shared
         .writes
         .fetch_add(committed.len() as u64, Ordering::Relaxed);
+    // The parsed objects leave the groups here, before any writer is answered: a create's
+    // object is its result, and if the writer's copy were dropped after the answer, the caller
+    // could drop the result first and leave this thread to free the whole parsed tree.
+    let mut replies = Vec::with_capacity(committed.len());
+    let mut objects = Vec::with_capacity(committed.len());
+    for g in groups {
+        for (reply, object, result) in g.accepted {
+            objects.push(object);
+            replies.push((reply, result));
+        }
+    }
     if !watchers.is_empty() {
-        let objects = groups
-            .iter()
-            .flat_map(|g| g.accepted.iter().map(|(_, o, _)| o.clone()));
         publish(
             &mut watchers,
             committed,
-            objects,
+            objects.drain(..),
             shared.config.watcher_buffer,
         );
     }
     drop(watchers);
-    for g in groups {
-        for (reply, _, result) in g.accepted {
-            let _ = reply.send(Ok(result));
-        }
+    drop(objects);
+    for (reply, result) in replies {
+        let _ = reply.send(Ok(result));
     }
 }
 

@@ -22,8 +22,9 @@
 //!                 and redb (feature `server`).
 //! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread prepares and
 //!                 appends groups of writes with one flush per group (group commit; on redb a
-//!                 flusher thread flushes while the next group is appended), then events fan
-//!                 out as shared entries into bounded per-watcher queues.
+//!                 flusher thread flushes while the next group is appended; in relaxed mode a
+//!                 sync thread flushes once a second), then events fan out as shared entries
+//!                 into bounded per-watcher queues.
 //!
 //! Architecture Invariant: the current objects are a pure function of the log; `Store::open`
 //! checks that the objects table and the retained log agree and refuses a store where they don't.
@@ -332,8 +333,10 @@ impl std::str::FromStr for BackendKind {
 pub enum Durability {
     /// Only after the group commit that contains it has been flushed to disk (fdatasync).
     Durable,
-    /// After the backend transaction committed, without a flush: a power cut or SIGKILL may lose
-    /// the last acknowledged writes (never half of one). For labs where speed beats safety.
+    /// After the backend transaction committed, without a flush; a sync thread flushes once a
+    /// second (and closing the store flushes). A power cut or SIGKILL may lose the writes
+    /// acknowledged in the last second or so (never half of one). For labs where speed beats
+    /// safety.
     Relaxed,
 }
 
