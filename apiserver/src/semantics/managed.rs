@@ -170,12 +170,24 @@ impl Set {
 
 impl PE {
     fn encode(&self) -> String {
-        match self {
-            PE::Field(f) => format!("f:{f}"),
-            PE::Key(k) => format!("k:{k}"),
-            PE::Value(v) => format!("v:{v}"),
-            PE::Index(i) => format!("i:{i}"),
-        }
+        let mut s = String::new();
+        self.encode_into(&mut s);
+        s
+    }
+    fn encode_into(&self, buf: &mut String) {
+        use std::fmt::Write;
+        let (tag, text) = match self {
+            PE::Field(f) => ("f:", f),
+            PE::Key(k) => ("k:", k),
+            PE::Value(v) => ("v:", v),
+            PE::Index(i) => {
+                let _ = write!(buf, "i:{i}");
+                return;
+            }
+        };
+        buf.reserve(tag.len() + text.len());
+        buf.push_str(tag);
+        buf.push_str(text);
     }
     fn decode(s: &str) -> Option<PE> {
         let (t, rest) = s.split_at_checked(2)?;
@@ -307,14 +319,24 @@ fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
     match lt {
         ListType::Set => PE::Value(item.to_string()),
         ListType::Map(keys) => {
-            let mut m = BTreeMap::new();
+            // The compact JSON object of the keys present, sorted by name: written directly
+            // (the key lists of `list_type` are sorted, and their names need no escaping).
+            use std::fmt::Write;
+            let mut s = String::with_capacity(32);
+            s.push('{');
             for k in keys {
                 if let Some(v) = item.get(*k) {
-                    m.insert(k.to_string(), v.clone());
+                    if s.len() > 1 {
+                        s.push(',');
+                    }
+                    s.push('"');
+                    s.push_str(k);
+                    s.push_str("\":");
+                    let _ = write!(s, "{v}");
                 }
             }
-            let obj: Map<String, Value> = m.into_iter().collect();
-            PE::Key(Value::Object(obj).to_string())
+            s.push('}');
+            PE::Key(s)
         }
         ListType::Atomic => PE::Index(idx),
     }
@@ -443,6 +465,55 @@ fn index_items(l: Option<&Value>, lt: ListType) -> Vec<(PE, &Value)> {
     out
 }
 
+/// The union of two objects' keys, each with its value on either side: in step while both
+/// list the same keys in the same order (an update mostly keeps every key where it was), by
+/// lookup from the first difference on. The order differs from "old's keys, then new's"
+/// only where that order cannot matter (the callers file the children by name).
+fn pairs<'v>(
+    om: Option<&'v Map<String, Value>>,
+    nm: Option<&'v Map<String, Value>>,
+) -> impl Iterator<Item = (&'v String, Option<&'v Value>, Option<&'v Value>)> {
+    let p = match (om, nm) {
+        (Some(o), Some(n)) => o.keys().zip(n.keys()).take_while(|(a, b)| a == b).count(),
+        _ => 0,
+    };
+    let head = om
+        .into_iter()
+        .flat_map(move |o| o.iter().take(p))
+        .zip(nm.into_iter().flat_map(move |n| n.values().take(p)))
+        .map(|((k, ov), nv)| (k, Some(ov), Some(nv)));
+    let old_rest = om
+        .into_iter()
+        .flat_map(move |o| o.iter().skip(p))
+        .map(move |(k, ov)| (k, Some(ov), nm.and_then(|n| n.get(k))));
+    let new_rest = nm
+        .into_iter()
+        .flat_map(move |n| n.iter().skip(p))
+        .filter(move |(k, _)| !om.is_some_and(|o| o.contains_key(*k)))
+        .map(|(k, nv)| (k, None, Some(nv)));
+    head.chain(old_rest).chain(new_rest)
+}
+
+/// `(ignore.filter(c.changed), ignore.filter(c.removed))` of `c = compare(old, new)`, without
+/// walking the ignored subtrees at all (`metadata.managedFields`, a status the write cannot
+/// change…).
+fn compare_filtered(old: &Value, new: &Value, ignore: &Ignore) -> (Set, Set) {
+    let (mut ch, mut rm) = (Set::new(), Set::new());
+    let mut fpath = String::new();
+    let mut fields: Vec<&str> = Vec::new();
+    let cx = EmitCx::new(ignore);
+    cmp_in(
+        Some(old),
+        Some(new),
+        true,
+        &mut fpath,
+        &mut ch,
+        &mut rm,
+        Some((&mut fields, &cx)),
+    );
+    (ch, rm)
+}
+
 /// Compares one node. The results go straight into the trie: a child's sets are attached
 /// (with its path element allocated) only when they are not empty, and `fpath` is one
 /// buffer grown and truncated on the way down, so an unchanged subtree allocates nothing.
@@ -454,12 +525,35 @@ fn cmp(
     ch: &mut Set,
     rm: &mut Set,
 ) {
+    cmp_in(o, n, root, fpath, ch, rm, None)
+}
+
+/// [`cmp`], optionally applying an [`Ignore`] on the way (see [`compare_filtered`]): `ig` is
+/// the path so far while it is made of fields only, with the prefixes to skip.
+fn cmp_in<'v>(
+    o: Option<&'v Value>,
+    n: Option<&'v Value>,
+    root: bool,
+    fpath: &mut String,
+    ch: &mut Set,
+    rm: &mut Set,
+    mut ig: Option<(&mut Vec<&'v str>, &EmitCx)>,
+) {
     if o.is_none() && n.is_none() {
         return;
     }
     let sample = n.filter(|v| !v.is_null()).or(o.filter(|v| !v.is_null()));
     if !same_shape(o, n) {
         return leaf(o, n, root, ch, rm);
+    }
+    // Equal subtrees add, remove and modify nothing (an unchanged spec under a status write).
+    // Above an ignored path the children are compared one by one instead, so the ignored
+    // ones are never walked.
+    if let (Some(a), Some(b)) = (o, n) {
+        let above_ignored = ig.as_ref().is_some_and(|(fs, cx)| cx.above_ignored(fs));
+        if !above_ignored && json_eq(a, b) {
+            return;
+        }
     }
     match sample {
         Some(v) if is_granular_obj(v, fpath) => {
@@ -468,27 +562,36 @@ fn cmp(
             if om.is_none_or(Map::is_empty) && nm.is_none_or(Map::is_empty) {
                 return leaf(o, n, root, ch, rm);
             }
-            let keys = om.into_iter().flat_map(|m| m.keys()).chain(
-                nm.into_iter()
-                    .flat_map(|m| m.keys())
-                    .filter(|k| !om.is_some_and(|m| m.contains_key(*k))),
-            );
-            for k in keys {
+            for (k, ov, nv) in pairs(om, nm) {
+                let mut child_ig = None;
+                let mut is_metadata = false;
+                if let Some((fs, cx)) = ig.as_mut() {
+                    match cx.enter(fs, k) {
+                        Enter::Skip => continue,
+                        Enter::Field { metadata, track } => {
+                            is_metadata = metadata;
+                            if track {
+                                child_ig = Some((&mut **fs, *cx));
+                            }
+                        }
+                    }
+                }
                 let len = fpath.len();
                 if len > 0 {
                     fpath.push('.');
                 }
                 fpath.push_str(k);
                 let (mut cch, mut crm) = (Set::new(), Set::new());
-                cmp(
-                    om.and_then(|m| m.get(k)),
-                    nm.and_then(|m| m.get(k)),
-                    false,
-                    fpath,
-                    &mut cch,
-                    &mut crm,
-                );
+                cmp_in(ov, nv, false, fpath, &mut cch, &mut crm, child_ig);
                 fpath.truncate(len);
+                if let Some((fs, _)) = ig.as_mut() {
+                    fs.pop();
+                }
+                if is_metadata {
+                    // `Ignore::filter`: `.metadata` itself is nobody's.
+                    cch.member = false;
+                    crm.member = false;
+                }
                 if !cch.is_empty() {
                     ch.children.insert(PE::Field(k.clone()), cch);
                 }
@@ -623,25 +726,23 @@ impl Entry {
 }
 
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    let Some(list) = list_of(obj).and_then(Value::as_array) else {
         return Vec::new();
     };
-    list.iter()
-        .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            Entry {
-                manager: s("manager"),
-                operation: s("operation"),
-                api_version: s("apiVersion"),
-                subresource: s("subresource"),
-                time: e.get("time").and_then(Value::as_str).map(String::from),
-                set: e.get("fieldsV1").map(decode).unwrap_or_default(),
-            }
-        })
-        .collect()
+    list.iter().map(read_entry).collect()
+}
+
+/// One entry of `metadata.managedFields`.
+pub fn read_entry(e: &Value) -> Entry {
+    let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Entry {
+        manager: s("manager"),
+        operation: s("operation"),
+        api_version: s("apiVersion"),
+        subresource: s("subresource"),
+        time: e.get("time").and_then(Value::as_str).map(String::from),
+        set: e.get("fieldsV1").map(decode).unwrap_or_default(),
+    }
 }
 
 /// Writes the entries sorted as upstream does (Apply before Update, then by time, manager…).
@@ -717,11 +818,16 @@ impl Ignore {
     }
 }
 
+/// `metadata.managedFields` (a direct lookup: `Value::pointer` allocates for every token).
+fn list_of(obj: &Value) -> Option<&Value> {
+    obj.get("metadata")?.get("managedFields")
+}
+
 /// The managers of `new` for this write: user-supplied managedFields (a changed list in the
 /// request body) replace the stored ones, as kube-apiserver honours them.
 fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
-    let nm = new.pointer("/metadata/managedFields");
-    let om = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    let nm = list_of(new);
+    let om = old.and_then(list_of);
     // An absent or empty list means "not touched" (clients unaware of the field must not
     // strip it), so the stored ownership carries over.
     let given = nm.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
@@ -734,13 +840,17 @@ fn base_entries(old: Option<&Value>, new: &Value) -> Vec<Entry> {
 /// `managedFields: [{}]` in a non-apply write strips all ownership (and this write is not
 /// tracked either), as the Server-Side Apply documentation describes.
 fn is_reset(new: &Value) -> bool {
-    new.pointer("/metadata/managedFields")
+    list_of(new)
         .and_then(Value::as_array)
         .is_some_and(|a| a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty))
 }
 
 /// Records an Update-operation write of `old` → `new` by `manager` into `new`'s managedFields.
 /// `old_for_compare` is the stored object, or the kind's empty skeleton on create.
+///
+/// Every write of the API server comes through here, so the usual shapes take a short cut
+/// with byte-identical output (see [`record_update_fast`]); anything else takes the general
+/// path: every entry decoded into a trie, compared, re-encoded.
 #[allow(clippy::too_many_arguments)]
 pub fn record_update(
     old: Option<&Value>,
@@ -758,6 +868,32 @@ pub fn record_update(
         }
         return;
     }
+    let w = Writer {
+        manager,
+        api_version,
+        subresource,
+        now,
+    };
+    if !tests::reference_only() && record_update_fast(old, old_for_compare, new, &w, ignore) {
+        return;
+    }
+    record_update_general(old, old_for_compare, new, &w, ignore);
+}
+
+/// The general path of [`record_update`] (the fast path's specification).
+fn record_update_general(
+    old: Option<&Value>,
+    old_for_compare: &Value,
+    new: &mut Value,
+    w: &Writer,
+    ignore: &Ignore,
+) {
+    let Writer {
+        manager,
+        api_version,
+        subresource,
+        now,
+    } = *w;
     let mut entries = base_entries(old, new);
     let c = compare(old_for_compare, new);
     let changed = ignore.filter(c.changed);
@@ -791,6 +927,645 @@ pub fn record_update(
     }
     cap_update_managers(&mut entries);
     write_entries(new, entries);
+}
+
+/// Who writes, for [`record_update`].
+#[derive(Clone, Copy)]
+struct Writer<'a> {
+    manager: &'a str,
+    api_version: &'a str,
+    subresource: &'a str,
+    now: &'a str,
+}
+
+// ------------------------------------------------------------------ record_update, fast
+
+/// [`record_update`] without decoding and re-encoding the entries the write does not touch.
+/// Returns false (having changed nothing) when the general path must run: an entry not in
+/// the exact form [`Entry::to_json`] writes (so re-encoding could change its bytes), a
+/// `metadata` that is not an object, or a write that may bring the Update entries over
+/// [`MAX_UPDATE_MANAGERS`].
+///
+/// - No previous entry (every create): the writer's set is `changed`, written straight
+///   from the objects as fieldsV1 ([`changed_fields`]).
+/// - Otherwise the comparison runs as usual, and only the entries holding a member of
+///   `changed`/`removed`, plus the writer's own, are decoded, edited and re-encoded; the
+///   others keep their JSON — moved out of `new` when it carries the stored list unchanged
+///   (PUT bodies and patch results do), cloned from `old` otherwise.
+fn record_update_fast(
+    old: Option<&Value>,
+    old_for_compare: &Value,
+    new: &mut Value,
+    w: &Writer,
+    ignore: &Ignore,
+) -> bool {
+    if !new.get("metadata").is_some_and(Value::is_object) {
+        return false;
+    }
+    // `base_entries`, reading where the list comes from instead of decoding it.
+    let nm = list_of(new);
+    let om = old.and_then(list_of);
+    // Usually `new` carries the stored list untouched, spelled the same way.
+    let identical = opt_same_bytes(nm, om);
+    let same = identical || opt_json_eq(nm, om);
+    let given = nm.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let from_new = given && !same;
+    let source = if from_new { nm } else { om };
+    let base: &[Value] = source
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if base.is_empty() {
+        let set = changed_fields(old_for_compare, new, ignore);
+        let list = if set.is_empty() {
+            None
+        } else {
+            Some(Value::Array(vec![entry_json(
+                w,
+                "Update",
+                (!w.now.is_empty()).then_some(w.now),
+                Value::Object(set),
+            )]))
+        };
+        put_list(new, list);
+        return true;
+    }
+    // Every entry must re-encode to its own bytes, or the general path decides.
+    let mut updaters = 0;
+    let mut mine: Option<usize> = None;
+    for (i, e) in base.iter().enumerate() {
+        let Some(h) = canonical_entry(e) else {
+            return false;
+        };
+        if h.operation == "Update" {
+            updaters += 1;
+        }
+        if mine.is_none()
+            && h.manager == w.manager
+            && h.operation == "Update"
+            && h.subresource == w.subresource
+            && h.api_version == w.api_version
+        {
+            mine = Some(i);
+        }
+    }
+    if updaters + usize::from(mine.is_none()) > MAX_UPDATE_MANAGERS {
+        return false;
+    }
+    // The list to edit, owned: moved out of `new` when it is the base list itself or the
+    // very same bytes (equal as JSON and canonical too — a client may send the stored list
+    // back with its keys in another order, and then `old`'s spelling is the one kept).
+    let take_new = from_new
+        || identical
+        || (same
+            && nm
+                .and_then(Value::as_array)
+                .is_some_and(|l| l.iter().all(|e| canonical_entry(e).is_some())));
+    let (changed, removed) = compare_filtered(old_for_compare, new, ignore);
+    let mut list: Vec<Value> = if take_new {
+        match new
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(|m| m.get_mut("managedFields"))
+            .map(Value::take)
+        {
+            Some(Value::Array(a)) => a,
+            _ => unreachable!("checked above"),
+        }
+    } else {
+        base.to_vec()
+    };
+    let mut buf = String::new();
+    let mut out: Vec<Value> = Vec::with_capacity(list.len() + 1);
+    for (i, e) in list.iter_mut().enumerate() {
+        let is_mine = mine == Some(i) && !changed.is_empty();
+        let fields = &e["fieldsV1"];
+        if !is_mine && !touches(fields, &changed, &mut buf) && !touches(fields, &removed, &mut buf)
+        {
+            out.push(e.take());
+            continue;
+        }
+        let mut set = decode(fields);
+        set.subtract(&changed);
+        set.subtract(&removed);
+        let h = entry_header(e).expect("checked above");
+        let mut time = h.time;
+        if is_mine {
+            set.union_with(&changed);
+            time = (!w.now.is_empty()).then_some(w.now);
+        }
+        if !set.is_empty() {
+            let hw = Writer {
+                manager: h.manager,
+                api_version: h.api_version,
+                subresource: h.subresource,
+                now: "",
+            };
+            out.push(entry_json(&hw, h.operation, time, encode(&set)));
+        }
+    }
+    if mine.is_none() && !changed.is_empty() {
+        out.push(entry_json(
+            w,
+            "Update",
+            (!w.now.is_empty()).then_some(w.now),
+            encode(&changed),
+        ));
+    }
+    // `write_entries`' order (a stable sort, as there).
+    if out.len() > 1 {
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        {
+            let keys: Vec<_> = out
+                .iter()
+                .map(|e| entry_header(e).expect("canonical").sort_key())
+                .collect();
+            order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+        }
+        out = order.into_iter().map(|i| out[i].take()).collect();
+    }
+    put_list(new, (!out.is_empty()).then_some(Value::Array(out)));
+    true
+}
+
+/// `write_entries`' last step: `metadata.managedFields` set (in place when present) or removed.
+fn put_list(new: &mut Value, list: Option<Value>) {
+    let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    match list {
+        Some(l) => {
+            meta.insert("managedFields".into(), l);
+        }
+        None => {
+            meta.shift_remove("managedFields");
+        }
+    }
+}
+
+/// [`Entry::to_json`] from borrowed parts.
+fn entry_json(w: &Writer, operation: &str, time: Option<&str>, fields: Value) -> Value {
+    let mut m = Map::with_capacity(7);
+    m.insert("manager".into(), Value::String(w.manager.to_string()));
+    m.insert("operation".into(), Value::String(operation.to_string()));
+    m.insert(
+        "apiVersion".into(),
+        Value::String(w.api_version.to_string()),
+    );
+    if let Some(t) = time {
+        m.insert("time".into(), Value::String(t.to_string()));
+    }
+    m.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+    m.insert("fieldsV1".into(), fields);
+    if !w.subresource.is_empty() {
+        m.insert(
+            "subresource".into(),
+            Value::String(w.subresource.to_string()),
+        );
+    }
+    Value::Object(m)
+}
+
+/// The parts of a managedFields entry, borrowed from its JSON.
+struct Header<'a> {
+    manager: &'a str,
+    operation: &'a str,
+    api_version: &'a str,
+    time: Option<&'a str>,
+    subresource: &'a str,
+}
+
+impl<'a> Header<'a> {
+    /// `write_entries`' sort key.
+    fn sort_key(&self) -> (&'a str, Option<&'a str>, &'a str, &'a str, &'a str) {
+        (
+            self.operation,
+            self.time,
+            self.manager,
+            self.api_version,
+            self.subresource,
+        )
+    }
+}
+
+/// [`canonical_entry`] of an entry whose fieldsV1 is known to be canonical.
+fn entry_header(e: &Value) -> Option<Header<'_>> {
+    entry_parts(e).map(|(h, _)| h)
+}
+
+/// The entry's parts when `Entry::to_json(read_entries(e))` would give back exactly `e`: the
+/// keys in `to_json`'s order with string values, `fieldsType: FieldsV1`, a non-empty
+/// subresource when present, and a fieldsV1 in canonical form ([`canonical_fields`]).
+fn canonical_entry(e: &Value) -> Option<Header<'_>> {
+    let (h, fields) = entry_parts(e)?;
+    canonical_fields(fields, true).then_some(h)
+}
+
+/// The entry's parts and its fieldsV1 when all but the fieldsV1 are as `Entry::to_json`
+/// writes them.
+fn entry_parts(e: &Value) -> Option<(Header<'_>, &Value)> {
+    let m = e.as_object()?;
+    let mut it = m.iter().peekable();
+    let mut field = |name: &str| -> Option<&Value> {
+        let (k, v) = it.next()?;
+        (k == name).then_some(v)
+    };
+    let manager = field("manager")?.as_str()?;
+    let operation = field("operation")?.as_str()?;
+    let api_version = field("apiVersion")?.as_str()?;
+    let mut it = it;
+    let time = match it.peek() {
+        Some((k, v)) if *k == "time" => {
+            let t = v.as_str()?;
+            it.next();
+            Some(t)
+        }
+        _ => None,
+    };
+    let (k, v) = it.next()?;
+    if k != "fieldsType" || v.as_str() != Some("FieldsV1") {
+        return None;
+    }
+    let (k, fields) = it.next()?;
+    if k != "fieldsV1" {
+        return None;
+    }
+    let subresource = match it.next() {
+        None => "",
+        Some((k, v)) if k == "subresource" => {
+            let s = v.as_str()?;
+            if s.is_empty() || it.next().is_some() {
+                return None;
+            }
+            s
+        }
+        Some(_) => return None,
+    };
+    Some((
+        Header {
+            manager,
+            operation,
+            api_version,
+            time,
+            subresource,
+        },
+        fields,
+    ))
+}
+
+/// Whether `encode(decode(v)) == v` (with a non-empty set at the root): every node an object,
+/// `.` first with value `{}` and only beside children, every other key a path element in
+/// [`PE::encode`]'s spelling, in the trie's order. Such a node is never empty: it is `{}`
+/// (a member) or has a child, which is itself non-empty.
+fn canonical_fields(v: &Value, root: bool) -> bool {
+    let Some(m) = v.as_object() else {
+        return false;
+    };
+    if m.is_empty() {
+        return !root;
+    }
+    let mut it = m.iter().peekable();
+    if let Some((k, dot)) = it.peek() {
+        if *k == "." {
+            if root || !dot.as_object().is_some_and(Map::is_empty) || m.len() == 1 {
+                return false;
+            }
+            it.next();
+        }
+    }
+    let mut prev: Option<(u8, &str, usize)> = None;
+    for (k, c) in it {
+        let Some(cur) = pe_rank(k) else {
+            return false;
+        };
+        if let Some(p) = prev {
+            if pe_order(p, cur) != std::cmp::Ordering::Less {
+                return false;
+            }
+        }
+        if !canonical_fields(c, false) {
+            return false;
+        }
+        prev = Some(cur);
+    }
+    true
+}
+
+/// A fieldsV1 key as (variant rank in `PE`'s order, text, index), or `None` when it does not
+/// decode to a path element or would be spelled differently when encoded again.
+fn pe_rank(k: &str) -> Option<(u8, &str, usize)> {
+    let (t, rest) = k.split_at_checked(2)?;
+    match t {
+        "f:" => Some((0, rest, 0)),
+        "k:" => Some((1, rest, 0)),
+        "v:" => Some((2, rest, 0)),
+        "i:" => {
+            let i: usize = rest.parse().ok()?;
+            (i.to_string() == rest).then_some((3, rest, i))
+        }
+        _ => None,
+    }
+}
+
+/// `PE`'s derived order on [`pe_rank`] triples.
+fn pe_order(a: (u8, &str, usize), b: (u8, &str, usize)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| {
+        if a.0 == 3 {
+            a.2.cmp(&b.2)
+        } else {
+            a.1.cmp(b.1)
+        }
+    })
+}
+
+/// Whether subtracting `set` from the canonical fieldsV1 `fields` changes it: some member of
+/// `set` is a member there.
+fn touches(fields: &Value, set: &Set, buf: &mut String) -> bool {
+    let Some(m) = fields.as_object() else {
+        return false;
+    };
+    if set.member && (m.is_empty() || m.contains_key(".")) {
+        return true;
+    }
+    for (pe, c) in &set.children {
+        buf.clear();
+        pe.encode_into(buf);
+        if let Some(fc) = m.get(buf.as_str()) {
+            if touches(fc, c, buf) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A node of the set being written by [`changed_fields`]: its own membership and its
+/// children already encoded.
+#[derive(Default)]
+struct Emit {
+    member: bool,
+    children: Vec<(String, Value)>,
+}
+
+impl Emit {
+    fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+    /// [`encode`] of the node: `.` first, then the children in the trie's order. A node's
+    /// children are all fields, or all items of one list (one kind of path element), so
+    /// their encoded keys sort as the path elements do.
+    fn into_map(mut self) -> Map<String, Value> {
+        self.children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut m = Map::with_capacity(self.children.len() + 1);
+        if self.member && !self.children.is_empty() {
+            m.insert(".".into(), Value::Object(Map::new()));
+        }
+        for (k, v) in self.children {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+/// `encode(ignore.filter(compare(old, new).changed))`, written as it is found: the same walk
+/// as [`cmp`] for the `changed` side alone, the ignored prefixes skipped and `.metadata`
+/// itself never a member, as [`Ignore::filter`] leaves them.
+fn changed_fields(old: &Value, new: &Value, ignore: &Ignore) -> Map<String, Value> {
+    let mut fpath = String::new();
+    let mut fields: Vec<&str> = Vec::new();
+    let cx = EmitCx::new(ignore);
+    let e = emit_changed(
+        Some(old),
+        Some(new),
+        true,
+        &mut fpath,
+        Some(&mut fields),
+        &cx,
+    );
+    e.into_map()
+}
+
+/// The ignored prefixes, for the walks that apply them as they go.
+struct EmitCx<'i> {
+    ignore: &'i Ignore,
+    /// The longest ignored prefix: below it no field path can be ignored.
+    depth: usize,
+}
+
+/// What [`EmitCx::enter`] makes of a field.
+enum Enter {
+    /// Ignored: neither it nor anything below it is anyone's.
+    Skip,
+    /// Walked; `metadata`: it is `.metadata` (never a member itself); `track`: the ignored
+    /// prefixes still matter below it.
+    Field { metadata: bool, track: bool },
+}
+
+impl<'i> EmitCx<'i> {
+    fn new(ignore: &'i Ignore) -> Self {
+        EmitCx {
+            ignore,
+            depth: ignore.prefixes.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+    /// Steps into field `k` of the path `fs` (all fields): pushes it, unless it is ignored.
+    fn enter<'v>(&self, fs: &mut Vec<&'v str>, k: &'v str) -> Enter {
+        fs.push(k);
+        if self
+            .ignore
+            .prefixes
+            .iter()
+            .any(|p| p.as_slice() == fs.as_slice())
+        {
+            fs.pop();
+            return Enter::Skip;
+        }
+        Enter::Field {
+            metadata: fs.len() == 1 && k == "metadata",
+            track: fs.len() < self.depth,
+        }
+    }
+    /// Some ignored prefix lies strictly below `fs`.
+    fn above_ignored(&self, fs: &[&str]) -> bool {
+        self.ignore
+            .prefixes
+            .iter()
+            .any(|p| p.len() > fs.len() && p[..fs.len()] == *fs)
+    }
+}
+
+/// One node of [`changed_fields`]. `fields`: the path so far while it is made of fields only
+/// (what the ignored prefixes are), `None` below a list item or beyond the longest prefix.
+fn emit_changed<'v>(
+    o: Option<&'v Value>,
+    n: Option<&'v Value>,
+    root: bool,
+    fpath: &mut String,
+    mut fields: Option<&mut Vec<&'v str>>,
+    cx: &EmitCx,
+) -> Emit {
+    let mut e = Emit::default();
+    if o.is_none() && n.is_none() {
+        return e;
+    }
+    let leaf = |e: &mut Emit| {
+        if !root {
+            match (o, n) {
+                (None, Some(_)) => e.member = true,
+                (Some(a), Some(b)) if a != b => e.member = true,
+                _ => {}
+            }
+        }
+    };
+    if !same_shape(o, n) {
+        leaf(&mut e);
+        return e;
+    }
+    if let (Some(a), Some(b)) = (o, n) {
+        let above_ignored = fields.as_deref().is_some_and(|fs| cx.above_ignored(fs));
+        if !above_ignored && json_eq(a, b) {
+            return e;
+        }
+    }
+    let sample = n.filter(|v| !v.is_null()).or(o.filter(|v| !v.is_null()));
+    match sample {
+        Some(v) if is_granular_obj(v, fpath) => {
+            let om = o.and_then(Value::as_object);
+            let nm = n.and_then(Value::as_object);
+            if om.is_none_or(Map::is_empty) && nm.is_none_or(Map::is_empty) {
+                leaf(&mut e);
+                return e;
+            }
+            for (k, ov, nv) in pairs(om, nm) {
+                let mut child_fields = None;
+                let mut is_metadata = false;
+                if let Some(fs) = fields.as_deref_mut() {
+                    match cx.enter(fs, k) {
+                        Enter::Skip => continue,
+                        Enter::Field { metadata, track } => {
+                            is_metadata = metadata;
+                            if track {
+                                child_fields = Some(fs);
+                            }
+                        }
+                    }
+                }
+                let len = fpath.len();
+                if len > 0 {
+                    fpath.push('.');
+                }
+                fpath.push_str(k);
+                let mut c = emit_changed(ov, nv, false, fpath, child_fields, cx);
+                fpath.truncate(len);
+                if let Some(fs) = fields.as_deref_mut() {
+                    fs.pop();
+                }
+                if is_metadata {
+                    c.member = false;
+                }
+                if !c.is_empty() {
+                    let mut key = String::with_capacity(k.len() + 2);
+                    key.push_str("f:");
+                    key.push_str(k);
+                    e.children.push((key, Value::Object(c.into_map())));
+                }
+            }
+            e.member = !root && o.is_none();
+        }
+        Some(v) if is_granular_list(v, fpath) => {
+            let lt = list_type(fpath);
+            let (oi, ni) = (index_items(o, lt), index_items(n, lt));
+            if oi.is_empty() && ni.is_empty() {
+                leaf(&mut e);
+                return e;
+            }
+            let mut pes: Vec<&PE> = oi.iter().map(|(p, _)| p).collect();
+            for (p, _) in &ni {
+                if !pes.contains(&p) {
+                    pes.push(p);
+                }
+            }
+            for pe in pes {
+                let ov = oi.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+                let nv = ni.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+                let c = emit_changed(ov, nv, false, fpath, None, cx);
+                if !c.is_empty() {
+                    let mut key = String::new();
+                    pe.encode_into(&mut key);
+                    e.children.push((key, Value::Object(c.into_map())));
+                }
+            }
+            e.member = !root && o.is_none();
+        }
+        _ => leaf(&mut e),
+    }
+    e
+}
+
+/// `Value`'s equality (maps compare as sets of entries), walking two maps with their keys in
+/// the same order side by side instead of hashing every key of one into the other.
+pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let mut ys = y.iter();
+            for (i, (k, v)) in x.iter().enumerate() {
+                match ys.next() {
+                    Some((yk, yv)) if yk == k => {
+                        if !json_eq(v, yv) {
+                            return false;
+                        }
+                    }
+                    // Another order from here on: look the rest up.
+                    _ => {
+                        return x
+                            .iter()
+                            .skip(i)
+                            .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+                    }
+                }
+            }
+            true
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+/// The same JSON spelled the same way: equal, and every object's keys in the same order.
+fn same_bytes(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((xk, xv), (yk, yv))| xk == yk && same_bytes(xv, yv))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_bytes(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+fn opt_same_bytes(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same_bytes(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn opt_json_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => json_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// At most this many Update entries are kept (kube-apiserver's `DefaultMaxUpdateManagers`).
@@ -1136,9 +1911,305 @@ pub fn conflict_error(mut conflicts: Vec<(String, Path)>) -> ApiError {
     e
 }
 
-#[cfg(test)]
+/// The switch the tests use to run the general paths only (`cfg(test)`), to check the fast
+/// ones against them.
+#[cfg(not(test))]
 mod tests {
+    #[inline(always)]
+    pub(super) fn reference_only() -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        static REFERENCE: Cell<bool> = const { Cell::new(false) };
+    }
+    pub(crate) fn reference_only() -> bool {
+        REFERENCE.with(Cell::get)
+    }
+    /// Runs `f` with every fast path of this module switched off (this thread only).
+    pub(crate) fn with_reference<T>(f: impl FnOnce() -> T) -> T {
+        REFERENCE.with(|r| r.set(true));
+        let out = f();
+        REFERENCE.with(|r| r.set(false));
+        out
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "metadata",
+            "labels",
+            "annotations",
+            "name",
+            "spec",
+            "status",
+            "containers",
+            "ports",
+            "containerPort",
+            "protocol",
+            "env",
+            "value",
+            "conditions",
+            "type",
+            "finalizers",
+            "volumes",
+            "claimRef",
+            "selector",
+            "nodeAffinity",
+            "required",
+            "capacity",
+            "phase",
+            "podIPs",
+            "ip",
+            "generation",
+            "uid",
+            "resources",
+            "requests",
+            "managedFields",
+            "deletionTimestamp",
+            "ownerReferences",
+            "a",
+            "b",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0i64..3).prop_map(Value::from),
+            prop::sample::select(vec!["x", "y", "TCP", "True"]).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn object() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec((key(), value()), 0..4),
+            prop::collection::vec((key(), value()), 0..5),
+        )
+            .prop_map(|(meta, rest)| {
+                let mut m: Map<String, Value> = rest.into_iter().collect();
+                m.insert("metadata".into(), Value::Object(meta.into_iter().collect()));
+                Value::Object(m)
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    struct Step {
+        patch: Value,
+        fresh: bool,
+        writer: usize,
+        mf: usize,
+        junk: Value,
+        now: usize,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        (
+            object(),
+            prop::bool::weighted(0.2),
+            0..16usize,
+            0..9usize,
+            value(),
+            0..3usize,
+        )
+            .prop_map(|(patch, fresh, writer, mf, junk, now)| Step {
+                patch,
+                fresh,
+                writer,
+                mf,
+                junk,
+                now,
+            })
+    }
+
+    fn writer(i: usize) -> (String, &'static str, &'static str, Ignore) {
+        match i {
+            0 => ("kubectl".into(), "v1", "", Ignore::new(&[&["status"]])),
+            1 => (
+                "kubelet".into(),
+                "v1",
+                "status",
+                Ignore::new(&[
+                    &["spec"],
+                    &["metadata", "deletionTimestamp"],
+                    &["metadata", "ownerReferences"],
+                ]),
+            ),
+            2 => ("kubectl".into(), "v1", "status", Ignore::new(&[&["spec"]])),
+            i => (
+                format!("m{i}"),
+                if i % 3 == 0 { "v2" } else { "v1" },
+                "",
+                Ignore::new(&[]),
+            ),
+        }
+    }
+
+    /// `record_update` with the general path only.
+    #[allow(clippy::too_many_arguments)]
+    fn general(
+        old: Option<&Value>,
+        base: &Value,
+        new: &mut Value,
+        manager: &str,
+        api_version: &str,
+        subresource: &str,
+        ignore: &Ignore,
+        now: &str,
+    ) {
+        with_reference(|| {
+            record_update(
+                old,
+                base,
+                new,
+                manager,
+                api_version,
+                subresource,
+                ignore,
+                now,
+            )
+        })
+    }
+
+    fn reversed(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), reversed(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(reversed).collect()),
+            v => v.clone(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The fast paths of `record_update` write exactly the bytes of the general one, over
+        /// random objects, random writes (patches, whole replacements) and random managers,
+        /// with the managedFields list carried along, dropped, emptied, reset, reordered,
+        /// edited or replaced by junk.
+        #[test]
+        fn record_update_fast_equals_general(steps in prop::collection::vec(step(), 1..24)) {
+            let skel = json!({"metadata": {}, "spec": {"containers": null}, "status": {}});
+            let mut stored: Option<Value> = None;
+            for st in steps {
+                let mut new = match (&stored, st.fresh) {
+                    (Some(s), false) => {
+                        let mut n = s.clone();
+                        crate::semantics::patch::merge_patch(&mut n, &st.patch);
+                        n
+                    }
+                    _ => st.patch.clone(),
+                };
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    let carried = stored
+                        .as_ref()
+                        .and_then(|s| s.pointer("/metadata/managedFields"))
+                        .cloned();
+                    match st.mf {
+                        0 | 1 => {
+                            if let Some(c) = carried {
+                                m.insert("managedFields".into(), c);
+                            }
+                        }
+                        2 => {
+                            m.shift_remove("managedFields");
+                        }
+                        3 => {
+                            m.insert("managedFields".into(), json!([]));
+                        }
+                        4 => {
+                            m.insert("managedFields".into(), json!([{}]));
+                        }
+                        5 => {
+                            if let Some(Value::Array(mut a)) = carried {
+                                a.reverse();
+                                if let Some(e) = a.first_mut() {
+                                    e["operation"] = json!("Apply");
+                                }
+                                m.insert("managedFields".into(), Value::Array(a));
+                            }
+                        }
+                        6 => {
+                            if let Some(Value::Array(mut a)) = carried {
+                                if let Some(e) = a.last_mut() {
+                                    e["fieldsV1"] = st.junk.clone();
+                                }
+                                m.insert("managedFields".into(), Value::Array(a));
+                            }
+                        }
+                        7 => {
+                            m.insert("managedFields".into(), json!([st.junk.clone()]));
+                        }
+                        _ => {
+                            // The stored list sent back with its keys in another order.
+                            if let Some(c) = carried {
+                                m.insert("managedFields".into(), reversed(&c));
+                            }
+                        }
+                    }
+                }
+                let (manager, av, sub, ignore) = writer(st.writer);
+                let now = ["", "2026-11-25T09:00:01Z", "2026-11-25T09:00:02Z"][st.now];
+                let base = stored.as_ref().unwrap_or(&skel);
+                let mut fast = new.clone();
+                record_update(stored.as_ref(), base, &mut fast, &manager, av, sub, &ignore, now);
+                let mut slow = new;
+                general(stored.as_ref(), base, &mut slow, &manager, av, sub, &ignore, now);
+                prop_assert_eq!(serde_json::to_string(&fast).unwrap(), serde_json::to_string(&slow).unwrap());
+                stored = Some(fast);
+            }
+        }
+
+        /// `json_eq` is `Value`'s equality.
+        #[test]
+        fn json_eq_is_value_eq(a in value(), b in value(), how in 0..3usize) {
+            let b = match how {
+                0 => a.clone(),
+                1 => reversed(&a),
+                _ => b,
+            };
+            prop_assert_eq!(json_eq(&a, &b), a == b);
+            prop_assert_eq!(json_eq(&b, &a), a == b);
+        }
+    }
+
+    #[test]
+    fn map_list_keys_are_sorted() {
+        for f in [
+            "metadata.ownerReferences",
+            "spec.containers",
+            "spec.containers.volumeMounts",
+            "spec.containers.volumeDevices",
+            "spec.containers.ports",
+            "spec.hostAliases",
+            "spec.topologySpreadConstraints",
+            "status.conditions",
+            "status.addresses",
+        ] {
+            if let ListType::Map(keys) = list_type(f) {
+                assert!(keys.windows(2).all(|w| w[0] < w[1]), "{f}");
+            }
+        }
+    }
 
     #[test]
     fn fields_v1_round_trip_and_dot() {

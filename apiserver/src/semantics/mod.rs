@@ -36,6 +36,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod decode;
+#[cfg(test)]
+mod decode_reference;
 pub mod defaults;
 pub mod events;
 pub mod field;
@@ -43,6 +45,8 @@ pub mod managed;
 pub mod meta;
 pub mod namespace;
 pub mod patch;
+#[cfg(test)]
+mod perf;
 pub mod quantity;
 pub mod validate;
 
@@ -202,6 +206,42 @@ pub fn kind_of(group: &str, resource: &str) -> Option<&'static str> {
     resource_info(group, resource).map(|i| i.kind)
 }
 
+/// `Value::pointer` (RFC 6901, as serde_json reads it) without allocating two strings for
+/// every token: the semantics look up fixed paths like `/metadata/name` on every write.
+pub(crate) trait Ptr {
+    fn ptr(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl Ptr for Value {
+    fn ptr(&self, pointer: &str) -> Option<&Value> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let rest = pointer.strip_prefix('/')?;
+        let mut cur = self;
+        for raw in rest.split('/') {
+            let owned;
+            let token = if raw.contains('~') {
+                owned = raw.replace("~1", "/").replace("~0", "~");
+                owned.as_str()
+            } else {
+                raw
+            };
+            cur = match cur {
+                Value::Object(m) => m.get(token)?,
+                Value::Array(a) => {
+                    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+                        return None;
+                    }
+                    a.get(token.parse::<usize>().ok()?)?
+                }
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
 fn info_or_404(group: &str, resource: &str) -> Result<ResourceInfo, ApiError> {
     resource_info(group, resource).ok_or_else(|| {
         ApiError::new(
@@ -229,7 +269,7 @@ pub fn manager_name(opts: &WriteOptions) -> String {
 }
 
 fn obj_name(obj: &Value) -> String {
-    obj.pointer("/metadata/name")
+    obj.ptr("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
@@ -459,14 +499,21 @@ fn ignore_for(info: &ResourceInfo, subresource: Option<&str>) -> managed::Ignore
 /// request: its Apply entry for the manager is new or changed. Such writes already carry
 /// their managedFields; recording an Update on top would double the ownership.
 fn is_apply_result(old: Option<&Value>, new: &Value, manager: &str, sub: &str) -> bool {
-    let find = |o: &Value| {
-        managed::read_entries(o)
-            .into_iter()
-            .find(|e| e.manager == manager && e.operation == "Apply" && e.subresource == sub)
-    };
-    match find(new) {
+    // The entries are looked up by their strings and decoded only when their JSON differs
+    // (every write asks this; most objects have no Apply entry at all).
+    fn find<'v>(o: &'v Value, manager: &str, sub: &str) -> Option<&'v Value> {
+        let list = o.ptr("/metadata/managedFields")?.as_array()?;
+        list.iter().find(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+            s("manager") == manager && s("operation") == "Apply" && s("subresource") == sub
+        })
+    }
+    match find(new, manager, sub) {
         None => false,
-        Some(e) => old.and_then(find).as_ref() != Some(&e),
+        Some(n) => match old.and_then(|o| find(o, manager, sub)) {
+            None => true,
+            Some(o) => !managed::json_eq(o, n) && managed::read_entry(o) != managed::read_entry(n),
+        },
     }
 }
 
@@ -494,7 +541,7 @@ fn invalid(info: &ResourceInfo, obj: &Value, errs: field::Errs) -> ApiError {
 fn create_warnings(info: &ResourceInfo, obj: &Value, warnings: &mut Vec<String>) {
     if info.kind == "PersistentVolume"
         && obj
-            .pointer("/spec/persistentVolumeReclaimPolicy")
+            .ptr("/spec/persistentVolumeReclaimPolicy")
             .and_then(Value::as_str)
             == Some("Recycle")
     {
@@ -510,10 +557,7 @@ fn create_warnings(info: &ResourceInfo, obj: &Value, warnings: &mut Vec<String>)
             ));
         }
     }
-    if let Some(list) = obj
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-    {
+    if let Some(list) = obj.ptr("/metadata/finalizers").and_then(Value::as_array) {
         for f in list.iter().filter_map(Value::as_str) {
             if !f.contains('/')
                 && !["kubernetes", "orphan", "foregroundDeletion"].contains(&f)
@@ -609,7 +653,7 @@ pub fn prepare_create(
         "Namespace" => {
             obj["status"] = json!({"phase": "Active"});
             let fins = obj
-                .pointer("/spec/finalizers")
+                .ptr("/spec/finalizers")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
@@ -719,7 +763,7 @@ pub fn prepare_update(
                 copy(new, "status");
             }
             if info.kind == "Namespace" {
-                let f = old.pointer("/spec/finalizers").cloned();
+                let f = old.ptr("/spec/finalizers").cloned();
                 match f {
                     Some(f) => set_path(new, &["spec", "finalizers"], f),
                     None => {
@@ -731,7 +775,7 @@ pub fn prepare_update(
             }
             if info.kind == "Pod" && old.get("spec") != new.get("spec") {
                 let g = old
-                    .pointer("/metadata/generation")
+                    .ptr("/metadata/generation")
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
                 meta_mut(new).insert("generation".into(), json!(g + 1));
@@ -741,7 +785,7 @@ pub fn prepare_update(
             copy(new, "spec");
             match info.kind {
                 "Pod" => {
-                    match old.pointer("/metadata/ownerReferences") {
+                    match old.ptr("/metadata/ownerReferences") {
                         Some(o) => {
                             meta_mut(new).insert("ownerReferences".into(), o.clone());
                         }
@@ -750,21 +794,21 @@ pub fn prepare_update(
                         }
                     }
                     if new
-                        .pointer("/status/qosClass")
+                        .ptr("/status/qosClass")
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .is_empty()
                     {
-                        if let Some(q) = old.pointer("/status/qosClass") {
+                        if let Some(q) = old.ptr("/status/qosClass") {
                             set_path(new, &["status", "qosClass"], q.clone());
                         }
                     }
                 }
                 "PersistentVolume" => {
-                    let op = old.pointer("/status/phase");
-                    let np = new.pointer("/status/phase");
-                    let ot = old.pointer("/status/lastPhaseTransitionTime").cloned();
-                    let nt = new.pointer("/status/lastPhaseTransitionTime").cloned();
+                    let op = old.ptr("/status/phase");
+                    let np = new.ptr("/status/phase");
+                    let ot = old.ptr("/status/lastPhaseTransitionTime").cloned();
+                    let nt = new.ptr("/status/lastPhaseTransitionTime").cloned();
                     if op == np && nt.is_none() {
                         if let Some(t) = ot {
                             set_path(new, &["status", "lastPhaseTransitionTime"], t);
@@ -777,7 +821,7 @@ pub fn prepare_update(
             }
         }
         Some("finalize") if info.kind == "Namespace" => {
-            let fins = new.pointer("/spec/finalizers").cloned();
+            let fins = new.ptr("/spec/finalizers").cloned();
             *new = Value::Object(
                 old.as_object()
                     .cloned()
@@ -818,7 +862,7 @@ pub fn prepare_update(
 
 fn namespace_finalizers_errors(ns: &Value) -> field::Errs {
     let mut e = field::Errs::default();
-    if let Some(list) = ns.pointer("/spec/finalizers").and_then(Value::as_array) {
+    if let Some(list) = ns.ptr("/spec/finalizers").and_then(Value::as_array) {
         for (i, f) in list.iter().enumerate() {
             meta::finalizer_errors(
                 f.as_str().unwrap_or(""),
@@ -947,17 +991,17 @@ pub fn apply_patch_sub(
         )));
     }
     if config
-        .pointer("/metadata/managedFields")
+        .ptr("/metadata/managedFields")
         .is_some_and(|m| !m.is_null())
     {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
     let ns = config
-        .pointer("/metadata/namespace")
+        .ptr("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
     let name = config
-        .pointer("/metadata/name")
+        .ptr("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("<unknown>");
     let typed_err = |detail: String| {
@@ -1042,21 +1086,21 @@ pub fn bind_pod(pod: &Value, binding: &mut Value, opts: &WriteOptions) -> Result
     }
     let name = obj_name(pod);
     let ns = pod
-        .pointer("/metadata/namespace")
+        .ptr("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
     let node = binding
-        .pointer("/target/name")
+        .ptr("/target/name")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+    if pod.ptr("/metadata/deletionTimestamp").is_some() {
         return Err(ApiError::new(409, "Conflict", format!(
             "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"
         )).with_details("", "pods/binding", &name));
     }
     let current = pod
-        .pointer("/spec/nodeName")
+        .ptr("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or("");
     if !current.is_empty() {
@@ -1068,7 +1112,7 @@ pub fn bind_pod(pod: &Value, binding: &mut Value, opts: &WriteOptions) -> Result
     let mut out = pod.clone();
     set_path(&mut out, &["spec", "nodeName"], json!(node));
     if let Some(anns) = binding
-        .pointer("/metadata/annotations")
+        .ptr("/metadata/annotations")
         .and_then(Value::as_object)
     {
         let m = meta_mut(&mut out);
@@ -1089,7 +1133,7 @@ pub fn bind_pod(pod: &Value, binding: &mut Value, opts: &WriteOptions) -> Result
         cond["lastTransitionTime"] = json!(opts.now);
     }
     let conds = out
-        .pointer("/status/conditions")
+        .ptr("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -1112,19 +1156,19 @@ pub fn bind_pod(pod: &Value, binding: &mut Value, opts: &WriteOptions) -> Result
 /// with the stored StorageClasses; returns whether it changed the claim.
 pub fn admit_default_storage_class(pvc: &mut Value, storage_classes: &[Value]) -> bool {
     if pvc
-        .pointer("/spec/storageClassName")
+        .ptr("/spec/storageClassName")
         .is_some_and(|v| !v.is_null())
     {
         return false;
     }
     if pvc
-        .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+        .ptr("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
         .is_some()
     {
         return false;
     }
     let is_default = |sc: &Value| {
-        let a = sc.pointer("/metadata/annotations");
+        let a = sc.ptr("/metadata/annotations");
         let get = |k: &str| a.and_then(|a| a.get(k)).and_then(Value::as_str);
         get("storageclass.kubernetes.io/is-default-class") == Some("true")
             || get("storageclass.beta.kubernetes.io/is-default-class") == Some("true")
@@ -1134,7 +1178,7 @@ pub fn admit_default_storage_class(pvc: &mut Value, storage_classes: &[Value]) -
         .filter(|sc| is_default(sc))
         .max_by(|a, b| {
             let t = |v: &Value| {
-                v.pointer("/metadata/creationTimestamp")
+                v.ptr("/metadata/creationTimestamp")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string()

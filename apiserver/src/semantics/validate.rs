@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::field::{self, child, index, key, Errs, FieldError};
 use super::meta::{self, NameRule};
 use super::quantity::Quantity;
+use super::Ptr;
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
@@ -729,7 +730,7 @@ fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
         }
     }
     let ann = |o: &Value| {
-        o.pointer("/metadata/annotations")
+        o.ptr("/metadata/annotations")
             .and_then(|a| a.get(BETA_CLASS_ANN))
             .cloned()
     };
@@ -758,10 +759,10 @@ fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
             "field is immutable",
         ));
     }
-    let bound = new.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
+    let bound = new.ptr("/status/phase").and_then(Value::as_str) == Some("Bound");
     if bound {
         if let Some(r) = nc.pointer_mut("/resources/requests") {
-            if let Some(osz) = os.pointer("/resources/requests/storage") {
+            if let Some(osz) = os.ptr("/resources/requests/storage") {
                 r["storage"] = osz.clone();
             }
         }
@@ -776,14 +777,14 @@ fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
         ));
     }
     let size = |spec: &Value| {
-        spec.pointer("/resources/requests/storage")
+        spec.ptr("/resources/requests/storage")
             .and_then(qty)
             .map(|q| q.nanos)
     };
     if let (Some(o), Some(n)) = (size(os), size(ns)) {
         if n < o {
             let status = old
-                .pointer("/status/capacity/storage")
+                .ptr("/status/capacity/storage")
                 .and_then(qty)
                 .map(|q| q.nanos)
                 .unwrap_or(0);
@@ -838,11 +839,7 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
         .and_then(Value::as_str)
         .filter(|x| !x.is_empty())
     {
-        if old
-            .pointer("/status/nominatedNodeName")
-            .and_then(Value::as_str)
-            != Some(nn)
-        {
+        if old.ptr("/status/nominatedNodeName").and_then(Value::as_str) != Some(nn) {
             for msg in field::dns1123_subdomain(nn) {
                 e.push(FieldError::invalid_str(
                     "status.nominatedNodeName",
@@ -854,12 +851,12 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
     }
     // A container that may not restart stays terminated.
     let policy = old
-        .pointer("/spec/restartPolicy")
+        .ptr("/spec/restartPolicy")
         .and_then(Value::as_str)
         .unwrap_or("Always");
     for list in ["containerStatuses", "initContainerStatuses"] {
         let olds = old
-            .pointer(&format!("/status/{list}"))
+            .ptr(&format!("/status/{list}"))
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -867,7 +864,7 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
             let Some(prev) = olds.iter().find(|o| o.get("name") == c.get("name")) else {
                 continue;
             };
-            let Some(term) = prev.pointer("/state/terminated") else {
+            let Some(term) = prev.ptr("/state/terminated") else {
                 continue;
             };
             let exit = term.get("exitCode").and_then(Value::as_i64).unwrap_or(0);
@@ -877,7 +874,7 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
                 ("initContainerStatuses", _) => exit == 0,
                 _ => false,
             };
-            if stays && c.pointer("/state/terminated").is_none() {
+            if stays && c.ptr("/state/terminated").is_none() {
                 e.push(FieldError::forbidden(
                     &format!("status.{list}[{i}]"),
                     "may not be transitioned to non-terminated state",
@@ -907,7 +904,7 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
 }
 
 fn pvc_status(new: &Value, e: &mut Errs) {
-    if let Some(cap) = new.pointer("/status/capacity").and_then(Value::as_object) {
+    if let Some(cap) = new.ptr("/status/capacity").and_then(Value::as_object) {
         for (r, q) in cap {
             if qty(q).is_some_and(|q| q.nanos < 0) {
                 e.push(FieldError::invalid(
@@ -1310,7 +1307,7 @@ pub fn pod_spec(spec: &Value, p: &str, e: &mut Errs) {
         }
     }
     if let Some(na) =
-        spec.pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution")
+        spec.ptr("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution")
     {
         node_selector(
             na,
@@ -1677,7 +1674,7 @@ fn pod_update(os: &Value, ns: &Value, e: &mut Errs) {
 
 fn event(api_version: &str, ev: &Value, e: &mut Errs) {
     let ns = ev
-        .pointer("/metadata/namespace")
+        .ptr("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
     let v1 = api_version == "v1";
@@ -1858,7 +1855,7 @@ fn csi_storage_capacity(c: &Value, e: &mut Errs) {
 
 fn csi_driver(d: &Value, e: &mut Errs) {
     let name = d
-        .pointer("/metadata/name")
+        .ptr("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     if !name.is_empty() && name.len() > 63 {
