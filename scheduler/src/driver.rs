@@ -32,9 +32,11 @@ pub struct Config {
     pub core: CoreConfig,
     /// Where `/metrics` reads from; clone it before passing the config to `run`.
     pub metrics: MetricsHandle,
-    /// Binding-cycle requests (PreBind's PV/PVC writes, `pods/binding`) in flight at once
-    /// (0: 128). More wait their turn, so a burst of bindings does not open thousands of
-    /// connections to the API server.
+    /// PreBind's PV/PVC writes in flight at once (0: 128), and as many `pods/binding` requests
+    /// in a lane of their own. More wait their turn, so a burst of bindings does not open
+    /// thousands of connections to the API server. Binds have their own lane because upstream's
+    /// binding cycles are independent goroutines: a pod whose volumes are bound must not queue
+    /// behind the PreBind writes of every pod scheduled after it.
     pub max_in_flight: usize,
     /// Events and pod status patches in flight at once (0: 32). They go through their own lane,
     /// as upstream's event broadcaster runs apart from the binding goroutines, so that a burst
@@ -55,6 +57,11 @@ impl MetricsHandle {
     /// A snapshot of the counters (benchmarks read the latencies from it).
     pub fn snapshot(&self) -> Metrics {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Pods bound so far, without copying the latency samples (a benchmark polls this).
+    pub fn scheduled(&self) -> u64 {
+        self.0.lock().map(|m| m.attempts[0]).unwrap_or_default()
     }
 }
 
@@ -157,6 +164,21 @@ where
             }
         }
     })
+}
+
+/// Drops `metadata.managedFields` from watched pods, as kube-scheduler's pod informer does
+/// (its transform "to improve memory usage"): the scheduler never reads them and never writes
+/// a whole pod back, and every pod is copied into the cache and into its binding cycle.
+fn without_managed_fields(event: WatchEvent<Pod>) -> WatchEvent<Pod> {
+    let trim = |mut p: Pod| {
+        p.metadata.managed_fields = None;
+        p
+    };
+    match event {
+        WatchEvent::Applied(p) => WatchEvent::Applied(trim(p)),
+        WatchEvent::Deleted(p) => WatchEvent::Deleted(trim(p)),
+        WatchEvent::Restarted(list) => WatchEvent::Restarted(list.into_iter().map(trim).collect()),
+    }
 }
 
 fn completion_of<T: Serialize>(r: Result<T, kube::Error>) -> Completion {
@@ -275,11 +297,14 @@ pub async fn run(
             n
         }))
     };
-    let binding_lane = lane(config.max_in_flight, 128);
+    let prebind_lane = lane(config.max_in_flight, 128);
+    let bind_lane = lane(config.max_in_flight, 128);
     let report_lane = lane(config.max_reports_in_flight, 32);
     let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
     let watches = vec![
-        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
+        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), |e| {
+            Input::Pod(without_managed_fields(e))
+        }),
         spawn_watch(Api::<Node>::all(client.clone()), tx.clone(), Input::Node),
         spawn_watch(
             Api::<PersistentVolume>::all(client.clone()),
@@ -317,7 +342,10 @@ pub async fn run(
                 Request::CreateEvent(_)
                 | Request::PatchEvent { .. }
                 | Request::PatchPodStatus { .. } => report_lane.clone(),
-                _ => binding_lane.clone(),
+                Request::Bind { .. } => bind_lane.clone(),
+                Request::UpdatePersistentVolume(_) | Request::UpdatePersistentVolumeClaim(_) => {
+                    prebind_lane.clone()
+                }
             };
             tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;

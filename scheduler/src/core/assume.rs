@@ -51,10 +51,18 @@ pub fn revision_of(meta: &ObjectMeta) -> u64 {
         .unwrap_or(0)
 }
 
+/// `assumed` is `None` while the latest version is the informer's: an informer update then
+/// stores the object once, without a copy.
 #[derive(Debug, Clone)]
 struct Entry<T> {
-    latest: T,
     api: T,
+    assumed: Option<T>,
+}
+
+impl<T> Entry<T> {
+    fn latest(&self) -> &T {
+        self.assumed.as_ref().unwrap_or(&self.api)
+    }
 }
 
 /// Keyed by name (PV) or `namespace/name` (PVC).
@@ -81,18 +89,18 @@ impl<T: Clone + Metadata<Ty = ObjectMeta>> AssumeCache<T> {
     /// Returns whether the object was taken.
     pub fn handle_apply(&mut self, key: String, obj: T) -> bool {
         match self.entries.get_mut(&key) {
-            Some(e) if revision_of(obj.metadata()) <= revision_of(e.latest.metadata()) => false,
+            Some(e) if revision_of(obj.metadata()) <= revision_of(e.latest().metadata()) => false,
             Some(e) => {
-                e.latest = obj.clone();
                 e.api = obj;
+                e.assumed = None;
                 true
             }
             None => {
                 self.entries.insert(
                     key,
                     Entry {
-                        latest: obj.clone(),
                         api: obj,
+                        assumed: None,
                     },
                 );
                 true
@@ -125,7 +133,7 @@ impl<T: Clone + Metadata<Ty = ObjectMeta>> AssumeCache<T> {
         if self.disabled {
             return Ok(());
         }
-        let stored = revision_of(e.latest.metadata());
+        let stored = revision_of(e.latest().metadata());
         let assumed = revision_of(obj.metadata());
         if assumed < stored {
             return Err(AssumeError::OutOfSync {
@@ -134,20 +142,20 @@ impl<T: Clone + Metadata<Ty = ObjectMeta>> AssumeCache<T> {
                 assumed,
             });
         }
-        e.latest = obj;
+        e.assumed = Some(obj);
         Ok(())
     }
 
     /// `latest = api`.
     pub fn restore(&mut self, key: &str) {
         if let Some(e) = self.entries.get_mut(key) {
-            e.latest = e.api.clone();
+            e.assumed = None;
         }
     }
 
     /// The latest (possibly assumed) version.
     pub fn get(&self, key: &str) -> Option<&T> {
-        self.entries.get(key).map(|e| &e.latest)
+        self.entries.get(key).map(Entry::latest)
     }
 
     /// The informer's version.
@@ -157,7 +165,7 @@ impl<T: Clone + Metadata<Ty = ObjectMeta>> AssumeCache<T> {
 
     /// All latest versions, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
-        self.entries.iter().map(|(k, e)| (k, &e.latest))
+        self.entries.iter().map(|(k, e)| (k, e.latest()))
     }
 
     /// Number of objects.
