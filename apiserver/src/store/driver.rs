@@ -4,8 +4,8 @@
 //! Writes go through one channel to the writer thread, which:
 //! 1. takes every request waiting (up to `max_batch`): that is the group. In relaxed mode on a
 //!    disk, where no flush makes the next group gather, it first waits (at most
-//!    `RELAXED_GATHER`, 200 µs) until as many requests are waiting as the last group had —
-//!    those writers are about to come back; a lone writer never waits;
+//!    `RELAXED_GATHER`, 200 µs) until as many requests are waiting as the last group had (up to
+//!    64) — those writers are about to come back; a lone writer never waits;
 //! 2. prepares each against the core (preconditions, revisions) under the core's lock —
 //!    rejected writes are answered at once;
 //! 3. appends the group to the backend in one transaction, without holding the lock;
@@ -742,8 +742,9 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                     // (`RELAXED_GATHER` at most) to make this group as big as that one, as a
                     // durable group grows during its flush: one backend transaction, one
                     // wake-up per watcher for all of them, instead of a trickle of tiny groups.
-                    // A lone writer (last group of one) never waits.
-                    let target = last_group.min(config.max_batch);
+                    // A lone writer (last group of one) never waits, and nor does a group of
+                    // `RELAXED_GATHER_UP_TO` or more: its per-group costs are spread thin already.
+                    let target = last_group.min(RELAXED_GATHER_UP_TO);
                     let deadline = Instant::now() + RELAXED_GATHER;
                     while batch.len() < target {
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -854,6 +855,9 @@ const RELAXED_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Relaxed mode: how long a group waits for the writers of the last group to come back (a
 /// durable group gathers for as long as the previous flush takes; fdatasync is ~0.1–4 ms).
 const RELAXED_GATHER: Duration = Duration::from_micros(200);
+
+/// Relaxed mode: the group size up to which a group waits for more (see `RELAXED_GATHER`).
+const RELAXED_GATHER_UP_TO: usize = 64;
 
 /// The relaxed mode's periodic sync (a failure makes the store refuse writes, as a failed
 /// group commit does).
