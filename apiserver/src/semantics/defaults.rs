@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::quantity::Quantity;
+use super::Field;
 
 fn obj_mut<'a>(m: &'a mut Map<String, Value>, k: &str) -> Option<&'a mut Map<String, Value>> {
     m.get_mut(k).and_then(Value::as_object_mut)
@@ -13,20 +13,20 @@ fn obj_mut<'a>(m: &'a mut Map<String, Value>, k: &str) -> Option<&'a mut Map<Str
 
 /// Inserts `k: v` when the key is absent (or null).
 fn set_default(m: &mut Map<String, Value>, k: &str, v: Value) {
-    if m.get(k).is_none_or(Value::is_null) {
+    if m.field(k).is_none_or(Value::is_null) {
         m.insert(k.to_string(), v);
     }
 }
 
 /// Same, but also replaces an empty string (Go's `if x == ""` on a non-pointer string).
 fn set_default_str(m: &mut Map<String, Value>, k: &str, v: &str) {
-    if m.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+    if m.field(k).and_then(Value::as_str).is_none_or(str::is_empty) {
         m.insert(k.to_string(), json!(v));
     }
 }
 
 fn ensure_obj<'a>(m: &'a mut Map<String, Value>, k: &str) -> &'a mut Map<String, Value> {
-    if !m.get(k).is_some_and(Value::is_object) {
+    if !m.field(k).is_some_and(Value::is_object) {
         m.insert(k.to_string(), json!({}));
     }
     m.get_mut(k)
@@ -67,7 +67,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
             set_default(spec, "storageCapacity", json!(false));
             set_default(spec, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
             if spec
-                .get("volumeLifecycleModes")
+                .field("volumeLifecycleModes")
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty)
             {
@@ -78,8 +78,8 @@ pub fn apply(kind: &str, obj: &mut Value) {
         }
         "Namespace" => {
             let name = o
-                .get("metadata")
-                .and_then(|m| m.get("name"))
+                .field("metadata")
+                .and_then(|m| m.field("name"))
                 .and_then(Value::as_str)
                 .map(String::from);
             if let Some(name) = name {
@@ -95,8 +95,8 @@ pub fn apply(kind: &str, obj: &mut Value) {
                 sync_singular(spec, "podCIDR", "podCIDRs", None);
             }
             if let Some(status) = obj_mut(o, "status") {
-                if status.get("allocatable").is_none() {
-                    if let Some(cap) = status.get("capacity").cloned() {
+                if status.field("allocatable").is_none() {
+                    if let Some(cap) = status.field("capacity").cloned() {
                         status.insert("allocatable".into(), cap);
                     }
                 }
@@ -152,12 +152,12 @@ fn pod(o: &mut Map<String, Value>) {
     let spec = ensure_obj(o, "spec");
     // `serviceAccount` is the deprecated alias of `serviceAccountName`.
     let sa_name = spec
-        .get("serviceAccountName")
+        .field("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(String::from);
     let sa = spec
-        .get("serviceAccount")
+        .field("serviceAccount")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map(String::from);
@@ -171,7 +171,7 @@ fn pod(o: &mut Map<String, Value>) {
         _ => {}
     }
     let host_network = spec
-        .get("hostNetwork")
+        .field("hostNetwork")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     set_default_str(spec, "dnsPolicy", "ClusterFirst");
@@ -196,7 +196,7 @@ fn pod(o: &mut Map<String, Value>) {
 
 fn container(c: &mut Map<String, Value>, host_network: bool, with_resources: bool) {
     let image = c
-        .get("image")
+        .field("image")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -206,7 +206,7 @@ fn container(c: &mut Map<String, Value>, host_network: bool, with_resources: boo
     if with_resources {
         let res = ensure_obj(c, "resources");
         // SetDefaults_Pod: a limit without a request requests the limit.
-        if let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() {
+        if let Some(limits) = res.field("limits").and_then(Value::as_object).cloned() {
             if !limits.is_empty() {
                 let req = ensure_obj(res, "requests");
                 for (k, v) in limits {
@@ -219,7 +219,7 @@ fn container(c: &mut Map<String, Value>, host_network: bool, with_resources: boo
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             set_default_str(p, "protocol", "TCP");
             if host_network {
-                if let Some(cp) = p.get("containerPort").cloned() {
+                if let Some(cp) = p.field("containerPort").cloned() {
                     set_default(p, "hostPort", cp);
                 }
             }
@@ -324,7 +324,7 @@ pub fn admit_protection_finalizer(kind: &str, obj: &mut Value) {
     };
     let Some(o) = obj.as_object_mut() else { return };
     let meta = ensure_obj(o, "metadata");
-    if !meta.get("finalizers").is_some_and(Value::is_array) {
+    if !meta.field("finalizers").is_some_and(Value::is_array) {
         meta.insert("finalizers".into(), json!([]));
     }
     let list = meta
@@ -342,7 +342,7 @@ pub fn admit_pod(obj: &mut Value, tolerations: super::DefaultTolerationSeconds) 
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    if !spec.get("tolerations").is_some_and(Value::is_array) {
+    if !spec.field("tolerations").is_some_and(Value::is_array) {
         spec.insert("tolerations".into(), json!([]));
     }
     let tols = spec
@@ -354,9 +354,12 @@ pub fn admit_pod(obj: &mut Value, tolerations: super::DefaultTolerationSeconds) 
         ("node.kubernetes.io/unreachable", tolerations.unreachable),
     ] {
         let tolerated = tols.iter().any(|t| {
-            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
-            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            let eff = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let k = t.field("key").and_then(Value::as_str).unwrap_or("");
+            let op = t
+                .field("operator")
+                .and_then(Value::as_str)
+                .unwrap_or("Equal");
+            let eff = t.field("effect").and_then(Value::as_str).unwrap_or("");
             (k == key || (k.is_empty() && op == "Exists")) && (eff.is_empty() || eff == "NoExecute")
         });
         if !tolerated {
@@ -379,44 +382,35 @@ pub fn pod_qos(pod: &Value) -> &'static str {
     let containers = ["containers", "initContainers"]
         .iter()
         .filter_map(|l| {
-            pod.get("spec")
+            pod.field("spec")
                 .and_then(|s| s.get(*l))
                 .and_then(Value::as_array)
         })
         .flatten();
     for c in containers {
-        let res = c.get("resources");
+        let res = c.field("resources");
         let req = res
-            .and_then(|r| r.get("requests"))
+            .and_then(|r| r.field("requests"))
             .and_then(Value::as_object);
-        let lim = res.and_then(|r| r.get("limits")).and_then(Value::as_object);
-        let nonzero = |m: Option<&Map<String, Value>>, name: &str| {
-            m.and_then(|m| m.get(name))
-                .and_then(|q| {
-                    q.as_str()
-                        .map(String::from)
-                        .or_else(|| q.as_number().map(|n| n.to_string()))
-                })
-                .and_then(|s| Quantity::parse(&s).ok())
-                .is_some_and(|q| !q.is_zero())
+        let lim = res
+            .and_then(|r| r.field("limits"))
+            .and_then(Value::as_object);
+        let quantity = |m: Option<&Map<String, Value>>, name: &str| {
+            m.and_then(|m| m.field(name))
+                .and_then(super::quantity::parse_json)
         };
         for name in ["cpu", "memory"] {
-            let r = nonzero(req, name);
-            let l = nonzero(lim, name);
+            // Each quantity parsed once (a string or a number, as written).
+            let rq = quantity(req, name);
+            let lq = quantity(lim, name);
+            let r = rq.is_some_and(|q| !q.is_zero());
+            let l = lq.is_some_and(|q| !q.is_zero());
             requests_set |= r;
             limits_set |= l;
             if !l {
                 guaranteed = false;
-            } else if r {
-                let rq = req
-                    .and_then(|m| m.get(name))
-                    .and_then(super::quantity::parse_json);
-                let lq = lim
-                    .and_then(|m| m.get(name))
-                    .and_then(super::quantity::parse_json);
-                if rq != lq && rq.map(|q| q.nanos) != lq.map(|q| q.nanos) {
-                    guaranteed = false;
-                }
+            } else if r && rq != lq && rq.map(|q| q.nanos) != lq.map(|q| q.nanos) {
+                guaranteed = false;
             }
         }
     }

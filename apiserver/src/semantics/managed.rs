@@ -781,25 +781,26 @@ pub fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
 #[derive(Clone, Debug)]
 pub struct Ignore {
     /// Path prefixes (field names) whose whole subtree is not tracked.
-    pub prefixes: Vec<Vec<&'static str>>,
+    pub prefixes: Vec<&'static [&'static str]>,
 }
 
 impl Ignore {
-    pub fn new(reset: &[&[&'static str]]) -> Ignore {
-        let mut prefixes: Vec<Vec<&'static str>> = vec![
-            vec!["apiVersion"],
-            vec!["kind"],
-            vec!["metadata", "name"],
-            vec!["metadata", "namespace"],
-            vec!["metadata", "creationTimestamp"],
-            vec!["metadata", "selfLink"],
-            vec!["metadata", "uid"],
-            vec!["metadata", "clusterName"],
-            vec!["metadata", "generation"],
-            vec!["metadata", "managedFields"],
-            vec!["metadata", "resourceVersion"],
+    pub fn new(reset: &[&'static [&'static str]]) -> Ignore {
+        // Static slices: built on every write, so no allocation per prefix.
+        let mut prefixes: Vec<&'static [&'static str]> = vec![
+            &["apiVersion"],
+            &["kind"],
+            &["metadata", "name"],
+            &["metadata", "namespace"],
+            &["metadata", "creationTimestamp"],
+            &["metadata", "selfLink"],
+            &["metadata", "uid"],
+            &["metadata", "clusterName"],
+            &["metadata", "generation"],
+            &["metadata", "managedFields"],
+            &["metadata", "resourceVersion"],
         ];
-        prefixes.extend(reset.iter().map(|r| r.to_vec()));
+        prefixes.extend_from_slice(reset);
         Ignore { prefixes }
     }
     /// Drops `.metadata` itself and every path under one of the prefixes.
@@ -1316,8 +1317,9 @@ impl Emit {
     /// their encoded keys sort as the path elements do.
     fn into_map(mut self) -> Map<String, Value> {
         self.children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut m = Map::with_capacity(self.children.len() + 1);
-        if self.member && !self.children.is_empty() {
+        let dot = self.member && !self.children.is_empty();
+        let mut m = Map::with_capacity(self.children.len() + usize::from(dot));
+        if dot {
             m.insert(".".into(), Value::Object(Map::new()));
         }
         for (k, v) in self.children {
@@ -1365,18 +1367,13 @@ impl<'i> EmitCx<'i> {
     fn new(ignore: &'i Ignore) -> Self {
         EmitCx {
             ignore,
-            depth: ignore.prefixes.iter().map(Vec::len).max().unwrap_or(0),
+            depth: ignore.prefixes.iter().map(|p| p.len()).max().unwrap_or(0),
         }
     }
     /// Steps into field `k` of the path `fs` (all fields): pushes it, unless it is ignored.
     fn enter<'v>(&self, fs: &mut Vec<&'v str>, k: &'v str) -> Enter {
         fs.push(k);
-        if self
-            .ignore
-            .prefixes
-            .iter()
-            .any(|p| p.as_slice() == fs.as_slice())
-        {
+        if self.ignore.prefixes.iter().any(|p| *p == fs.as_slice()) {
             fs.pop();
             return Enter::Skip;
         }

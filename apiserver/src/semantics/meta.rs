@@ -1,5 +1,6 @@
 //! `ValidateObjectMeta` / `ValidateObjectMetaUpdate` (apimachinery) on JSON.
 
+use super::Field;
 use serde_json::Value;
 
 use super::field::{self, Errs, FieldError};
@@ -111,7 +112,7 @@ pub fn validate(meta: Option<&Value>, namespaced: bool, rule: NameRule, errs: &m
             "not allowed on this type",
         ));
     }
-    if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+    if let Some(g) = meta.field("generation").and_then(Value::as_i64) {
         if g < 0 {
             errs.push(FieldError::invalid(
                 "metadata.generation",
@@ -120,8 +121,8 @@ pub fn validate(meta: Option<&Value>, namespaced: bool, rule: NameRule, errs: &m
             ));
         }
     }
-    validate_labels(meta.get("labels"), "metadata.labels", errs);
-    if let Some(m) = meta.get("annotations").and_then(Value::as_object) {
+    validate_labels(meta.field("labels"), "metadata.labels", errs);
+    if let Some(m) = meta.field("annotations").and_then(Value::as_object) {
         let mut total = 0usize;
         for (k, v) in m {
             for msg in field::qualified_name(&k.to_lowercase()) {
@@ -137,7 +138,7 @@ pub fn validate(meta: Option<&Value>, namespaced: bool, rule: NameRule, errs: &m
             });
         }
     }
-    if let Some(list) = meta.get("finalizers").and_then(Value::as_array) {
+    if let Some(list) = meta.field("finalizers").and_then(Value::as_array) {
         for (i, f) in list.iter().enumerate() {
             finalizer_errors(
                 f.as_str().unwrap_or(""),
@@ -146,7 +147,7 @@ pub fn validate(meta: Option<&Value>, namespaced: bool, rule: NameRule, errs: &m
             );
         }
     }
-    if let Some(refs) = meta.get("ownerReferences").and_then(Value::as_array) {
+    if let Some(refs) = meta.field("ownerReferences").and_then(Value::as_array) {
         for (i, r) in refs.iter().enumerate() {
             let p = field::index("metadata.ownerReferences", i);
             for k in ["apiVersion", "kind", "name", "uid"] {
@@ -184,14 +185,14 @@ pub fn validate_update(new: Option<&Value>, old: Option<&Value>, errs: &mut Errs
             ));
         }
     }
-    if old.get("deletionTimestamp").is_some() {
+    if old.field("deletionTimestamp").is_some() {
         let old_f: Vec<&Value> = old
-            .get("finalizers")
+            .field("finalizers")
             .and_then(Value::as_array)
             .map(|a| a.iter().collect())
             .unwrap_or_default();
         let added: Vec<String> = new
-            .get("finalizers")
+            .field("finalizers")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()

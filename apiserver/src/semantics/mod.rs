@@ -13,6 +13,10 @@
 //! - `patch` — JSON merge patch, JSON patch, strategic merge patch.
 //! - `managed` — managedFields (fieldsV1) and server-side apply (ownership, conflicts).
 //! - `namespace` — the namespace deletion decisions (Terminating, contents, finalizer).
+//! - tests only: `perf` (the writes the cluster sends, and a measurement loop over
+//!   [`prepare_create`]/[`prepare_update`]), `decode_reference` (the schema walk the faster
+//!   one is checked against). The fast paths of `managed` are checked against its general
+//!   path the same way (byte-identical output on random objects and writes).
 //! - `events` — core/v1 ⇄ events.k8s.io/v1 Event conversion (one object, two views).
 //! - this file — the entry points the HTTP layer calls: [`prepare_create`],
 //!   [`prepare_update`], [`apply_patch`] / [`apply_patch_sub`], [`kind_of`] /
@@ -239,6 +243,40 @@ impl Ptr for Value {
             };
         }
         Some(cur)
+    }
+}
+
+/// A field of an object by name. A short object (most are) is scanned in order: comparing
+/// the few keys there is cheaper than SipHashing the name for the map's index, and the
+/// validators and defaulters look up dozens of mostly absent fields per write. Same answer
+/// as `get` (keys are unique).
+pub(crate) trait Field {
+    fn field(&self, k: &str) -> Option<&Value>;
+}
+
+/// Up to this many entries an object is scanned rather than hashed into.
+const SCAN_MAX: usize = 12;
+
+impl Field for Map<String, Value> {
+    #[inline]
+    fn field(&self, k: &str) -> Option<&Value> {
+        if self.len() <= SCAN_MAX {
+            self.iter()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v)
+        } else {
+            self.get(k)
+        }
+    }
+}
+
+impl Field for Value {
+    #[inline]
+    fn field(&self, k: &str) -> Option<&Value> {
+        match self {
+            Value::Object(m) => m.field(k),
+            _ => None,
+        }
     }
 }
 

@@ -8,19 +8,19 @@ use serde_json::{json, Value};
 use super::field::{self, child, index, key, Errs, FieldError};
 use super::meta::{self, NameRule};
 use super::quantity::Quantity;
-use super::Ptr;
+use super::{Field, Ptr};
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
+    v.field(k).and_then(Value::as_str).unwrap_or("")
 }
 fn arr<'a>(v: &'a Value, k: &str) -> &'a [Value] {
-    v.get(k)
+    v.field(k)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 fn get<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
-    v.get(k).filter(|x| !x.is_null())
+    v.field(k).filter(|x| !x.is_null())
 }
 fn qty(v: &Value) -> Option<Quantity> {
     super::quantity::parse_json(v)
@@ -38,15 +38,15 @@ const NOT_POSITIVE: &str = "must be greater than zero";
 /// Validates a new object of `kind`. `api_version` matters for events (legacy vs strict).
 pub fn validate_create(kind: &str, api_version: &str, obj: &Value) -> Errs {
     let mut e = Errs::default();
-    let m = obj.get("metadata");
+    let m = obj.field("metadata");
     match kind {
         "PersistentVolume" => {
             meta::validate(m, false, NameRule::Subdomain, &mut e);
-            pv_spec(obj.get("spec").unwrap_or(&Value::Null), &mut e);
+            pv_spec(obj.field("spec").unwrap_or(&Value::Null), &mut e);
         }
         "PersistentVolumeClaim" => {
             meta::validate(m, true, NameRule::Subdomain, &mut e);
-            pvc_spec(obj.get("spec").unwrap_or(&Value::Null), &mut e);
+            pvc_spec(obj.field("spec").unwrap_or(&Value::Null), &mut e);
         }
         "StorageClass" => {
             meta::validate(m, false, NameRule::Subdomain, &mut e);
@@ -54,7 +54,7 @@ pub fn validate_create(kind: &str, api_version: &str, obj: &Value) -> Errs {
         }
         "Namespace" => {
             meta::validate(m, false, NameRule::Label, &mut e);
-            for (i, f) in arr(obj.get("spec").unwrap_or(&Value::Null), "finalizers")
+            for (i, f) in arr(obj.field("spec").unwrap_or(&Value::Null), "finalizers")
                 .iter()
                 .enumerate()
             {
@@ -71,7 +71,7 @@ pub fn validate_create(kind: &str, api_version: &str, obj: &Value) -> Errs {
         }
         "Pod" => {
             meta::validate(m, true, NameRule::Subdomain, &mut e);
-            pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec", &mut e);
+            pod_spec(obj.field("spec").unwrap_or(&Value::Null), "spec", &mut e);
         }
         "Event" => event(api_version, obj, &mut e),
         "Lease" => {
@@ -102,7 +102,7 @@ pub fn validate_update(
     new: &Value,
 ) -> Errs {
     let mut e = Errs::default();
-    meta::validate_update(new.get("metadata"), old.get("metadata"), &mut e);
+    meta::validate_update(new.field("metadata"), old.field("metadata"), &mut e);
     if sub == Some("status") {
         match kind {
             "PersistentVolumeClaim" => pvc_status(new, &mut e),
@@ -117,8 +117,8 @@ pub fn validate_update(
     e.0.extend(created.0);
     let null = Value::Null;
     let (os, ns) = (
-        old.get("spec").unwrap_or(&null),
-        new.get("spec").unwrap_or(&null),
+        old.field("spec").unwrap_or(&null),
+        new.field("spec").unwrap_or(&null),
     );
     match kind {
         "PersistentVolume" => pv_update(os, ns, &mut e),
@@ -272,13 +272,13 @@ fn go_map_repr(v: Option<&Value>) -> String {
 pub fn pv_spec(spec: &Value, e: &mut Errs) {
     let p = "spec";
     access_modes(arr(spec, "accessModes"), "spec.accessModes", "", e);
-    let cap = spec.get("capacity").and_then(Value::as_object);
+    let cap = spec.field("capacity").and_then(Value::as_object);
     let cap_len = cap.map_or(0, |c| c.len());
     if cap_len == 0 {
         e.push(FieldError::required("spec.capacity", ""));
     }
     if !cap.is_some_and(|c| c.contains_key("storage")) || cap_len > 1 {
-        let shown = go_map_repr(spec.get("capacity"));
+        let shown = go_map_repr(spec.field("capacity"));
         e.push(FieldError {
             field: "spec.capacity".into(),
             reason: "FieldValueNotSupported",
@@ -510,7 +510,7 @@ pub fn node_selector(ns: &Value, p: &str, e: &mut Errs) {
             if s(req, "key") != "metadata.name" {
                 e.push(FieldError::not_supported(
                     &child(&rp, "key"),
-                    req.get("key").unwrap_or(&json!("")),
+                    req.field("key").unwrap_or(&json!("")),
                     &["metadata.name"],
                 ));
             }
@@ -599,7 +599,7 @@ fn label_selector(sel: &Value, p: &str, e: &mut Errs) {
         }
         label_name(s(req, "key"), &child(&rp, "key"), e);
     }
-    meta::validate_labels(sel.get("matchLabels"), &child(p, "matchLabels"), e);
+    meta::validate_labels(sel.field("matchLabels"), &child(p, "matchLabels"), e);
 }
 
 fn pv_update(os: &Value, ns: &Value, e: &mut Errs) {
@@ -620,17 +620,17 @@ fn pv_update(os: &Value, ns: &Value, e: &mut Errs) {
             &format!("spec.persistentvolumesource is immutable after creation\n{diff}"),
         ));
     }
-    if os.get("volumeMode") != ns.get("volumeMode") {
+    if os.field("volumeMode") != ns.field("volumeMode") {
         e.push(FieldError::invalid(
             "volumeMode",
-            ns.get("volumeMode").unwrap_or(&Value::Null),
+            ns.field("volumeMode").unwrap_or(&Value::Null),
             "field is immutable",
         ));
     }
     if let Some(old_na) = get(os, "nodeAffinity") {
-        if ns.get("nodeAffinity") != Some(old_na) {
+        if ns.field("nodeAffinity") != Some(old_na) {
             let shown = ns
-                .get("nodeAffinity")
+                .field("nodeAffinity")
                 .map(|v| Value::String(v.to_string()))
                 .unwrap_or(Value::Null);
             e.push(FieldError::invalid(
@@ -685,16 +685,16 @@ pub fn pvc_spec(spec: &Value, e: &mut Errs) {
     }
     let rp = key("spec.resources", "storage");
     match spec
-        .get("resources")
-        .and_then(|r| r.get("requests"))
-        .and_then(|r| r.get("storage"))
+        .field("resources")
+        .and_then(|r| r.field("requests"))
+        .and_then(|r| r.field("storage"))
     {
         None => e.push(FieldError::required(&rp, "")),
         Some(q) => {
             positive_quantity(q, &rp, e);
         }
     }
-    if let Some(c) = spec.get("storageClassName").and_then(Value::as_str) {
+    if let Some(c) = spec.field("storageClassName").and_then(Value::as_str) {
         if !c.is_empty() {
             for msg in field::dns1123_subdomain(c) {
                 e.push(FieldError::invalid_str("spec.storageClassName", c, &msg));
@@ -716,13 +716,13 @@ const BETA_CLASS_ANN: &str = "volume.beta.kubernetes.io/storage-class";
 
 fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
     let null = Value::Null;
-    let os = old.get("spec").unwrap_or(&null);
-    let ns = new.get("spec").unwrap_or(&null);
+    let os = old.field("spec").unwrap_or(&null);
+    let ns = new.field("spec").unwrap_or(&null);
     let mut oc = os.clone();
     let mut nc = ns.clone();
     // volumeName may be set once.
     if s(os, "volumeName").is_empty() {
-        match ns.get("volumeName") {
+        match ns.field("volumeName") {
             Some(v) => oc["volumeName"] = v.clone(),
             None => {
                 oc.as_object_mut().map(|m| m.shift_remove("volumeName"));
@@ -736,8 +736,8 @@ fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
     };
     // The class may be set once when it was nil (retroactive default class) and no beta
     // annotation exists; the annotation may be upgraded to the same-valued field.
-    let old_class = os.get("storageClassName");
-    let new_class = ns.get("storageClassName");
+    let old_class = os.field("storageClassName");
+    let new_class = ns.field("storageClassName");
     if old_class.is_none() && new_class.is_some() {
         match ann(old) {
             None => {
@@ -796,10 +796,10 @@ fn pvc_update(old: &Value, new: &Value, e: &mut Errs) {
             }
         }
     }
-    if os.get("volumeMode") != ns.get("volumeMode") {
+    if os.field("volumeMode") != ns.field("volumeMode") {
         e.push(FieldError::invalid(
             "volumeMode",
-            ns.get("volumeMode").unwrap_or(&null),
+            ns.field("volumeMode").unwrap_or(&null),
             "field is immutable",
         ));
     }
@@ -821,7 +821,7 @@ fn valid_ip(s: &str) -> bool {
 /// The parts of `ValidatePodStatusUpdate` a node agent can trip over.
 fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
     let null = Value::Null;
-    let st = new.get("status").unwrap_or(&null);
+    let st = new.field("status").unwrap_or(&null);
     for (i, c) in arr(st, "conditions").iter().enumerate() {
         let t = s(c, "type");
         if !POD_CONDITION_TYPES.contains(&t) {
@@ -835,7 +835,7 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
         }
     }
     if let Some(nn) = st
-        .get("nominatedNodeName")
+        .field("nominatedNodeName")
         .and_then(Value::as_str)
         .filter(|x| !x.is_empty())
     {
@@ -861,13 +861,13 @@ fn pod_status(old: &Value, new: &Value, e: &mut Errs) {
             .cloned()
             .unwrap_or_default();
         for (i, c) in arr(st, list).iter().enumerate() {
-            let Some(prev) = olds.iter().find(|o| o.get("name") == c.get("name")) else {
+            let Some(prev) = olds.iter().find(|o| o.field("name") == c.field("name")) else {
                 continue;
             };
             let Some(term) = prev.ptr("/state/terminated") else {
                 continue;
             };
-            let exit = term.get("exitCode").and_then(Value::as_i64).unwrap_or(0);
+            let exit = term.field("exitCode").and_then(Value::as_i64).unwrap_or(0);
             let stays = match (list, policy) {
                 (_, "Never") => true,
                 (_, "OnFailure") => exit == 0,
@@ -928,7 +928,7 @@ fn storage_class(sc: &Value, e: &mut Errs) {
             e.push(FieldError::invalid_str("provisioner", prov, &msg));
         }
     }
-    if let Some(params) = sc.get("parameters").and_then(Value::as_object) {
+    if let Some(params) = sc.field("parameters").and_then(Value::as_object) {
         if params.len() > 512 {
             e.push(FieldError::too_long("parameters", 512));
         }
@@ -1013,7 +1013,7 @@ fn storage_class(sc: &Value, e: &mut Errs) {
 fn sc_update(old: &Value, new: &Value, e: &mut Errs) {
     let empty = json!({});
     let params = |o: &Value| {
-        o.get("parameters")
+        o.field("parameters")
             .filter(|p| p.as_object().is_some_and(|m| !m.is_empty()))
             .unwrap_or(&empty)
             .clone()
@@ -1036,10 +1036,10 @@ fn sc_update(old: &Value, new: &Value, e: &mut Errs) {
             "updates to reclaimPolicy are forbidden.",
         ));
     }
-    if old.get("volumeBindingMode") != new.get("volumeBindingMode") {
+    if old.field("volumeBindingMode") != new.field("volumeBindingMode") {
         e.push(FieldError::invalid(
             "volumeBindingMode",
-            new.get("volumeBindingMode").unwrap_or(&Value::Null),
+            new.field("volumeBindingMode").unwrap_or(&Value::Null),
             "field is immutable",
         ));
     }
@@ -1051,7 +1051,7 @@ const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
 
 fn node(n: &Value, e: &mut Errs) {
     let null = Value::Null;
-    let spec = n.get("spec").unwrap_or(&null);
+    let spec = n.field("spec").unwrap_or(&null);
     let mut seen: Vec<(String, String)> = Vec::new();
     for (i, t) in arr(spec, "taints").iter().enumerate() {
         let ip = index("spec.taints", i);
@@ -1087,7 +1087,7 @@ fn node(n: &Value, e: &mut Errs) {
         }
         seen.push((k.to_string(), eff.to_string()));
     }
-    let status = n.get("status").unwrap_or(&null);
+    let status = n.field("status").unwrap_or(&null);
     for which in ["capacity", "allocatable"] {
         if let Some(m) = status.get(which).and_then(Value::as_object) {
             for (r, q) in m {
@@ -1186,7 +1186,7 @@ pub fn pod_spec(spec: &Value, p: &str, e: &mut Errs) {
                 "hostPath" => host_path(sv, &sp, e),
                 "nfs" => nfs(sv, &sp, e),
                 "emptyDir" => {
-                    if let Some(l) = sv.get("sizeLimit") {
+                    if let Some(l) = sv.field("sizeLimit") {
                         if qty(l).is_some_and(|q| q.nanos < 0) {
                             e.push(FieldError::forbidden(
                                 &child(&sp, "sizeLimit"),
@@ -1257,9 +1257,9 @@ pub fn pod_spec(spec: &Value, p: &str, e: &mut Errs) {
             DNS,
         ));
     }
-    meta::validate_labels(spec.get("nodeSelector"), &child(p, "nodeSelector"), e);
+    meta::validate_labels(spec.field("nodeSelector"), &child(p, "nodeSelector"), e);
     if let Some(sa) = spec
-        .get("serviceAccountName")
+        .field("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|x| !x.is_empty())
     {
@@ -1272,7 +1272,7 @@ pub fn pod_spec(spec: &Value, p: &str, e: &mut Errs) {
         }
     }
     if let Some(nn) = spec
-        .get("nodeName")
+        .field("nodeName")
         .and_then(Value::as_str)
         .filter(|x| !x.is_empty())
     {
@@ -1317,7 +1317,7 @@ pub fn pod_spec(spec: &Value, p: &str, e: &mut Errs) {
     }
     tolerations(arr(spec, "tolerations"), &child(p, "tolerations"), e);
     if let Some(sn) = spec
-        .get("schedulerName")
+        .field("schedulerName")
         .and_then(Value::as_str)
         .filter(|x| !x.is_empty())
     {
@@ -1383,7 +1383,7 @@ fn container(c: &Value, p: &str, vols: &[String], names: &mut Vec<String>, e: &m
     for (i, port) in arr(c, "ports").iter().enumerate() {
         let ip = index(&child(p, "ports"), i);
         if let Some(n) = port
-            .get("name")
+            .field("name")
             .and_then(Value::as_str)
             .filter(|x| !x.is_empty())
         {
@@ -1403,7 +1403,7 @@ fn container(c: &Value, p: &str, vols: &[String], names: &mut Vec<String>, e: &m
             }
         }
         let cp = port
-            .get("containerPort")
+            .field("containerPort")
             .and_then(Value::as_i64)
             .unwrap_or(0);
         if cp == 0 {
@@ -1415,7 +1415,7 @@ fn container(c: &Value, p: &str, vols: &[String], names: &mut Vec<String>, e: &m
                 "must be between 1 and 65535, inclusive",
             ));
         }
-        if let Some(hp) = port.get("hostPort").and_then(Value::as_i64) {
+        if let Some(hp) = port.field("hostPort").and_then(Value::as_i64) {
             if hp != 0 && !(1..=65535).contains(&hp) {
                 e.push(FieldError::invalid(
                     &child(&ip, "hostPort"),
@@ -1485,10 +1485,12 @@ fn container(c: &Value, p: &str, vols: &[String], names: &mut Vec<String>, e: &m
             no_backsteps(sub, &child(&ip, "subPath"), e);
         }
     }
-    let res = c.get("resources");
-    let lim = res.and_then(|r| r.get("limits")).and_then(Value::as_object);
+    let res = c.field("resources");
+    let lim = res
+        .and_then(|r| r.field("limits"))
+        .and_then(Value::as_object);
     let req = res
-        .and_then(|r| r.get("requests"))
+        .and_then(|r| r.field("requests"))
         .and_then(Value::as_object);
     for (which, m) in [("limits", lim), ("requests", req)] {
         if let Some(m) = m {
@@ -1529,12 +1531,12 @@ fn tolerations(tols: &[Value], p: &str, e: &mut Errs) {
         if !k.is_empty() {
             label_name(k, &child(&ip, "key"), e);
         }
-        let op = t.get("operator").and_then(Value::as_str).unwrap_or("");
+        let op = t.field("operator").and_then(Value::as_str).unwrap_or("");
         if k.is_empty() && op != "Exists" {
             e.push(FieldError::invalid_str(&child(&ip, "operator"), op, "operator must be Exists when `key` is empty, which means \"match all values and all keys\""));
         }
         let eff = s(t, "effect");
-        if t.get("tolerationSeconds").is_some_and(|x| !x.is_null()) && eff != "NoExecute" {
+        if t.field("tolerationSeconds").is_some_and(|x| !x.is_null()) && eff != "NoExecute" {
             e.push(FieldError::invalid_str(
                 &child(&ip, "effect"),
                 eff,
@@ -1578,8 +1580,8 @@ const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec
 fn pod_update(os: &Value, ns: &Value, e: &mut Errs) {
     // activeDeadlineSeconds: may be set or decreased, never removed or increased.
     let (oa, na) = (
-        os.get("activeDeadlineSeconds").and_then(Value::as_i64),
-        ns.get("activeDeadlineSeconds").and_then(Value::as_i64),
+        os.field("activeDeadlineSeconds").and_then(Value::as_i64),
+        ns.field("activeDeadlineSeconds").and_then(Value::as_i64),
     );
     match (oa, na) {
         (Some(_), None) => e.push(FieldError::invalid(
@@ -1626,7 +1628,7 @@ fn pod_update(os: &Value, ns: &Value, e: &mut Errs) {
         ) {
             if ac.len() == bc.len() {
                 for (x, y) in ac.iter_mut().zip(bc) {
-                    if let Some(img) = y.get("image") {
+                    if let Some(img) = y.field("image") {
                         x["image"] = img.clone();
                     }
                 }
@@ -1642,11 +1644,11 @@ fn pod_update(os: &Value, ns: &Value, e: &mut Errs) {
         }
     }
     if os
-        .get("terminationGracePeriodSeconds")
+        .field("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
         .is_some_and(|v| v < 0)
         && ns
-            .get("terminationGracePeriodSeconds")
+            .field("terminationGracePeriodSeconds")
             .and_then(Value::as_i64)
             == Some(1)
     {
@@ -1770,7 +1772,7 @@ fn event(api_version: &str, ev: &Value, e: &mut Errs) {
         return;
     }
     // Strict validation for events.k8s.io/v1.
-    meta::validate(ev.get("metadata"), true, NameRule::Subdomain, e);
+    meta::validate(ev.field("metadata"), true, NameRule::Subdomain, e);
     if !event_time {
         e.push(FieldError::required("eventTime", ""));
     }
@@ -1791,7 +1793,7 @@ fn event(api_version: &str, ev: &Value, e: &mut Errs) {
         }
     }
     if ev
-        .get("deprecatedCount")
+        .field("deprecatedCount")
         .and_then(Value::as_i64)
         .unwrap_or(0)
         != 0
@@ -1807,8 +1809,8 @@ fn event(api_version: &str, ev: &Value, e: &mut Errs) {
 
 fn lease(l: &Value, e: &mut Errs) {
     let null = Value::Null;
-    let spec = l.get("spec").unwrap_or(&null);
-    if let Some(d) = spec.get("leaseDurationSeconds").and_then(Value::as_i64) {
+    let spec = l.field("spec").unwrap_or(&null);
+    if let Some(d) = spec.field("leaseDurationSeconds").and_then(Value::as_i64) {
         if d <= 0 {
             e.push(FieldError::invalid(
                 "spec.leaseDurationSeconds",
@@ -1817,7 +1819,7 @@ fn lease(l: &Value, e: &mut Errs) {
             ));
         }
     }
-    if let Some(t) = spec.get("leaseTransitions").and_then(Value::as_i64) {
+    if let Some(t) = spec.field("leaseTransitions").and_then(Value::as_i64) {
         if t < 0 {
             e.push(FieldError::invalid(
                 "spec.leaseTransitions",
@@ -1862,7 +1864,7 @@ fn csi_driver(d: &Value, e: &mut Errs) {
         e.push(FieldError::too_long("metadata.name", 63));
     }
     let null = Value::Null;
-    let spec = d.get("spec").unwrap_or(&null);
+    let spec = d.field("spec").unwrap_or(&null);
     if get(spec, "attachRequired").is_none() {
         e.push(FieldError::required("spec.attachRequired", ""));
     }
@@ -1885,7 +1887,7 @@ fn csi_driver(d: &Value, e: &mut Errs) {
 
 fn binding(b: &Value, e: &mut Errs) {
     let null = Value::Null;
-    let t = b.get("target").unwrap_or(&null);
+    let t = b.field("target").unwrap_or(&null);
     let k = s(t, "kind");
     if !k.is_empty() && k != "Node" {
         e.push(FieldError::not_supported(
