@@ -92,6 +92,8 @@ struct Outcome {
     phases: [(f64, u64); 4],
     /// Write requests the API answered while the clock ran, by verb, resource and code.
     requests: BTreeMap<String, u64>,
+    /// Events created since the clock started, by `component reason`.
+    events: BTreeMap<String, u64>,
     /// CPU seconds the whole process (API, volume controller, scheduler, fake nodes) used while
     /// the clock ran.
     cpu_secs: f64,
@@ -460,6 +462,7 @@ async fn run_scenario(
     };
     let sched_client = scheduler::client_for(&url, TOKEN).expect("client");
     let sched_signal = signal(&rx);
+    let wall0 = std::time::SystemTime::now();
     let rev0 = revision(&client).await;
     let req0 = write_requests(&client).await;
     let cpu0 = process_cpu_secs();
@@ -482,6 +485,7 @@ async fn run_scenario(
         *n = n.saturating_sub(req0.get(k).copied().unwrap_or(0));
     }
     requests.retain(|_, n| *n > 0);
+    let events = events_since(&client, wall0).await;
     // The driver copies its metrics out every 200 ms: wait for the copy that has the last pod.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let last = metrics.snapshot();
@@ -501,6 +505,7 @@ async fn run_scenario(
         phases: phase_summary(&last.phases_ms),
         writes,
         requests,
+        events,
         cpu_secs,
         synced_secs: last
             .synced_at_ms
@@ -575,6 +580,41 @@ async fn write_requests(client: &Client) -> BTreeMap<String, u64> {
         };
         let key = format!("{verb} {resource} {}", label("code"));
         *out.entry(key).or_insert(0) += n.trim().parse::<u64>().unwrap_or(0);
+    }
+    out
+}
+
+/// Events created at or after `since` (whole seconds, as creationTimestamp has), by the
+/// component that reported them and their reason.
+async fn events_since(client: &Client, since: std::time::SystemTime) -> BTreeMap<String, u64> {
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let list = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for e in list {
+        let created = e
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(0);
+        if created < since {
+            continue;
+        }
+        let component = e
+            .source
+            .as_ref()
+            .and_then(|s| s.component.clone())
+            .or(e.reporting_component.clone())
+            .unwrap_or_default();
+        let key = format!("{component} {}", e.reason.unwrap_or_default());
+        *out.entry(key).or_insert(0) += 1;
     }
     out
 }
@@ -861,6 +901,11 @@ fn main() {
             println!(
                 "    write requests per pod (verb resource code): {}",
                 by_kind.join(", ")
+            );
+            let events: Vec<String> = o.events.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            println!(
+                "    events created while measured (component reason: count): {}",
+                events.join(", ")
             );
             let [q, w, v, b] = o.phases;
             println!(
