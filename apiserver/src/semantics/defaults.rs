@@ -407,9 +407,7 @@ pub fn pod_qos(pod: &Value) -> &'static str {
             let l = lq.is_some_and(|q| !q.is_zero());
             requests_set |= r;
             limits_set |= l;
-            if !l {
-                guaranteed = false;
-            } else if r && rq != lq && rq.map(|q| q.nanos) != lq.map(|q| q.nanos) {
+            if !l || (r && rq != lq && rq.map(|q| q.nanos) != lq.map(|q| q.nanos)) {
                 guaranteed = false;
             }
         }

@@ -1174,7 +1174,6 @@ fn entry_parts(e: &Value) -> Option<(Header<'_>, &Value)> {
     let manager = field("manager")?.as_str()?;
     let operation = field("operation")?.as_str()?;
     let api_version = field("apiVersion")?.as_str()?;
-    let mut it = it;
     let time = match it.peek() {
         Some((k, v)) if *k == "time" => {
             let t = v.as_str()?;
@@ -1373,7 +1372,7 @@ impl<'i> EmitCx<'i> {
     /// Steps into field `k` of the path `fs` (all fields): pushes it, unless it is ignored.
     fn enter<'v>(&self, fs: &mut Vec<&'v str>, k: &'v str) -> Enter {
         fs.push(k);
-        if self.ignore.prefixes.iter().any(|p| *p == fs.as_slice()) {
+        if self.ignore.prefixes.contains(&fs.as_slice()) {
             fs.pop();
             return Enter::Skip;
         }
