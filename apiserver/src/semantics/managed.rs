@@ -875,7 +875,7 @@ pub fn record_update(
         subresource,
         now,
     };
-    if !tests::reference_only() && record_update_fast(old, old_for_compare, new, &w, ignore) {
+    if !reference_only() && record_update_fast(old, old_for_compare, new, &w, ignore) {
         return;
     }
     record_update_general(old, old_for_compare, new, &w, ignore);
@@ -1907,14 +1907,17 @@ pub fn conflict_error(mut conflicts: Vec<(String, Path)>) -> ApiError {
     e
 }
 
-/// The switch the tests use to run the general paths only (`cfg(test)`), to check the fast
-/// ones against them.
+/// Whether the fast paths are off: only ever in tests, which check them against the general
+/// paths (see `tests::with_reference`).
 #[cfg(not(test))]
-mod tests {
-    #[inline(always)]
-    pub(super) fn reference_only() -> bool {
-        false
-    }
+#[inline(always)]
+fn reference_only() -> bool {
+    false
+}
+
+#[cfg(test)]
+fn reference_only() -> bool {
+    tests::reference_only()
 }
 
 #[cfg(test)]
