@@ -961,7 +961,12 @@ async fn write_update(
     }
     // System fields come from the stored object (kube-apiserver's BeforeUpdate).
     {
-        let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        // Borrowed: the old metadata carries every managedFields entry, too big to copy.
+        let empty = serde_json::Map::new();
+        let old_meta = old
+            .get("metadata")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let meta = meta_mut(&mut new);
         for f in [
             "uid",
