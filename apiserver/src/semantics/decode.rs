@@ -567,10 +567,10 @@ mod tests {
             out.push((kind, new));
         }
         let lesson = [
-            (0, include_str!("../../../../shared/lesson/local-pod.yaml")),
-            (1, include_str!("../../../../shared/lesson/local-pv.yaml")),
-            (2, include_str!("../../../../shared/lesson/local-pvc.yaml")),
-            (7, include_str!("../../../../shared/lesson/local-sc.yaml")),
+            (0, include_str!("../../../examples/lab/local-pod.yaml")),
+            (1, include_str!("../../../examples/lab/local-pv.yaml")),
+            (2, include_str!("../../../examples/lab/local-pvc.yaml")),
+            (7, include_str!("../../../examples/lab/local-sc.yaml")),
         ];
         for (k, y) in lesson {
             out.push((k, serde_norway::from_str(y).unwrap()));
