@@ -69,6 +69,12 @@ struct Bench {
     metrics: Arc<volume_controller::Metrics>,
 }
 
+/// The bench's own client of `b`'s API server (made inside the runtime it will run on).
+fn bench_client(rt: &Runtime, b: &Bench) -> kube::Client {
+    let _g = rt.enter();
+    volume_controller::client(&b.url, TOKEN).unwrap()
+}
+
 fn start(durability: Durability) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let mut sc = StoreConfig::durable(BackendKind::DEFAULT, dir.path().join("store"));
@@ -441,10 +447,7 @@ fn load() -> String {
 fn burst(rt: &Runtime, durability: Durability, n: usize) {
     let b = start(durability);
     println!("burst {durability:?} (load before: {})", load());
-    let client = {
-        let _g = rt.enter();
-        volume_controller::client(&b.url, TOKEN).unwrap()
-    };
+    let client = bench_client(rt, &b);
     rt.block_on(async {
         setup_volumes(&client, n).await;
         let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default");
@@ -504,10 +507,7 @@ fn burst(rt: &Runtime, durability: Durability, n: usize) {
 fn backlog(rt: &Runtime, durability: Durability, n: usize) {
     let mut b = start(durability);
     println!("backlog {durability:?} (load before: {})", load());
-    let client = {
-        let _g = rt.enter();
-        volume_controller::client(&b.url, TOKEN).unwrap()
-    };
+    let client = bench_client(rt, &b);
     rt.block_on(setup_volumes(&client, n));
     b.stop_controller();
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default");
@@ -568,10 +568,7 @@ fn steady(rt: &Runtime, durability: Durability, n: usize, rate: u64) {
         "steady {durability:?} at {rate} claims/s (load before: {})",
         load()
     );
-    let client = {
-        let _g = rt.enter();
-        volume_controller::client(&b.url, TOKEN).unwrap()
-    };
+    let client = bench_client(rt, &b);
     rt.block_on(async {
         setup_volumes(&client, n).await;
         let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default");

@@ -496,39 +496,29 @@ mod tests {
     fn outcome_of(kind: usize, v: &Value) -> (Outcome, Outcome) {
         use crate::semantics::decode_reference as r;
         use k8s_openapi::api as k;
+        /// Findings as comparable strings: unknowns in walk order, nulls and quantities sorted
+        /// (the two walks may record those in different orders).
+        fn render<U: fmt::Debug, N: fmt::Debug, Q: fmt::Debug>(
+            unknown: &[U],
+            nulls: &[N],
+            quantities: &[Q],
+        ) -> (Vec<String>, Vec<String>, Vec<String>) {
+            let all = |xs: &mut dyn Iterator<Item = String>| xs.collect::<Vec<String>>();
+            let mut n = all(&mut nulls.iter().map(|p| format!("{p:?}")));
+            n.sort();
+            let mut q = all(&mut quantities.iter().map(|p| format!("{p:?}")));
+            q.sort();
+            (all(&mut unknown.iter().map(|p| format!("{p:?}"))), n, q)
+        }
         fn new<T: serde::de::DeserializeOwned>(v: &Value) -> Outcome {
-            match decode::<T>(v) {
-                Err(e) => Err(e.to_string()),
-                Ok((_, f)) => {
-                    let mut nulls: Vec<String> = f.nulls.iter().map(|p| format!("{p:?}")).collect();
-                    nulls.sort();
-                    let mut q: Vec<String> =
-                        f.quantities.iter().map(|p| format!("{p:?}")).collect();
-                    q.sort();
-                    Ok((
-                        f.unknown.iter().map(|p| format!("{p:?}")).collect(),
-                        nulls,
-                        q,
-                    ))
-                }
-            }
+            decode::<T>(v)
+                .map(|(_, f)| render(&f.unknown, &f.nulls, &f.quantities))
+                .map_err(|e| e.to_string())
         }
         fn old<T: serde::de::DeserializeOwned>(v: &Value) -> Outcome {
-            match r::decode::<T>(v) {
-                Err(e) => Err(e.to_string()),
-                Ok((_, f)) => {
-                    let mut nulls: Vec<String> = f.nulls.iter().map(|p| format!("{p:?}")).collect();
-                    nulls.sort();
-                    let mut q: Vec<String> =
-                        f.quantities.iter().map(|p| format!("{p:?}")).collect();
-                    q.sort();
-                    Ok((
-                        f.unknown.iter().map(|p| format!("{p:?}")).collect(),
-                        nulls,
-                        q,
-                    ))
-                }
-            }
+            r::decode::<T>(v)
+                .map(|(_, f)| render(&f.unknown, &f.nulls, &f.quantities))
+                .map_err(|e| e.to_string())
         }
         macro_rules! both {
             ($t:ty) => {

@@ -449,6 +449,27 @@ fn post(o: Option<&Value>, n: Option<&Value>, root: bool, ch: &mut Set, rm: &mut
 }
 
 /// The items of a granular list, first occurrence of each path element.
+/// The items of an old and a new granular list by path element: every old one in its order,
+/// then the new ones the old list lacks, each with its old and new value.
+fn paired_items<'a, 'v>(
+    oi: &'a [(PE, &'v Value)],
+    ni: &'a [(PE, &'v Value)],
+) -> Vec<(&'a PE, Option<&'v Value>, Option<&'v Value>)> {
+    let mut pes: Vec<&PE> = oi.iter().map(|(p, _)| p).collect();
+    for (p, _) in ni {
+        if !pes.contains(&p) {
+            pes.push(p);
+        }
+    }
+    pes.into_iter()
+        .map(|pe| {
+            let ov = oi.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+            let nv = ni.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+            (pe, ov, nv)
+        })
+        .collect()
+}
+
 fn index_items(l: Option<&Value>, lt: ListType) -> Vec<(PE, &Value)> {
     let mut out: Vec<(PE, &Value)> = Vec::new();
     for (i, it) in l
@@ -607,15 +628,7 @@ fn cmp_in<'v>(
             if oi.is_empty() && ni.is_empty() {
                 return leaf(o, n, root, ch, rm);
             }
-            let mut pes: Vec<&PE> = oi.iter().map(|(p, _)| p).collect();
-            for (p, _) in &ni {
-                if !pes.contains(&p) {
-                    pes.push(p);
-                }
-            }
-            for pe in pes {
-                let ov = oi.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
-                let nv = ni.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+            for (pe, ov, nv) in paired_items(&oi, &ni) {
                 let (mut cch, mut crm) = (Set::new(), Set::new());
                 cmp(ov, nv, false, fpath, &mut cch, &mut crm);
                 if !cch.is_empty() {
@@ -1475,15 +1488,7 @@ fn emit_changed<'v>(
                 leaf(&mut e);
                 return e;
             }
-            let mut pes: Vec<&PE> = oi.iter().map(|(p, _)| p).collect();
-            for (p, _) in &ni {
-                if !pes.contains(&p) {
-                    pes.push(p);
-                }
-            }
-            for pe in pes {
-                let ov = oi.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
-                let nv = ni.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+            for (pe, ov, nv) in paired_items(&oi, &ni) {
                 let c = emit_changed(ov, nv, false, fpath, None, cx);
                 if !c.is_empty() {
                     let mut key = String::new();

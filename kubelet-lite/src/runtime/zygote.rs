@@ -147,18 +147,7 @@ impl Zygote {
 
     /// Forks the fork server. The process must be single-threaded.
     pub fn start() -> io::Result<Zygote> {
-        let mut sv = [0 as RawFd; 2];
-        // SAFETY: socketpair with a valid out-array of two fds.
-        cvt(unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                sv.as_mut_ptr(),
-            )
-        } as isize)?;
-        // SAFETY: both fds were just created and are owned by nobody else.
-        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+        let (ours, theirs) = seqpacket_pair()?;
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         // SAFETY: the caller guarantees a single-threaded process, so fork is safe.
@@ -254,8 +243,9 @@ struct Spare {
     job: OwnedFd,
 }
 
-/// Forks a spare shim. `server` is the kubelet's socket, which the spare must not keep open.
-fn make_spare(server: RawFd) -> io::Result<Spare> {
+/// A connected pair of close-on-exec SOCK_SEQPACKET sockets (one message per request, fds
+/// passed alongside).
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut sv = [0 as RawFd; 2];
     // SAFETY: socketpair with a valid out-array of two fds.
     cvt(unsafe {
@@ -267,7 +257,12 @@ fn make_spare(server: RawFd) -> io::Result<Spare> {
         )
     } as isize)?;
     // SAFETY: both fds were just created and are owned by nobody else.
-    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+    Ok(unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) })
+}
+
+/// Forks a spare shim. `server` is the kubelet's socket, which the spare must not keep open.
+fn make_spare(server: RawFd) -> io::Result<Spare> {
+    let (ours, theirs) = seqpacket_pair()?;
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     sigchld_mask(libc::SIG_BLOCK);
