@@ -314,11 +314,19 @@ async fn slow_watchers_are_cut_off_and_never_block_writers() {
     let store = Store::open(config).unwrap();
     let mut slow = store.watch(&pods(None)).unwrap();
     let mut fast = store.watch(&pods(None)).unwrap();
+    // The fast watcher reports each event it received, and the writer waits for that report
+    // before its next write: "fast" then means "never more than one event behind" whatever the
+    // machine's scheduling (a current-thread runtime need not run the reader between two
+    // creates whose acks are already there, which once filled its buffer of 8 on a loaded CI).
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
         let mut n = 0;
         while n < 100 {
             match fast.next().await {
-                Some(WatchItem::Event(_)) => n += 1,
+                Some(WatchItem::Event(_)) => {
+                    n += 1;
+                    seen_tx.send_replace(n);
+                }
                 Some(WatchItem::Bookmark(_)) => {}
                 other => panic!("fast watcher ended: {other:?}"),
             }
@@ -329,6 +337,10 @@ async fn slow_watchers_are_cut_off_and_never_block_writers() {
             .create(&pod("default", &format!("p{i}")), json!({}), "t")
             .await
             .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), seen.wait_for(|n| *n > i))
+            .await
+            .expect("the fast watcher received each event within 10 s")
+            .expect("the fast watcher is running");
     }
     reader.await.unwrap();
     let mut got = 0;
