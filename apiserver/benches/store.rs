@@ -8,7 +8,9 @@
 //!    without a flush, synced once a second): `syncs` counts the periodic syncs, and the writes
 //!    are per group (backend transaction). `cpu µs/create` is the whole process's CPU time
 //!    (writers, store threads, backend threads) per create: less noisy than creates/s on a
-//!    shared machine. Each create's object is built before the clock (the API layer's JSON
+//!    shared machine; `writer µs` and `flusher µs` are the CPU time per create of the store's
+//!    writer and flusher threads alone (the writer is the one thread every write goes through,
+//!    so its time per create bounds creates/s). Each create's object is built before the clock (the API layer's JSON
 //!    parse belongs to the http bench), up to 80k objects per second of a point.
 //! 3. Watch delivery latency p50/p99 with 1,000 watchers, one write at a time, on the memory
 //!    backend and on the durable ones. Two figures per delivery: write submitted → event
@@ -148,9 +150,46 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// CPU time (user + system) so far of this process's threads whose name starts with `prefix`
+/// (`/proc/self/task/*/comm`, truncated to 15 bytes: `bonsai-store-wr` is the store's writer,
+/// `bonsai-store-fl` its flusher). Threads that exited are not counted.
+fn threads_cpu(prefix: &str) -> Duration {
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        ticks += f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    }
+    Duration::from_millis(ticks * 10)
+}
+
 /// Objects built before the clock per second of a throughput point, over all its writers
 /// (above the fastest rate measured here; a writer that runs out clones on the clock).
 const POOL_CREATES_PER_SEC: f64 = 80_000.0;
+
+/// One throughput point.
+struct Point {
+    rate: f64,
+    per_flush: f64,
+    flushes: u64,
+    groups: u64,
+    /// CPU µs per create: the whole process, the store's writer thread, its flusher thread.
+    cpu: f64,
+    writer_cpu: f64,
+    flusher_cpu: f64,
+}
+
+/// The store's threads as `/proc` names them (15 bytes).
+const WRITER_THREAD: &str = "bonsai-store-wr";
+const FLUSHER_THREAD: &str = "bonsai-store-fl";
 
 /// One throughput point: creates/s, writes per flush, flushes, groups, CPU µs per create.
 fn throughput(
@@ -159,7 +198,7 @@ fn throughput(
     durability: Durability,
     writers: usize,
     secs: f64,
-) -> (f64, f64, u64, u64, f64) {
+) -> Point {
     let dir = bench_dir();
     let store = Store::open(StoreConfig {
         durability,
@@ -189,6 +228,8 @@ fn throughput(
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let cpu0 = process_cpu();
+    let writer0 = threads_cpu(WRITER_THREAD);
+    let flusher0 = threads_cpu(FLUSHER_THREAD);
     let measured = rt.block_on(async {
         let mut tasks = Vec::new();
         for (w, pool) in pools.into_iter().enumerate() {
@@ -222,20 +263,25 @@ fn throughput(
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu = process_cpu() - cpu0;
+        let writer = threads_cpu(WRITER_THREAD) - writer0;
+        let flusher = threads_cpu(FLUSHER_THREAD) - flusher0;
         drop(leftovers);
-        (elapsed, cpu)
+        (elapsed, cpu, writer, flusher)
     });
-    let (elapsed, cpu) = measured;
+    let (elapsed, cpu, writer, flusher) = measured;
     let stats = store.stats();
     let writes = done.load(Ordering::Relaxed);
     let per_flush = stats.writes as f64 / stats.flushes.max(1) as f64;
-    (
-        writes as f64 / elapsed,
+    let per_create = |d: Duration| d.as_secs_f64() * 1e6 / writes.max(1) as f64;
+    Point {
+        rate: writes as f64 / elapsed,
         per_flush,
-        stats.flushes,
-        stats.groups,
-        cpu.as_secs_f64() * 1e6 / writes.max(1) as f64,
-    )
+        flushes: stats.flushes,
+        groups: stats.groups,
+        cpu: per_create(cpu),
+        writer_cpu: per_create(writer),
+        flusher_cpu: per_create(flusher),
+    }
 }
 
 /// Latency percentiles of one watch run: submit → receipt and commit → receipt.
@@ -461,7 +507,7 @@ fn main() {
             println!();
             println!("{name} creates/s (~1 KiB pods, {secs}s per point):");
             println!(
-                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14}",
+                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14} {:>10} {:>11}",
                 "backend",
                 "writers",
                 "creates/s",
@@ -469,7 +515,9 @@ fn main() {
                 per,
                 "vs 1 writer",
                 "groups",
-                "cpu µs/create"
+                "cpu µs/create",
+                "writer µs",
+                "flusher µs"
             );
             for &kind in &backends {
                 // Relaxed is durable on the memory backend: nothing new to show.
@@ -478,8 +526,15 @@ fn main() {
                 }
                 let mut base = 0.0;
                 for &writers in &writer_counts {
-                    let (rate, per_flush, flushes, groups, cpu) =
-                        throughput(&rt, kind, durability, writers, secs);
+                    let Point {
+                        rate,
+                        per_flush,
+                        flushes,
+                        groups,
+                        cpu,
+                        writer_cpu,
+                        flusher_cpu,
+                    } = throughput(&rt, kind, durability, writers, secs);
                     let per_flush = match durability {
                         Durability::Durable => per_flush,
                         Durability::Relaxed => {
@@ -490,7 +545,7 @@ fn main() {
                         base = rate;
                     }
                     println!(
-                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1}",
+                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1} {:>10.1} {:>11.1}",
                         kind.as_str(),
                         writers,
                         rate,
@@ -498,7 +553,9 @@ fn main() {
                         per_flush,
                         rate / base,
                         groups,
-                        cpu
+                        cpu,
+                        writer_cpu,
+                        flusher_cpu
                     );
                     let _ = std::io::stdout().flush();
                 }

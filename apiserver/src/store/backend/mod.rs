@@ -57,6 +57,21 @@ pub struct Batch {
     pub meta: Vec<(&'static str, u64)>,
 }
 
+impl Batch {
+    /// Appends `later`'s writes after this batch's (applied in order: its writes win).
+    pub fn extend(&mut self, later: Batch) {
+        self.put_events.extend(later.put_events);
+        self.delete_events.extend(later.delete_events);
+        self.objects.extend(later.objects);
+        self.meta.extend(later.meta);
+    }
+
+    /// How many events it appends.
+    pub fn events(&self) -> usize {
+        self.put_events.len()
+    }
+}
+
 /// The storage engine under the log: ordered tables of bytes and one atomic batch write.
 pub trait Backend: Send + Sync {
     /// For messages: `redb at /var/lib/bonsai/store.redb`.
@@ -84,8 +99,9 @@ pub trait Backend: Send + Sync {
     fn needs_sync(&self) -> bool {
         true
     }
-    /// Whether the driver should append the next group while the previous one is flushing (a
-    /// flusher thread). `false` where that costs more than it gains.
+    /// Whether durable group commits should be written and flushed on a thread of their own (the
+    /// driver's flusher), while the writer thread prepares the next group. `false` where that
+    /// costs more than it gains.
     fn overlap_flush(&self) -> bool {
         true
     }
@@ -360,6 +376,13 @@ impl Log {
     /// (A key written twice in the group appears twice in the batch; backends apply a batch in
     /// order, so its last write wins.)
     pub fn append(&self, batch: &[Committed], sync: bool) -> BackendResult<()> {
+        self.write(Self::encode(batch), sync)
+    }
+
+    /// The backend batch that appends `batch` (see [`Log::append`]): its events encoded, its
+    /// objects-table updates. Pure CPU work, so the driver does it before handing the batch to
+    /// the thread that writes it.
+    pub fn encode(batch: &[Committed]) -> Batch {
         let mut b = Batch {
             put_events: Vec::with_capacity(batch.len()),
             objects: Vec::with_capacity(batch.len()),
@@ -375,9 +398,15 @@ impl Log {
             let live = (c.event_type != EventType::Deleted).then_some(c.revision);
             b.objects.push((codec::encode_object_key(&c.key), live));
         }
-        self.backend.write(b, sync)?;
-        self.retained
-            .fetch_add(batch.len() as u64, Ordering::AcqRel);
+        b
+    }
+
+    /// Writes a batch from [`Log::encode`] (or several, [`Batch::extend`]ed in revision order)
+    /// in one atomic transaction; with `sync`, returns once it is on disk.
+    pub fn write(&self, batch: Batch, sync: bool) -> BackendResult<()> {
+        let n = batch.events() as u64;
+        self.backend.write(batch, sync)?;
+        self.retained.fetch_add(n, Ordering::AcqRel);
         Ok(())
     }
 

@@ -209,9 +209,11 @@ impl Backend for SledBackend {
 
     /// Measured (`benches/store.rs`, 100k objects, 256 writers): with sled's `flush` running
     /// while the next batch is applied, sled holds ~180 B more per object (1.31 KiB instead of
-    /// 1.13 KiB beyond the JSON), and creates/s did not rise beyond the noise. redb gains.
+    /// 1.13 KiB beyond the JSON), and creates/s did not rise beyond the noise. Now the flusher
+    /// thread applies and flushes each group itself (never both at once), while the writer
+    /// prepares the next group: TODO measured.
     fn overlap_flush(&self) -> bool {
-        false
+        true
     }
 
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>> {
