@@ -155,7 +155,11 @@ fn process_cpu() -> Duration {
 /// `bonsai-store-fl` its flusher). Threads that exited are not counted.
 fn threads_cpu(prefix: &str) -> Duration {
     let mut ticks = 0;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if !comm.starts_with(prefix) {
             continue;

@@ -592,3 +592,119 @@ fn a_file_that_is_not_a_store_is_reported_not_reset() {
         }
     }
 }
+
+/// A memory backend that says it needs flushes (so the durable driver writes and flushes each
+/// group on its flusher thread, as for sled and redb) and fails every write once told to.
+struct Failing {
+    inner: apiserver::store::MemoryBackend,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl apiserver::store::Backend for Failing {
+    fn describe(&self) -> String {
+        "failing memory".into()
+    }
+    fn write(
+        &self,
+        batch: apiserver::store::backend::Batch,
+        sync: bool,
+    ) -> apiserver::store::backend::BackendResult<()> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(apiserver::store::BackendError::Io(
+                "the disk is gone".into(),
+            ));
+        }
+        self.inner.write(batch, sync)
+    }
+    fn sync(&self) -> apiserver::store::backend::BackendResult<()> {
+        self.inner.sync()
+    }
+    fn get_event(
+        &self,
+        revision: u64,
+    ) -> apiserver::store::backend::BackendResult<Option<Vec<u8>>> {
+        self.inner.get_event(revision)
+    }
+    fn scan_events(
+        &self,
+        from: u64,
+        to: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> apiserver::store::backend::BackendResult<bool>,
+    ) -> apiserver::store::backend::BackendResult<()> {
+        self.inner.scan_events(from, to, f)
+    }
+    fn scan_objects(
+        &self,
+        f: &mut dyn FnMut(&[u8], u64) -> apiserver::store::backend::BackendResult<()>,
+    ) -> apiserver::store::backend::BackendResult<()> {
+        self.inner.scan_objects(f)
+    }
+    fn get_meta(&self, name: &str) -> apiserver::store::backend::BackendResult<Option<u64>> {
+        self.inner.get_meta(name)
+    }
+}
+
+/// Concurrent writers whose group commit fails: none of them is acknowledged, none of their
+/// writes becomes visible (to reads or watchers), and the store refuses writes from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_group_commit_acknowledges_and_shows_nothing() {
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = Failing {
+        inner: apiserver::store::MemoryBackend::new(),
+        fail: fail.clone(),
+    };
+    let store = Store::open_with(StoreConfig::memory(), Box::new(backend)).unwrap();
+    let creates = |prefix: &'static str| {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let name = format!("{prefix}-{i}");
+                    store
+                        .create(&pod("default", &name), json!({}), "test")
+                        .await
+                })
+            })
+            .collect();
+        async move {
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await.unwrap());
+            }
+            results
+        }
+    };
+    for r in creates("ok").await {
+        r.unwrap();
+    }
+    let revision = store.revision();
+    assert_eq!(revision, 64);
+    let mut w = store.watch(&pods(Some(revision))).unwrap();
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    for r in creates("lost").await {
+        assert!(
+            matches!(r, Err(StoreError::Backend(_))),
+            "a write whose commit failed was acknowledged: {r:?}"
+        );
+    }
+    assert_eq!(store.revision(), revision);
+    for i in 0..64 {
+        assert!(store.get(&pod("default", &format!("lost-{i}"))).is_none());
+        assert!(store.get(&pod("default", &format!("ok-{i}"))).is_some());
+    }
+    let listed = store
+        .list(&ListQuery {
+            resource: "pods".into(),
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(listed.items.len(), 64);
+    assert!(matches!(w.try_next(), None | Some(WatchItem::Bookmark(_))));
+    // Even with the disk back, a store that failed a write refuses writes (reads go on).
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let again = store
+        .create(&pod("default", "after"), json!({}), "test")
+        .await;
+    assert!(matches!(again, Err(StoreError::Backend(_))), "{again:?}");
+    assert!(store.get(&pod("default", "ok-0")).is_some());
+}

@@ -69,9 +69,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::backend::{
-    Backend, BackendError, Batch, Log, MemoryBackend, RedbBackend, SledBackend,
-};
+use super::backend::{Backend, BackendError, Batch, Log, MemoryBackend, RedbBackend, SledBackend};
 use super::core::{
     left_selection, parse, preserialize, resource_version_of, Committed, Filter, Preserialized,
     Seen, StoreCore, Views, Write, WriteContext,
@@ -800,8 +798,7 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                     });
                     match pipelined {
                         Some(tx) => {
-                            if let Err(std_mpsc::SendError((group, _))) =
-                                tx.send((group, encoded))
+                            if let Err(std_mpsc::SendError((group, _))) = tx.send((group, encoded))
                             {
                                 let why = "the store's flusher thread stopped".to_string();
                                 abort_groups(&shared, vec![group], StoreError::Backend(why));
