@@ -631,7 +631,12 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
         verb,
         target.resource.group,
         target.resource.name,
-        target.subresource.as_deref().unwrap_or(""),
+        // The route only admits the resource's own subresources: their static names.
+        target
+            .subresource
+            .as_deref()
+            .and_then(|s| target.resource.subresource(s))
+            .map_or("", |s| s.name),
         code,
         elapsed,
     );

@@ -269,9 +269,14 @@ pub fn find(group: &str, version: &str, name: &str) -> Option<&'static Resource>
 }
 
 /// The resources of one group-version (`None` when the group-version is not served).
+/// Whether `group`/`version` is served (what [`of_group_version`] answers, without the list).
+pub fn serves_group_version(group: &str, version: &str) -> bool {
+    (group.is_empty() && version == "v1")
+        || GROUPS.iter().any(|(g, v)| *g == group && *v == version)
+}
+
 pub fn of_group_version(group: &str, version: &str) -> Option<Vec<&'static Resource>> {
-    let served = (group.is_empty() && version == "v1")
-        || GROUPS.iter().any(|(g, v)| *g == group && *v == version);
+    let served = serves_group_version(group, version);
     served.then(|| {
         RESOURCES
             .iter()

@@ -133,6 +133,19 @@ pub(crate) fn st_get(state: &AppState, key: &Key) -> Option<Arc<Value>> {
     state.store.get(key)
 }
 
+pub(crate) fn st_get_json(state: &AppState, key: &Key) -> Option<Arc<str>> {
+    state.store.get_json(key)
+}
+
+/// Stored JSON text as a response body without copying it.
+struct ArcStr(Arc<str>);
+
+impl AsRef<[u8]> for ArcStr {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 pub(crate) async fn st_create(
     state: &AppState,
     key: Key,
@@ -247,7 +260,16 @@ fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result
         )));
     }
     let o = obj.as_object_mut().expect("decode_object returns objects");
-    // Keep apiVersion and kind first, as Kubernetes serializes them.
+    // Keep apiVersion and kind first, as Kubernetes serializes them (most bodies have them
+    // there already, as kubectl and client libraries send them).
+    let mut head = o.iter();
+    if head
+        .next()
+        .is_some_and(|(k, v)| k == "apiVersion" && v == expected_av.as_str())
+        && head.next().is_some_and(|(k, v)| k == "kind" && v == kind)
+    {
+        return Ok(());
+    }
     let rest = std::mem::take(o);
     o.insert("apiVersion".into(), json!(expected_av));
     o.insert("kind".into(), json!(kind));
@@ -297,7 +319,7 @@ pub(crate) async fn handle(
     q: Query,
     req: Request,
 ) -> (&'static str, Response) {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let actor = q
         .get("fieldManager")
         .filter(|s| !s.is_empty())
@@ -311,11 +333,17 @@ pub(crate) async fn handle(
                     .unwrap_or(""),
             )
         });
+    let t_is_exec = t.subresource.as_deref() == Some("exec");
     let ctx = Ctx {
         state,
         t,
         q,
-        headers: parts.headers.clone(),
+        // Only exec hands the request on (to upgrade it); everything else keeps the headers here.
+        headers: if t_is_exec {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        },
         actor,
         now: SystemTime::now(),
     };
@@ -535,8 +563,32 @@ fn object_response(ctx: &Ctx, code: StatusCode, obj: &Arc<Value>) -> Result<Resp
     }
 }
 
+/// Whether stored JSON text starts with `apiVersion` and `kind`, as every object the server
+/// stored does ([`check_kind`] puts them first): then [`with_type`] would leave it as it is.
+fn typed_text(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("{\"apiVersion\":\"") else {
+        return false;
+    };
+    let Some(end) = rest.find('"') else {
+        return false;
+    };
+    !rest[..end].contains('\\') && rest[end..].starts_with("\",\"kind\":\"")
+}
+
 fn get(ctx: &Ctx) -> Result<Response, ApiError> {
     let name = ctx.t.name.as_deref().unwrap_or("");
+    // The plain object is the stored text itself: the store serialized it, and parsing and
+    // serializing it again gives back the same bytes.
+    if !ctx.events_v1() && repr_of(&ctx.headers) == Repr::Object {
+        if let Some(text) = st_get_json(&ctx.state, &ctx.key(name)) {
+            if typed_text(&text) {
+                return Ok(super::util::json_text_response(
+                    StatusCode::OK,
+                    bytes::Bytes::from_owner(ArcStr(text)),
+                ));
+            }
+        }
+    }
     let obj = st_get(&ctx.state, &ctx.key(name))
         .map(|o| ctx.to_api(o))
         .ok_or_else(|| ApiError::not_found(ctx.r().group, ctx.r().name, name))?;
@@ -679,29 +731,27 @@ fn list(ctx: &Ctx) -> Result<Response, ApiError> {
             } else {
                 (format!("{}List", r.kind), r.api_version())
             };
-            let mut buf = Vec::with_capacity(256 + res.items.len() * 1024);
-            buf.extend_from_slice(b"{\"kind\":");
-            serde_json::to_writer(&mut buf, &kind)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            buf.extend_from_slice(b",\"apiVersion\":");
-            serde_json::to_writer(&mut buf, &api_version)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            buf.extend_from_slice(b",\"metadata\":");
-            serde_json::to_writer(&mut buf, &meta)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            buf.extend_from_slice(b",\"items\":[");
+            // serde_json's bytes, by the store's faster serializer (see `util::to_json`).
+            use crate::store::core::push_json;
+            let mut buf = String::with_capacity(256 + res.items.len() * 1024);
+            buf.push_str("{\"kind\":");
+            push_json(&mut buf, &Value::String(kind));
+            buf.push_str(",\"apiVersion\":");
+            push_json(&mut buf, &Value::String(api_version));
+            buf.push_str(",\"metadata\":");
+            push_json(&mut buf, &meta);
+            buf.push_str(",\"items\":[");
             for (i, item) in res.items.iter().enumerate() {
                 if i > 0 {
-                    buf.push(b',');
+                    buf.push(',');
                 }
-                let w = if repr == Repr::PartialMetadata {
-                    serde_json::to_writer(&mut buf, &partial_metadata(item))
+                if repr == Repr::PartialMetadata {
+                    push_json(&mut buf, &partial_metadata(item));
                 } else {
-                    serde_json::to_writer(&mut buf, &**item)
-                };
-                w.map_err(|e| ApiError::internal(e.to_string()))?;
+                    push_json(&mut buf, item);
+                }
             }
-            buf.extend_from_slice(b"]}");
+            buf.push_str("]}");
             Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/json")
@@ -730,12 +780,18 @@ fn check_namespace_for_create(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
     let Some(ns) = ctx.t.namespace.as_deref() else {
         return Ok(());
     };
-    let nsobj = st_get(&ctx.state, &Key::new("", "namespaces", "", ns))
-        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
-    let terminating = nsobj
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-        || nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+    let key = Key::new("", "namespaces", "", ns);
+    let text =
+        st_get_json(&ctx.state, &key).ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    // Neither a deletionTimestamp nor the Terminating phase can be in the object without
+    // their (never escaped) names in its text: the usual namespace needs no parse.
+    let terminating = (text.contains("deletionTimestamp") || text.contains("Terminating"))
+        && serde_json::from_str::<Value>(&text).is_ok_and(|nsobj| {
+            nsobj
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
+                || nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        });
     if terminating && r.name != "events" {
         let q = if r.group.is_empty() {
             r.name.to_string()
@@ -1689,7 +1745,9 @@ async fn binding(ctx: &Ctx, body: &[u8], path_name: Option<String>) -> Result<Re
                 "pod {name} is already assigned to node \"{assigned}\""
             )));
         }
-        let mut new = (*pod).clone();
+        let rv = rv_of(&pod).unwrap_or(0);
+        // The parsed pod is this request's alone: edited in place, not deep-copied.
+        let mut new = Arc::unwrap_or_clone(pod);
         new["spec"]["nodeName"] = json!(node);
         if let Some(a) = &annotations {
             let meta = meta_mut(&mut new);
@@ -1704,7 +1762,6 @@ async fn binding(ctx: &Ctx, body: &[u8], path_name: Option<String>) -> Result<Re
         if dry {
             break;
         }
-        let rv = rv_of(&pod).unwrap_or(0);
         match st_update(
             &ctx.state,
             key.clone(),
@@ -1870,6 +1927,51 @@ mod tests {
         assert!(e
             .message
             .contains("does not match the expected API version (storage.k8s.io/v1)"));
+    }
+
+    #[test]
+    fn kind_and_api_version_move_first_unless_they_are() {
+        // Already first and right: untouched (the fast path).
+        let mut o = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}});
+        check_kind("", "v1", "Pod", &mut o).unwrap();
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#
+        );
+        // Elsewhere, or missing: moved to the front.
+        for body in [
+            json!({"metadata": {"name": "x"}, "kind": "Pod", "apiVersion": "v1"}),
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "x"}}),
+            json!({"apiVersion": "v1", "metadata": {"name": "x"}}),
+        ] {
+            let mut o = body;
+            check_kind("", "v1", "Pod", &mut o).unwrap();
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#
+            );
+        }
+    }
+
+    #[test]
+    fn stored_text_is_served_only_when_typed() {
+        assert!(typed_text(
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{}}"#
+        ));
+        assert!(typed_text(
+            r#"{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass"}"#
+        ));
+        assert!(!typed_text(r#"{"kind":"Pod","apiVersion":"v1"}"#));
+        assert!(!typed_text(r#"{"apiVersion":"v1","metadata":{}}"#));
+        assert!(!typed_text(r#"{"apiVersion":"v\"1","kind":"Pod"}"#));
+        assert!(!typed_text(r#"{"apiVersion":"v1"}"#));
+        // The text served is what parsing and serializing it again would give.
+        let text = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a\u0001\"b\n","labels":{"é":"1"}},"spec":{"n":1.5,"m":-3,"e":1e300}}"#;
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            super::super::util::to_json(&v),
+            serde_json::to_string(&v).unwrap()
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! a collection, `/api/v1/namespaces/x/status` a subresource) and every miss must still be a
 //! Kubernetes `Status`.
 
+use std::borrow::Cow;
+
 use super::resources::{self, Resource};
 use crate::status::ApiError;
 
@@ -45,12 +47,12 @@ pub fn not_found_path() -> ApiError {
 
 /// Parses `/api...` and `/apis...` paths. Segments are percent-decoded.
 pub fn parse(path: &str) -> Result<Route, ApiError> {
-    let segs: Vec<String> = path
+    let segs: Vec<Cow<str>> = path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = segs.iter().map(|s| &**s).collect();
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
         ["api"] => return Ok(Route::ApiVersions),
         ["apis"] => return Ok(Route::ApiGroups),
@@ -59,7 +61,7 @@ pub fn parse(path: &str) -> Result<Route, ApiError> {
         ["apis", g, v, rest @ ..] => (g, v, rest),
         _ => return Err(not_found_path()),
     };
-    if resources::of_group_version(group, version).is_none() {
+    if !resources::serves_group_version(group, version) {
         return Err(not_found_path());
     }
     if rest.is_empty() {
@@ -118,7 +120,10 @@ pub fn parse(path: &str) -> Result<Route, ApiError> {
     Ok(Route::Resource(target))
 }
 
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -134,7 +139,7 @@ fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

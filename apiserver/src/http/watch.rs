@@ -127,13 +127,14 @@ impl EncodedEvents {
 }
 
 fn encode_event(ty: &str, object: &Value) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(512);
-    buf.extend_from_slice(b"{\"type\":\"");
-    buf.extend_from_slice(ty.as_bytes());
-    buf.extend_from_slice(b"\",\"object\":");
-    let _ = serde_json::to_writer(&mut buf, object);
-    buf.extend_from_slice(b"}\n");
-    buf
+    let mut buf = String::with_capacity(1024);
+    buf.push_str("{\"type\":\"");
+    buf.push_str(ty);
+    buf.push_str("\",\"object\":");
+    // serde_json's bytes, by the store's faster serializer (see `util::to_json`).
+    crate::store::core::push_json(&mut buf, object);
+    buf.push_str("}\n");
+    buf.into_bytes()
 }
 
 impl WatchStream {

@@ -241,23 +241,52 @@ pub fn label_value(s: &str) -> Vec<String> {
 }
 
 /// Path helpers: `spec.containers[0].name`, `metadata.labels` etc.
+// Validation builds the path of every field it visits, errors or not: these are on every
+// write's path, so they concatenate directly instead of going through `format!`.
 pub fn child(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
-        format!("{path}.{key}")
+        let mut s = String::with_capacity(path.len() + 1 + key.len());
+        s.push_str(path);
+        s.push('.');
+        s.push_str(key);
+        s
     }
 }
 pub fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
+    let mut s = String::with_capacity(path.len() + 4);
+    s.push_str(path);
+    s.push('[');
+    if i < 10 {
+        s.push((b'0' + i as u8) as char);
+    } else {
+        s.push_str(&i.to_string());
+    }
+    s.push(']');
+    s
 }
 pub fn key(path: &str, k: &str) -> String {
-    format!("{path}[{k}]")
+    let mut s = String::with_capacity(path.len() + 2 + k.len());
+    s.push_str(path);
+    s.push('[');
+    s.push_str(k);
+    s.push(']');
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn paths_are_formatted_as_before() {
+        for i in [0, 7, 9, 10, 42, 1000] {
+            assert_eq!(index("spec.containers", i), format!("spec.containers[{i}]"));
+        }
+        assert_eq!(child("", "spec"), "spec");
+        assert_eq!(child("spec", "volumes"), "spec.volumes");
+        assert_eq!(key("metadata.labels", "app"), "metadata.labels[app]");
+    }
     #[test]
     fn names() {
         assert!(dns1123_subdomain("local-pv-1").is_empty());
