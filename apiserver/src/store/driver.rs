@@ -321,11 +321,12 @@ impl Drop for Watcher {
     }
 }
 
-fn now() -> (u64, String) {
-    let d = SystemTime::now()
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_millis() as u64, rfc3339(d.as_secs()))
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// uuid v4s drawn from a buffer of OS randomness refilled 256 uuids at a time (one
@@ -403,7 +404,7 @@ impl Store {
         config.max_batch = config.max_batch.max(1);
         config.watcher_buffer = config.watcher_buffer.max(1);
         let log = Log::new(backend);
-        let (now_ms, _) = now();
+        let now_ms = now_ms();
         let since = rfc3339((now_ms / 1000).saturating_sub(config.watch_window.max_age.as_secs()));
         let loaded = log
             .load(&since, config.watch_window.max_events)
@@ -943,7 +944,7 @@ fn prepare_group(
     batch: &mut Vec<Request>,
     uids: &mut Uids,
 ) -> Option<(Group, Vec<Committed>)> {
-    let (now_ms, _) = now();
+    let now_ms = now_ms();
     let mut accepted = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     let mut inner = shared.lock();
@@ -1178,7 +1179,7 @@ fn publish(
 /// Ages the watch window and hands every watcher a bookmark with the store's revision (after
 /// every event at or below it: the committer publishes before it lets go of the watchers).
 fn send_bookmarks(shared: &Shared) {
-    let (now_ms, _) = now();
+    let now_ms = now_ms();
     let mut inner = shared.lock();
     inner.core.age_window(now_ms);
     let rev = inner.core.revision();
