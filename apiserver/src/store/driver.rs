@@ -31,10 +31,12 @@
 //! work moved to the flusher, and the writer only checks, assigns revisions and encodes. (An
 //! earlier version overlapped only the flush — sled's `flush` while the writer applied the next
 //! batch — and gained nothing: the flush is ~0.1–0.3 ms per group of hundreds of writes, the
-//! writer's CPU per write was the limit.) One thread writes the backend in durable mode, so
-//! sled never flushes and applies at once (which made it hold more memory per object), and
-//! redb commits each group in one durable transaction instead of a non-durable one plus an
-//! empty durable one.
+//! writer's CPU per write was the limit.) One thread writes the groups to the backend in
+//! durable mode (log retention's rare compaction aside), so sled never flushes while it
+//! applies a group (which made it hold more memory per object), and redb commits each group in
+//! one durable transaction instead of a non-durable one plus an empty durable one. The backend
+//! holds a group's events before it is acknowledged, so `history` reads the log only up to the
+//! committed revision.
 //!
 //! Relaxed mode acknowledges a group once its backend transaction committed, without a flush,
 //! and makes it durable within about a second: a sync thread (`bonsai-store-sync`) syncs the
@@ -613,7 +615,12 @@ impl Store {
     pub fn history(&self, key: &Key) -> Result<History> {
         key.validate()?;
         let log = &self.shared.log;
-        let events = log.history(key).map_err(|e| log.store_error(e))?;
+        // Only committed events: the backend holds a group's events from its write on, before
+        // its flush covers them and it is acknowledged.
+        let through = self.revision();
+        let events = log
+            .history_through(key, through)
+            .map_err(|e| log.store_error(e))?;
         Ok(History {
             events,
             truncated_before: log.truncated_before(),

@@ -458,19 +458,24 @@ impl Log {
 
     /// Every retained event of `key`, oldest first.
     pub fn history(&self, key: &Key) -> BackendResult<Vec<Event>> {
+        self.history_through(key, Revision::MAX)
+    }
+
+    /// [`Log::history`] up to revision `through`: the store's committed revision, as the
+    /// backend may already hold the events of groups being flushed (not acknowledged yet).
+    pub fn history_through(&self, key: &Key, through: Revision) -> BackendResult<Vec<Event>> {
         let mut revs = Vec::new();
-        self.backend
-            .scan_events(0, Revision::MAX, &mut |rev, bytes| {
-                let h = codec::decode_header(bytes).map_err(|e| decode_err(rev, e))?;
-                if h.group == key.group
-                    && h.resource == key.resource
-                    && h.namespace == key.namespace
-                    && h.name == key.name
-                {
-                    revs.push(rev);
-                }
-                Ok(true)
-            })?;
+        self.backend.scan_events(0, through, &mut |rev, bytes| {
+            let h = codec::decode_header(bytes).map_err(|e| decode_err(rev, e))?;
+            if h.group == key.group
+                && h.resource == key.resource
+                && h.namespace == key.namespace
+                && h.name == key.name
+            {
+                revs.push(rev);
+            }
+            Ok(true)
+        })?;
         revs.into_iter()
             .map(|r| self.read_event(r).map(|(e, _)| e))
             .collect()
