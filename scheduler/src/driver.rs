@@ -15,11 +15,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::core::metrics::Metrics;
 use crate::core::{Completion, CoreConfig, Millis, Request, RequestId, Scheduler, WatchEvent};
+use crate::lean::{Lean, Parts};
 use crate::Error;
 
 /// The user agent and field manager of every scheduler write.
@@ -128,6 +128,42 @@ where
     K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: Fn(WatchEvent<K>) -> Input + Send + 'static,
 {
+    spawn_watch_as(api, tx, |k| k, wrap)
+}
+
+/// `spawn_watch` for the kinds watched in bulk (pods, nodes, PVs, PVCs): decoded as
+/// `Lean<K>`, without managedFields — the scheduler never reads them, and its PV and PVC
+/// writes then carry none (the server keeps the stored ones, see `lean`). kube-scheduler's pod
+/// informer drops them too; here they are not even built.
+fn spawn_lean_watch<K, F>(
+    client: &Client,
+    tx: mpsc::UnboundedSender<Input>,
+    wrap: F,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()> + Parts + Clone + std::fmt::Debug + Send + 'static,
+    F: Fn(WatchEvent<K>) -> Input + Send + 'static,
+{
+    spawn_watch_as(
+        Api::<Lean<K>>::all(client.clone()),
+        tx,
+        |l: Lean<K>| l.0,
+        wrap,
+    )
+}
+
+/// Watches `W` and hands the core `unwrap(w)`.
+fn spawn_watch_as<W, K, F>(
+    api: Api<W>,
+    tx: mpsc::UnboundedSender<Input>,
+    unwrap: fn(W) -> K,
+    wrap: F,
+) -> tokio::task::JoinHandle<()>
+where
+    W: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Send + 'static,
+    F: Fn(WatchEvent<K>) -> Input + Send + 'static,
+{
     tokio::spawn(async move {
         // The initial list in one response, as an informer's list from the watch cache
         // (resourceVersion "0") is served upstream: 5,000 nodes are not 10 round trips.
@@ -144,14 +180,14 @@ where
                     None
                 }
                 Ok(watcher::Event::InitApply(o)) => {
-                    buffer.push(o);
+                    buffer.push(unwrap(o));
                     None
                 }
                 Ok(watcher::Event::InitDone) => {
                     Some(WatchEvent::Restarted(std::mem::take(&mut buffer)))
                 }
-                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(o)),
-                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(o)),
+                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(unwrap(o))),
+                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(unwrap(o))),
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler watch failed; retrying");
                     None
@@ -166,29 +202,36 @@ where
     })
 }
 
-/// Drops `metadata.managedFields` from watched pods, as kube-scheduler's pod informer does
-/// (its transform "to improve memory usage"): the scheduler never reads them and never writes
-/// a whole pod back, and every pod is copied into the cache and into its binding cycle.
-fn without_managed_fields(event: WatchEvent<Pod>) -> WatchEvent<Pod> {
-    let trim = |mut p: Pod| {
-        p.metadata.managed_fields = None;
-        p
-    };
-    match event {
-        WatchEvent::Applied(p) => WatchEvent::Applied(trim(p)),
-        WatchEvent::Deleted(p) => WatchEvent::Deleted(trim(p)),
-        WatchEvent::Restarted(list) => WatchEvent::Restarted(list.into_iter().map(trim).collect()),
-    }
-}
-
-fn completion_of<T: Serialize>(r: Result<T, kube::Error>) -> Completion {
+fn completion_of<T>(r: Result<T, kube::Error>, done: impl FnOnce(T) -> Completion) -> Completion {
     match r {
-        Ok(v) => Completion::Done(serde_json::to_value(v).unwrap_or(serde_json::Value::Null)),
+        Ok(v) => done(v),
         Err(kube::Error::Api(s)) if s.code == 409 => Completion::Conflict(s.message.clone()),
         Err(kube::Error::Api(s)) if s.code == 404 => Completion::NotFound(s.message.clone()),
         Err(kube::Error::Api(s)) => Completion::Failed(format!("{} ({})", s.message, s.code)),
         Err(e) => Completion::Failed(e.to_string()),
     }
+}
+
+/// Sends a write whose answer the core does not read (events, bindings, status patches): the
+/// response body is checked to be JSON and skipped, never built into an object.
+async fn send_unread(
+    client: &Client,
+    request: Result<hyper::Request<Vec<u8>>, kube::core::request::Error>,
+    verb: &'static str,
+) -> Completion {
+    let mut req = match request {
+        Ok(r) => r,
+        Err(e) => return Completion::Failed(e.to_string()),
+    };
+    req.extensions_mut().insert(verb);
+    completion_of(client.request::<serde::de::IgnoredAny>(req).await, |_| {
+        Completion::Done(serde_json::Value::Null)
+    })
+}
+
+/// The URL path of `K`'s collection in `namespace`.
+fn request_for<K: kube::Resource<DynamicType = ()>>(namespace: &str) -> kube::core::Request {
+    kube::core::Request::new(K::url_path(&(), Some(namespace)))
 }
 
 async fn perform(client: Client, request: Request) -> Completion {
@@ -204,9 +247,10 @@ async fn perform(client: Client, request: Request) -> Completion {
         Request::UpdatePersistentVolume(pv) => {
             let name = pv.metadata.name.clone().unwrap_or_default();
             completion_of(
-                Api::<PersistentVolume>::all(client)
-                    .replace(&name, &pp, &pv)
+                Api::<Lean<PersistentVolume>>::all(client)
+                    .replace(&name, &pp, &Lean(pv))
                     .await,
+                |l| Completion::Volume(Box::new(l.0)),
             )
         }
         Request::UpdatePersistentVolumeClaim(pvc) => {
@@ -217,9 +261,10 @@ async fn perform(client: Client, request: Request) -> Completion {
                 .clone()
                 .unwrap_or_else(|| "default".into());
             completion_of(
-                Api::<PersistentVolumeClaim>::namespaced(client, &ns)
-                    .replace(&name, &pp, &pvc)
+                Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &ns)
+                    .replace(&name, &pp, &Lean(pvc))
                     .await,
+                |l| Completion::Claim(Box::new(l.0)),
             )
         }
         Request::Bind {
@@ -242,44 +287,47 @@ async fn perform(client: Client, request: Request) -> Completion {
                     ..Default::default()
                 },
             };
-            completion_of(
-                Api::<Pod>::namespaced(client, &namespace)
-                    .create_subresource::<Binding, serde_json::Value>(
-                        "binding", &name, &pp, &binding,
-                    )
-                    .await,
-            )
+            let body = serde_json::to_vec(&binding).unwrap_or_default();
+            let req =
+                request_for::<Pod>(&namespace).create_subresource("binding", &name, &pp, body);
+            send_unread(&client, req, "create").await
         }
         Request::PatchPodStatus {
             namespace,
             name,
             patch,
-        } => completion_of(
-            Api::<Pod>::namespaced(client, &namespace)
-                .patch_status(&name, &patch_params, &Patch::Merge(&patch))
-                .await,
-        ),
+        } => {
+            let req = request_for::<Pod>(&namespace).patch_subresource(
+                "status",
+                &name,
+                &patch_params,
+                &Patch::Merge(&patch),
+            );
+            send_unread(&client, req, "patch").await
+        }
         Request::CreateEvent(event) => {
             let ns = event
                 .metadata
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into());
-            completion_of(
-                Api::<Event>::namespaced(client, &ns)
-                    .create(&pp, &event)
-                    .await,
+            let body = serde_json::to_vec(&event).unwrap_or_default();
+            send_unread(
+                &client,
+                request_for::<Event>(&ns).create(&pp, body),
+                "create",
             )
+            .await
         }
         Request::PatchEvent {
             namespace,
             name,
             patch,
-        } => completion_of(
-            Api::<Event>::namespaced(client, &namespace)
-                .patch(&name, &patch_params, &Patch::Merge(&patch))
-                .await,
-        ),
+        } => {
+            let req =
+                request_for::<Event>(&namespace).patch(&name, &patch_params, &Patch::Merge(&patch));
+            send_unread(&client, req, "patch").await
+        }
     }
 }
 
@@ -302,20 +350,10 @@ pub async fn run(
     let report_lane = lane(config.max_reports_in_flight, 32);
     let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
     let watches = vec![
-        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), |e| {
-            Input::Pod(without_managed_fields(e))
-        }),
-        spawn_watch(Api::<Node>::all(client.clone()), tx.clone(), Input::Node),
-        spawn_watch(
-            Api::<PersistentVolume>::all(client.clone()),
-            tx.clone(),
-            Input::Pv,
-        ),
-        spawn_watch(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            tx.clone(),
-            Input::Pvc,
-        ),
+        spawn_lean_watch(&client, tx.clone(), Input::Pod),
+        spawn_lean_watch(&client, tx.clone(), Input::Node),
+        spawn_lean_watch(&client, tx.clone(), Input::Pv),
+        spawn_lean_watch(&client, tx.clone(), Input::Pvc),
         spawn_watch(
             Api::<StorageClass>::all(client.clone()),
             tx.clone(),

@@ -19,10 +19,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::lean::Lean;
 use crate::Error;
 
 /// Field manager / user agent of fake-node writes.
@@ -424,7 +425,7 @@ async fn sync_pod(client: Client, pod: Pod) {
         .clone()
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     if pod.metadata.deletion_timestamp.is_some() {
         // No process to stop: finish the deletion at once, for this very pod (uid).
         let dp = DeleteParams {
@@ -453,11 +454,24 @@ async fn sync_pod(client: Client, pod: Pod) {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    match pods
-        .patch_status(&name, &pparams, &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {}
+    // The answer (the whole pod) is not read: checked to be JSON and skipped, not decoded.
+    let sent = match kube::core::Request::new(Pod::url_path(&(), Some(&ns))).patch_subresource(
+        "status",
+        &name,
+        &pparams,
+        &Patch::Merge(&patch),
+    ) {
+        Ok(mut req) => {
+            req.extensions_mut().insert("patch");
+            client
+                .request::<serde::de::IgnoredAny>(req)
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(kube::Error::BuildRequest(e)),
+    };
+    match sent {
+        Ok(()) => {}
         // A newer pod is on its way through the watch; it is synced then.
         Err(e) if completion_is(&e, 409) || completion_is(&e, 404) => {}
         Err(e) => tracing::warn!(pod = %name, error = %e, "fake node: marking pod Running failed"),
@@ -515,13 +529,14 @@ pub async fn serve(
     let pod_task = {
         let (client, ours, limit) = (client.clone(), ours.clone(), limit.clone());
         tokio::spawn(async move {
-            let api: Api<Pod> = Api::all(client.clone());
+            // Decoded without managedFields: a fake node reads a few fields of each pod.
+            let api: Api<Lean<Pod>> = Api::all(client.clone());
             let mut stream = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .boxed();
             while let Some(ev) = stream.next().await {
                 let pod = match ev {
-                    Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
+                    Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p.0,
                     Ok(_) => continue,
                     Err(e) => {
                         tracing::warn!(error = %e, "fake nodes: pod watch failed; retrying");

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim,
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
+use kube::Resource;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -20,6 +21,7 @@ use crate::core::metrics::Metrics;
 use crate::core::{
     Completion, CoreConfig, Millis, Output, Request, RequestId, VolumeControllerCore, WatchEvent,
 };
+use crate::lean::Lean;
 
 /// The field manager and user agent of every write.
 pub const FIELD_MANAGER: &str = "bonsai-volume-controller";
@@ -128,21 +130,29 @@ pub async fn run(
 
     let watchers = vec![
         spawn_watch(
-            Api::<PersistentVolume>::all(client.clone()),
+            Api::<Lean<PersistentVolume>>::all(client.clone()),
             tx.clone(),
+            |l| l.0,
             Input::Volume,
         ),
         spawn_watch(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
+            Api::<Lean<PersistentVolumeClaim>>::all(client.clone()),
             tx.clone(),
+            |l| l.0,
             Input::Claim,
         ),
         spawn_watch(
             Api::<StorageClass>::all(client.clone()),
             tx.clone(),
+            lean,
             Input::Class,
         ),
-        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Input::Pod),
+        spawn_watch(
+            Api::<Lean<Pod>>::all(client.clone()),
+            tx.clone(),
+            |l| l.0,
+            Input::Pod,
+        ),
     ];
     let pp = PostParams {
         dry_run: false,
@@ -242,14 +252,18 @@ fn feed(core: &mut VolumeControllerCore, t: Millis, input: Input) -> usize {
 }
 
 /// One watcher task: kube-runtime's watcher (list, then watch; relist on 410 or error, with
-/// backoff), reduced to `WatchEvent`s; `Init…InitDone` becomes one `Relisted`.
-fn spawn_watch<K>(
-    api: Api<K>,
+/// backoff), reduced to `WatchEvent`s; `Init…InitDone` becomes one `Relisted`. Objects reach
+/// the core as `unwrap` makes them: PVs, PVCs and pods are watched as `Lean<K>` (decoded
+/// without managedFields, see `lean`), classes are trimmed after decoding.
+fn spawn_watch<W, K>(
+    api: Api<W>,
     tx: mpsc::UnboundedSender<Input>,
+    unwrap: fn(W) -> K,
     wrap: fn(WatchEvent<K>) -> Input,
 ) -> tokio::task::JoinHandle<()>
 where
-    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    W: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Send + 'static,
 {
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
@@ -258,14 +272,14 @@ where
         let mut buffer: Vec<K> = Vec::new();
         while let Some(ev) = stream.next().await {
             let out = match ev {
-                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(lean(o))),
-                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(lean(o))),
+                Ok(watcher::Event::Apply(o)) => Some(WatchEvent::Applied(unwrap(o))),
+                Ok(watcher::Event::Delete(o)) => Some(WatchEvent::Deleted(unwrap(o))),
                 Ok(watcher::Event::Init) => {
                     buffer.clear();
                     None
                 }
                 Ok(watcher::Event::InitApply(o)) => {
-                    buffer.push(lean(o));
+                    buffer.push(unwrap(o));
                     None
                 }
                 Ok(watcher::Event::InitDone) => {
@@ -312,48 +326,55 @@ async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completi
     };
     match out.request {
         Request::UpdateVolume(pv) => {
-            let api = Api::<PersistentVolume>::all(client);
-            api.replace(&name_of(&pv.metadata), pp, &pv)
+            let api = Api::<Lean<PersistentVolume>>::all(client);
+            api.replace(&name_of(&pv.metadata), pp, &Lean(pv))
                 .await
-                .map_or_else(classify, |o| Completion::Volume(lean(o)))
+                .map_or_else(classify, |o| Completion::Volume(o.0))
         }
         Request::UpdateVolumeStatus(pv) => {
-            let api = Api::<PersistentVolume>::all(client);
-            api.replace_status(&name_of(&pv.metadata), pp, &pv)
+            let api = Api::<Lean<PersistentVolume>>::all(client);
+            api.replace_status(&name_of(&pv.metadata), pp, &Lean(pv))
                 .await
-                .map_or_else(classify, |o| Completion::Volume(lean(o)))
+                .map_or_else(classify, |o| Completion::Volume(o.0))
         }
         Request::UpdateClaim(c) => {
-            let api = Api::<PersistentVolumeClaim>::namespaced(client, &ns_of(&c.metadata));
-            api.replace(&name_of(&c.metadata), pp, &c)
+            let api = Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &ns_of(&c.metadata));
+            api.replace(&name_of(&c.metadata), pp, &Lean(c))
                 .await
-                .map_or_else(classify, |o| Completion::Claim(lean(o)))
+                .map_or_else(classify, |o| Completion::Claim(o.0))
         }
         Request::UpdateClaimStatus(c) => {
-            let api = Api::<PersistentVolumeClaim>::namespaced(client, &ns_of(&c.metadata));
-            api.replace_status(&name_of(&c.metadata), pp, &c)
+            let api = Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &ns_of(&c.metadata));
+            api.replace_status(&name_of(&c.metadata), pp, &Lean(c))
                 .await
-                .map_or_else(classify, |o| Completion::Claim(lean(o)))
+                .map_or_else(classify, |o| Completion::Claim(o.0))
         }
         Request::GetClaim { namespace, name } => {
-            let api = Api::<PersistentVolumeClaim>::namespaced(client, &namespace);
+            let api = Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &namespace);
             match api.get_opt(&name).await {
-                Ok(c) => Completion::ClaimRead(c.map(lean)),
+                Ok(c) => Completion::ClaimRead(c.map(|l| l.0)),
                 Err(e) => classify(e),
             }
         }
         Request::ListPods { namespace } => {
-            let api = Api::<Pod>::namespaced(client, &namespace);
+            let api = Api::<Lean<Pod>>::namespaced(client, &namespace);
             match api.list(&ListParams::default()).await {
-                Ok(l) => Completion::PodList(l.items),
+                Ok(l) => Completion::PodList(l.items.into_iter().map(|l| l.0).collect()),
                 Err(e) => classify(e),
             }
         }
+        // The core reads nothing of a written Event but that it was written: the answer is
+        // checked to be JSON and skipped, never decoded into an Event.
         Request::CreateEvent(ev) => {
-            let api = Api::<Event>::namespaced(client, &ns_of(&ev.metadata));
-            api.create(pp, &ev)
-                .await
-                .map_or_else(classify, Completion::Event)
+            let ns = ns_of(&ev.metadata);
+            let req = serde_json::to_vec(&ev)
+                .map_err(kube::Error::SerdeError)
+                .and_then(|body| {
+                    kube::core::Request::new(Event::url_path(&(), Some(&ns)))
+                        .create(pp, body)
+                        .map_err(kube::Error::BuildRequest)
+                });
+            send_unread(&client, req, "create").await
         }
         Request::PatchEvent {
             namespace,
@@ -361,17 +382,34 @@ async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completi
             count,
             last_timestamp,
         } => {
-            let api = Api::<Event>::namespaced(client, &namespace);
             let body = serde_json::json!({ "count": count, "lastTimestamp": last_timestamp });
             let params = PatchParams {
                 field_manager: pp.field_manager.clone(),
                 ..Default::default()
             };
-            api.patch(&name, &params, &Patch::Merge(&body))
-                .await
-                .map_or_else(classify, Completion::Event)
+            let req = kube::core::Request::new(Event::url_path(&(), Some(&namespace)))
+                .patch(&name, &params, &Patch::Merge(&body))
+                .map_err(kube::Error::BuildRequest);
+            send_unread(&client, req, "patch").await
         }
     }
+}
+
+/// Sends an Event write and skips its answer (`Completion::Event` carries an empty Event).
+async fn send_unread(
+    client: &kube::Client,
+    req: Result<http::Request<Vec<u8>>, kube::Error>,
+    verb: &'static str,
+) -> Completion {
+    let mut req = match req {
+        Ok(r) => r,
+        Err(e) => return Completion::Failed(e.to_string()),
+    };
+    req.extensions_mut().insert(verb);
+    client
+        .request::<serde::de::IgnoredAny>(req)
+        .await
+        .map_or_else(classify, |_| Completion::Event(Event::default()))
 }
 
 /// One-line request description for `BONSAI_VC_TRACE=1` debugging.

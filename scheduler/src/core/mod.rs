@@ -112,6 +112,11 @@ pub struct Output {
 pub enum Completion {
     /// Committed; the object the server returned (or its Status for `pods/binding`).
     Done(serde_json::Value),
+    /// A PV update committed: the PV the server returned, already decoded (as `Done` would
+    /// carry it, without the JSON detour).
+    Volume(Box<PersistentVolume>),
+    /// A PVC update committed: the PVC the server returned, already decoded.
+    Claim(Box<PersistentVolumeClaim>),
     /// 409: the resourceVersion read is stale, or the pod is already bound. The message is the
     /// server's Status message.
     Conflict(String),
@@ -124,7 +129,7 @@ pub enum Completion {
 impl Completion {
     fn message(&self) -> String {
         match self {
-            Completion::Done(_) => String::new(),
+            Completion::Done(_) | Completion::Volume(_) | Completion::Claim(_) => String::new(),
             Completion::Conflict(m) | Completion::NotFound(m) | Completion::Failed(m) => m.clone(),
         }
     }
@@ -1221,7 +1226,10 @@ impl Scheduler {
         match pending {
             Pending::Event => {}
             Pending::PodStatus(key) => match completion {
-                Completion::Done(_) | Completion::NotFound(_) => {
+                Completion::Done(_)
+                | Completion::Volume(_)
+                | Completion::Claim(_)
+                | Completion::NotFound(_) => {
                     self.pending_condition.remove(&key);
                 }
                 // 409: retried when the newer pod arrives through the watch.
@@ -1237,9 +1245,14 @@ impl Scheduler {
         };
         let stage = c.stage.clone();
         match (stage, completion) {
-            (Stage::WritingPv(i), Completion::Done(obj)) => {
+            (Stage::WritingPv(i), done @ (Completion::Done(_) | Completion::Volume(_))) => {
                 let vols = c.volumes.as_mut().expect("volumes");
-                if let Ok(pv) = serde_json::from_value::<PersistentVolume>(obj) {
+                let returned = match done {
+                    Completion::Volume(pv) => Some(*pv),
+                    Completion::Done(obj) => serde_json::from_value::<PersistentVolume>(obj).ok(),
+                    _ => None,
+                };
+                if let Some(pv) = returned {
                     let name = pv.metadata.name.clone().unwrap_or_default();
                     vols.pvs[i].0 = pv.clone();
                     // Re-assume what the server returned; a newer watch copy may already be in.
@@ -1256,9 +1269,16 @@ impl Scheduler {
                 }
                 self.advance(now, key);
             }
-            (Stage::WritingPvc(i), Completion::Done(obj)) => {
+            (Stage::WritingPvc(i), done @ (Completion::Done(_) | Completion::Claim(_))) => {
                 let vols = c.volumes.as_mut().expect("volumes");
-                if let Ok(pvc) = serde_json::from_value::<PersistentVolumeClaim>(obj) {
+                let returned = match done {
+                    Completion::Claim(pvc) => Some(*pvc),
+                    Completion::Done(obj) => {
+                        serde_json::from_value::<PersistentVolumeClaim>(obj).ok()
+                    }
+                    _ => None,
+                };
+                if let Some(pvc) = returned {
                     let k = key_of(&pvc.metadata);
                     vols.pvcs[i] = pvc.clone();
                     let _ = self.view.pvcs.assume(&k, pvc);
@@ -1281,7 +1301,10 @@ impl Scheduler {
                     ),
                 );
             }
-            (Stage::Binding, Completion::Done(_)) => {
+            (
+                Stage::Binding,
+                Completion::Done(_) | Completion::Volume(_) | Completion::Claim(_),
+            ) => {
                 let c = self.binding.remove(key).expect("present");
                 self.queue.done(key);
                 let latency = now.0.saturating_sub(c.popped_at.0);
