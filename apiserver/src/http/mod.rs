@@ -346,7 +346,7 @@ pub fn version_json() -> serde_json::Value {
 fn text_response(code: StatusCode, ct: &'static str, body: String) -> Response {
     Response::builder()
         .status(code)
-        .header(header::CONTENT_TYPE, ct)
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(ct))
         .body(Body::from(body))
         .expect("static response parts")
 }

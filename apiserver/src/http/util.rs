@@ -171,7 +171,10 @@ pub fn json_response(code: StatusCode, v: &Value) -> Response {
 pub fn json_text_response(code: StatusCode, text: impl Into<Body>) -> Response {
     Response::builder()
         .status(code)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
         .body(text.into())
         .expect("static response parts")
 }
