@@ -51,17 +51,21 @@ impl Quantity {
             Some((a, f)) => (a, f),
             None => (number, ""),
         };
-        // value = digits × 10^(-frac_len) × multiplier
-        let digits: String = format!("{int_part}{frac_part}");
-        let digits = digits.trim_start_matches('0');
-        if digits.len() > 30 {
-            return Err(err());
+        // value = digits × 10^(-frac_len) × multiplier, where digits are the integer and
+        // fraction digits together without leading zeros: at most 30 of them, so the mantissa
+        // always fits (accumulated here: every write parses its quantities several times).
+        let mut mant: i128 = 0;
+        let mut significant = 0;
+        for &d in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+            if significant == 0 && d == b'0' {
+                continue;
+            }
+            significant += 1;
+            if significant > 30 {
+                return Err(err());
+            }
+            mant = mant * 10 + i128::from(d - b'0');
         }
-        let mant: i128 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().map_err(|_| err())?
-        };
         let frac_len = frac_part.len() as i32;
         let (format, base2, exp10): (Format, u32, i32) = match suffix {
             "" => (Format::DecimalSI, 0, 0),
@@ -198,6 +202,132 @@ pub fn parse_json(v: &serde_json::Value) -> Option<Quantity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Quantity::parse` as it was before it accumulated the mantissa itself (a copy, the
+    /// specification the faster one is held to).
+    fn parse_before(s: &str) -> Result<Quantity, String> {
+        let s = s.trim();
+        let err = || QUANTITY_ERROR.to_string();
+        if s.is_empty() {
+            return Err("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'".into());
+        }
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut neg = false;
+        if b[0] == b'+' || b[0] == b'-' {
+            neg = b[0] == b'-';
+            i = 1;
+        }
+        let num_start = i;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        let number = &s[num_start..i];
+        if number.is_empty() || number.matches('.').count() > 1 || number == "." {
+            return Err(err());
+        }
+        let suffix = &s[i..];
+        let (int_part, frac_part) = match number.split_once('.') {
+            Some((a, f)) => (a, f),
+            None => (number, ""),
+        };
+        // value = digits × 10^(-frac_len) × multiplier
+        let digits: String = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > 30 {
+            return Err(err());
+        }
+        let mant: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| err())?
+        };
+        let frac_len = frac_part.len() as i32;
+        let (format, base2, exp10): (Format, u32, i32) = match suffix {
+            "" => (Format::DecimalSI, 0, 0),
+            "n" => (Format::DecimalSI, 0, -9),
+            "u" => (Format::DecimalSI, 0, -6),
+            "m" => (Format::DecimalSI, 0, -3),
+            "k" => (Format::DecimalSI, 0, 3),
+            "M" => (Format::DecimalSI, 0, 6),
+            "G" => (Format::DecimalSI, 0, 9),
+            "T" => (Format::DecimalSI, 0, 12),
+            "P" => (Format::DecimalSI, 0, 15),
+            "E" => (Format::DecimalSI, 0, 18),
+            "Ki" => (Format::BinarySI, 10, 0),
+            "Mi" => (Format::BinarySI, 20, 0),
+            "Gi" => (Format::BinarySI, 30, 0),
+            "Ti" => (Format::BinarySI, 40, 0),
+            "Pi" => (Format::BinarySI, 50, 0),
+            "Ei" => (Format::BinarySI, 60, 0),
+            s if s.starts_with('e') || s.starts_with('E') => {
+                let e: i32 = s[1..].parse().map_err(|_| err())?;
+                if !(-30..=30).contains(&e) {
+                    return Err(err());
+                }
+                (Format::DecimalExponent, 0, e)
+            }
+            _ => return Err(err()),
+        };
+        // nanos = mant × 2^base2 × 10^(exp10 - frac_len + 9), rounding up any remainder.
+        let mut v = mant.checked_mul(1i128 << base2).ok_or_else(err)?;
+        let e = exp10 - frac_len + 9;
+        if e >= 0 {
+            v = v
+                .checked_mul(10i128.checked_pow(e as u32).ok_or_else(err)?)
+                .ok_or_else(err)?;
+        } else {
+            let d = 10i128.checked_pow((-e) as u32).unwrap_or(i128::MAX);
+            let q = v / d;
+            v = if v % d != 0 { q + 1 } else { q };
+        }
+        // Upstream caps at 2^63-1 (in the unit); keep the same bound.
+        let max = (i64::MAX as i128) * NANO;
+        if v > max {
+            v = max;
+        }
+        Ok(Quantity {
+            nanos: if neg { -v } else { v },
+            format,
+        })
+    }
+
+    #[test]
+    fn parse_agrees_with_the_string_building_parser() {
+        let mut inputs = vec![
+            "0".to_string(),
+            "000".into(),
+            "0.000".into(),
+            ".5".into(),
+            "5.".into(),
+            ".".into(),
+            "1.2.3".into(),
+            "-0012.0340".into(),
+            "+7".into(),
+            "1".repeat(30),
+            "1".repeat(31),
+            format!("000{}", "9".repeat(30)),
+            format!("0.{}", "9".repeat(30)),
+            format!("{}.{}", "9".repeat(15), "9".repeat(16)),
+            format!("{}.{}", "9".repeat(15), "9".repeat(15)),
+        ];
+        for i in 0..3000u32 {
+            let n = i.wrapping_mul(2_654_435_761);
+            inputs.push(format!("{}.{:03}", n % 1000, n % 7));
+            inputs.push(format!("{:0width$}", n, width = (i % 40) as usize));
+            inputs.push(format!(
+                "0.{:0width$}",
+                n % 100_000,
+                width = (i % 12) as usize
+            ));
+        }
+        for number in inputs {
+            for suffix in ["", "m", "n", "k", "Gi", "Ei", "E", "e3", "e-30", "x"] {
+                let s = format!("{number}{suffix}");
+                assert_eq!(Quantity::parse(&s), parse_before(&s), "{s}");
+            }
+        }
+    }
 
     #[test]
     fn canonical_forms_match_apimachinery() {
