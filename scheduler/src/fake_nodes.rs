@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::lean::Lean;
+use crate::lean::{Lean, Parts};
 use crate::Error;
 
 /// Field manager / user agent of fake-node writes.
@@ -372,12 +372,84 @@ async fn heartbeat(client: &Client, name: &str) -> Result<(), Error> {
     }
 }
 
-fn is_running(pod: &Pod) -> bool {
+/// What a fake node reads of a pod — as a kubelet's status manager would need it: its
+/// identity, node, containers' names and images, phase. The watch decodes only these (a
+/// `Lean<NodePod>`), not the whole spec and status of every pod of the cluster.
+#[derive(Clone, Debug, Default)]
+struct NodePod {
+    metadata: ObjectMeta,
+    spec: Option<NodePodSpec>,
+    status: Option<NodePodStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodePodSpec {
+    node_name: Option<String>,
+    #[serde(default)]
+    containers: Vec<NodeContainer>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct NodeContainer {
+    name: String,
+    image: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct NodePodStatus {
+    phase: Option<String>,
+}
+
+impl Parts for NodePod {
+    type Spec = NodePodSpec;
+    type Status = NodePodStatus;
+    fn from_parts(
+        metadata: ObjectMeta,
+        spec: Option<NodePodSpec>,
+        status: Option<NodePodStatus>,
+    ) -> Self {
+        NodePod {
+            metadata,
+            spec,
+            status,
+        }
+    }
+}
+
+impl Resource for NodePod {
+    type DynamicType = ();
+    type Scope = <Pod as Resource>::Scope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        Pod::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        Pod::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        Pod::version(dt)
+    }
+    fn api_version(dt: &()) -> std::borrow::Cow<'_, str> {
+        Pod::api_version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        Pod::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+fn is_running(pod: &NodePod) -> bool {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 /// The status a started pod reports: Running, Ready, host network IP 127.0.0.1.
-fn running_status(pod: &Pod) -> serde_json::Value {
+fn running_status(pod: &NodePod) -> serde_json::Value {
     let now = now_time();
     let cond = |t: &str| json!({ "type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now });
     let containers: Vec<serde_json::Value> = pod
@@ -418,7 +490,7 @@ fn running_status(pod: &Pod) -> serde_json::Value {
     })
 }
 
-async fn sync_pod(client: Client, pod: Pod) {
+async fn sync_pod(client: Client, pod: NodePod) {
     let ns = pod
         .metadata
         .namespace
@@ -529,8 +601,8 @@ pub async fn serve(
     let pod_task = {
         let (client, ours, limit) = (client.clone(), ours.clone(), limit.clone());
         tokio::spawn(async move {
-            // Decoded without managedFields: a fake node reads a few fields of each pod.
-            let api: Api<Lean<Pod>> = Api::all(client.clone());
+            // Only the few fields a fake node reads are decoded (`NodePod`).
+            let api: Api<Lean<NodePod>> = Api::all(client.clone());
             let mut stream = watcher(api, watcher::Config::default())
                 .default_backoff()
                 .boxed();

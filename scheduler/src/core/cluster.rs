@@ -225,6 +225,7 @@ impl ClusterView {
             .and_then(|n| n.metadata.labels.as_ref())
             .and_then(|l| l.get(HOSTNAME))
             .cloned();
+        info.hostname = host.clone();
         info.node = Some(node);
         if added {
             // Keep the name-ordered list of real nodes for the round-robin scan.
@@ -273,6 +274,7 @@ impl ClusterView {
         }
         if let Some(info) = self.nodes.get_mut(name) {
             info.node = None;
+            info.hostname = None;
             if info.pods.is_empty() {
                 self.nodes.remove(name);
             }

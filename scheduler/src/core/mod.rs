@@ -396,8 +396,8 @@ impl Scheduler {
                 .map(|(n, _)| n != &node)
                 .unwrap_or(true)
                 || self.view.assumed.contains(&key);
-            self.view.pods.insert(key.clone(), pod.clone());
             self.view.place(&key, &node, &pod);
+            self.view.pods.insert(key.clone(), pod);
             self.view.assumed.remove(&key);
             if !self.binding.contains_key(&key) {
                 self.queue.remove(&key);

@@ -786,10 +786,7 @@ pub fn filter_prepared(
             .collect();
         // Greedy, smallest request first (stable for equal sizes: volume order).
         let mut chosen: BTreeSet<String> = BTreeSet::new();
-        let host = labels
-            .get(LABEL_HOSTNAME)
-            .map(String::as_str)
-            .filter(|h| !h.is_empty());
+        let host = node.hostname().filter(|h| !h.is_empty());
         let node_obj: &Node = node.node.as_ref().expect("filter runs on real nodes");
         for &i in &prepared.match_order {
             let d = &prepared.delay[i];
