@@ -8,27 +8,26 @@
 //!    64) — those writers are about to come back; a lone writer never waits;
 //! 2. prepares each against the core (preconditions, revisions) under the core's lock —
 //!    rejected writes are answered at once;
-//! 3. encodes the group's events (the backend batch) — still CPU work, still off the lock;
-//! 4. durable mode on a disk backend (see `Backend::overlap_flush`): hands the batch to the
-//!    flusher thread and goes on with the next group while the flusher writes the group to the
-//!    backend (one transaction), flushes it and finishes it. The core keeps the prepared groups
-//!    apart and commits them in order. Double buffering: at most two groups are in flight —
-//!    one being written and flushed, one prepared behind it —, so while the flusher works the
-//!    requests gather into the next group (one backend transaction per flush, not many tiny
-//!    ones). The flusher writes every group waiting for it in one transaction (their batches
-//!    in revision order) and flushes once. The writer keeps a lone write (a group of one, the
-//!    flusher idle, no request waiting) and writes, flushes and finishes it itself: there is
-//!    nothing to overlap it with, and a hand-off between threads would only add to a single
-//!    writer's latency. Otherwise (relaxed mode, the memory backend) the writer writes (and
-//!    flushes, if at all) and finishes each group itself;
-//! 5. finishing a group: commit it in the core, hand each event to every watcher that sees it
+//! 3. durable mode on a disk backend (see `Backend::overlap_flush`): hands the group to the
+//!    flusher thread and goes on with the next group while the flusher encodes the group's
+//!    events, writes them to the backend (one transaction), flushes it and finishes it. The
+//!    core keeps the prepared groups apart and commits them in order. Double buffering: at
+//!    most two groups are in flight — one being written and flushed, one prepared behind it —,
+//!    so while the flusher works the requests gather into the next group (one backend
+//!    transaction per flush, not many tiny ones). The flusher writes every group waiting for it
+//!    in one transaction (in revision order) and flushes once. The writer keeps a lone write (a
+//!    group of one, the flusher idle, no request waiting) and writes, flushes and finishes it
+//!    itself: there is nothing to overlap it with, and a hand-off between threads would only
+//!    add to a single writer's latency. Otherwise (relaxed mode, the memory backend) the writer
+//!    encodes, writes (and flushes, if at all) and finishes each group itself;
+//! 4. finishing a group: commit it in the core, hand each event to every watcher that sees it
 //!    ([`publish`]), and only then answer the writers. Nothing is acknowledged — or visible to
 //!    readers and watchers — before the flush that covers it.
 //!
 //! Overlapping the CPU work of group N+1 with the write and flush of group N is what lets many
 //! writers share each flush and both cores work: at 256 writers the one writer thread was the
 //! bottleneck (~19 µs of CPU per create, half of it sled's `apply_batch`), so the backend's
-//! work moved to the flusher, and the writer only checks, assigns revisions and encodes. (An
+//! work moved to the flusher, and the writer only checks writes and assigns revisions. (An
 //! earlier version overlapped only the flush — sled's `flush` while the writer applied the next
 //! batch — and gained nothing: the flush is ~0.1–0.3 ms per group of hundreds of writes, the
 //! writer's CPU per write was the limit.) One thread writes the groups to the backend in
