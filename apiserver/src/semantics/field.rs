@@ -197,10 +197,10 @@ fn is_qualified_name_part(s: &str) -> bool {
 /// `IsQualifiedName` (label and annotation keys).
 pub fn qualified_name(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
-    let parts: Vec<&str> = s.split('/').collect();
-    let name = match parts.as_slice() {
-        [n] => *n,
-        [prefix, n] => {
+    // One '/' at most (split without collecting: every label and annotation key comes here).
+    let name = match s.split_once('/') {
+        None => s,
+        Some((prefix, n)) if !n.contains('/') => {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
@@ -208,9 +208,9 @@ pub fn qualified_name(s: &str) -> Vec<String> {
                     errs.push(format!("prefix part {m}"));
                 }
             }
-            *n
+            n
         }
-        _ => {
+        Some(_) => {
             return vec![format!(
                 "a qualified name {QUALIFIED_NAME_ERR_SHORT} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
             )]
@@ -278,6 +278,17 @@ pub fn key(path: &str, k: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn qualified_names_split_at_one_slash() {
+        assert!(qualified_name("app").is_empty());
+        assert!(qualified_name("example.com/owner").is_empty());
+        assert_eq!(qualified_name("/x"), vec!["prefix part must be non-empty"]);
+        assert_eq!(qualified_name("a.b/"), vec!["name part must be non-empty"]);
+        assert_eq!(qualified_name("a/b/c").len(), 1);
+        assert!(qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
+        assert_eq!(qualified_name("//").len(), 1);
+    }
+
     #[test]
     fn paths_are_formatted_as_before() {
         for i in [0, 7, 9, 10, 42, 1000] {

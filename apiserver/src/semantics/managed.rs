@@ -317,11 +317,15 @@ fn is_granular_obj(v: &Value, fpath: &str) -> bool {
 /// The path element of a list item, or `None` when the item lacks its keys.
 fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
     match lt {
-        ListType::Set => PE::Value(item.to_string()),
+        ListType::Set => {
+            // `item.to_string()`'s bytes, without the formatting machinery.
+            let mut s = String::with_capacity(32);
+            crate::store::core::push_json(&mut s, item);
+            PE::Value(s)
+        }
         ListType::Map(keys) => {
             // The compact JSON object of the keys present, sorted by name: written directly
             // (the key lists of `list_type` are sorted, and their names need no escaping).
-            use std::fmt::Write;
             let mut s = String::with_capacity(32);
             s.push('{');
             for k in keys {
@@ -332,7 +336,7 @@ fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
                     s.push('"');
                     s.push_str(k);
                     s.push_str("\":");
-                    let _ = write!(s, "{v}");
+                    crate::store::core::push_json(&mut s, v);
                 }
             }
             s.push('}');
