@@ -351,27 +351,23 @@ pub struct Preserialized {
 
 impl Preserialized {
     /// Sets the store's fields of `object` (the object this was made from) to `values` (in
-    /// [`STORE_FIELDS`] order) by position and returns its final JSON. `Err(values)` if the
-    /// object no longer has the shape `preserialize` left (the caller then sets them by name
-    /// and serializes).
-    fn fill(
-        &self,
-        object: &mut Value,
-        values: [Value; 3],
-    ) -> std::result::Result<String, [Value; 3]> {
+    /// [`STORE_FIELDS`] order, taken out of it) by position and returns its final JSON. `None`
+    /// if a value is missing (the field is to be removed) or the object no longer has the shape
+    /// `preserialize` left; `values` is then untouched (the caller sets them by name and
+    /// serializes).
+    fn fill(&self, object: &mut Value, values: &mut [Option<Value>; 3]) -> Option<String> {
         if self.holes.len() != STORE_FIELDS.len() {
-            return Err(values);
+            return None;
         }
-        let Some(slots) = self.slots(object) else {
-            return Err(values);
+        let json = match values {
+            [Some(a), Some(b), Some(c)] => self.splice([&*a, &*b, &*c])?,
+            _ => return None,
         };
-        let Some(json) = self.splice(&values) else {
-            return Err(values);
-        };
-        for (slot, value) in slots.into_iter().zip(values) {
-            *slot = value;
+        let slots = self.slots(object)?;
+        for (slot, value) in slots.into_iter().zip(values.iter_mut()) {
+            *slot = value.take().expect("checked: every value is there");
         }
-        Ok(json)
+        Some(json)
     }
 
     /// The store fields' values in `object`, found by position (and their names checked).
@@ -395,14 +391,14 @@ impl Preserialized {
     }
 
     /// The final JSON with `values` in the holes.
-    fn splice(&self, values: &[Value; 3]) -> Option<String> {
+    fn splice(&self, values: [&Value; 3]) -> Option<String> {
         // Built as a `String` from `str` pieces (each hole follows a `:`, a char boundary), so
         // the ~1 KiB result is not validated as UTF-8 again on the writer's thread.
         let mut out = String::with_capacity(self.json.len() + 96);
         let mut at = 0;
         for &(offset, field) in &self.holes {
             out.push_str(self.json.get(at..offset)?);
-            push_json(&mut out, &values[field]);
+            push_json(&mut out, values[field]);
             at = offset;
         }
         out.push_str(self.json.get(at..)?);
@@ -774,22 +770,16 @@ impl StoreCore {
         object: &mut Value,
         key: &Key,
         pre: Option<&Preserialized>,
-        values: [Option<Value>; 3],
+        mut values: [Option<Value>; 3],
     ) -> Arc<str> {
-        let values = match (pre, values) {
-            (Some(pre), [Some(a), Some(b), Some(c)]) => match pre.fill(object, [a, b, c]) {
-                Ok(json) => {
-                    debug_assert_eq!(
-                        json,
-                        serde_json::to_string(object).expect("serializes"),
-                        "spliced JSON differs from the serialized object"
-                    );
-                    return Arc::from(json);
-                }
-                Err([a, b, c]) => [Some(a), Some(b), Some(c)],
-            },
-            (_, values) => values,
-        };
+        if let Some(json) = pre.and_then(|pre| pre.fill(object, &mut values)) {
+            debug_assert_eq!(
+                json,
+                serde_json::to_string(object).expect("serializes"),
+                "spliced JSON differs from the serialized object"
+            );
+            return Arc::from(json);
+        }
         let meta = Self::metadata_mut(object, key);
         for (field, value) in STORE_FIELDS.into_iter().zip(values) {
             match value {
