@@ -203,12 +203,34 @@ pub fn rfc3339(t: SystemTime) -> String {
         .as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        );
+    }
+    // Every write formats its time: digits pushed directly, not through `format!`.
+    fn push(out: &mut String, v: u32, width: u32) {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (v / 10u32.pow(p) % 10) as u8));
+        }
+    }
+    let mut out = String::with_capacity(20);
+    push(&mut out, y as u32, 4);
+    out.push('-');
+    push(&mut out, m, 2);
+    out.push('-');
+    push(&mut out, d, 2);
+    out.push('T');
+    push(&mut out, (rem / 3600) as u32, 2);
+    out.push(':');
+    push(&mut out, ((rem % 3600) / 60) as u32, 2);
+    out.push(':');
+    push(&mut out, (rem % 60) as u32, 2);
+    out.push('Z');
+    out
 }
 
 /// Parses RFC 3339 (`Z` or `±hh:mm`, optional fraction) into a time; `None` if malformed.
@@ -298,6 +320,26 @@ mod tests {
             Some(t + Duration::from_millis(500))
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn rfc3339_digits_are_those_of_format() {
+        for secs in (0..4_000_000_000u64)
+            .step_by(86_399_917)
+            .chain([0, 59, 951_782_400])
+        {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let days = (secs / 86_400) as i64;
+            let rem = (secs % 86_400) as i64;
+            let (y, m, d) = civil_from_days(days);
+            let expect = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            );
+            assert_eq!(rfc3339(t), expect);
+        }
     }
 
     #[test]
