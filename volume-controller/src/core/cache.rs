@@ -402,9 +402,16 @@ impl Cache {
 
     pub fn upsert_pod(&mut self, pod: Pod) -> bool {
         let key = meta_key(&pod.metadata);
-        if let Some(old) = self.pods.get(&key) {
+        if let Some(old) = self.pods.get_mut(&key) {
             if !is_newer(&pod.metadata, &old.metadata) {
                 return false;
+            }
+            // The claim index derives from the key and `spec.volumes` (immutable in a pod):
+            // a newer version with the same volumes (bound, started, status updates) keeps
+            // its index entries and just replaces the old copy.
+            if old.spec.as_ref().map(|s| &s.volumes) == pod.spec.as_ref().map(|s| &s.volumes) {
+                *old = pod;
+                return true;
             }
         }
         self.remove_pod(&key);
