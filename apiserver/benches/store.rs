@@ -9,9 +9,10 @@
 //!    are per group (backend transaction). `cpu µs/create` is the whole process's CPU time
 //!    (writers, store threads, backend threads) per create: less noisy than creates/s on a
 //!    shared machine; `writer µs` and `flusher µs` are the CPU time per create of the store's
-//!    writer and flusher threads alone (the writer is the one thread every write goes through,
-//!    so its time per create bounds creates/s). Each create's object is built before the clock (the API layer's JSON
-//!    parse belongs to the http bench), up to 80k objects per second of a point.
+//!    writer and flusher threads alone (every durable write goes through both, one group at a
+//!    time each: the larger of the two bounds creates/s; a lone write the writer keeps). Each
+//!    create's object is built before the clock (the API layer's JSON parse belongs to the http
+//!    bench), up to 80k objects per second of a point.
 //! 3. Watch delivery latency p50/p99 with 1,000 watchers, one write at a time, on the memory
 //!    backend and on the durable ones. Two figures per delivery: write submitted → event
 //!    received (for a durable backend this includes the group's fdatasync), and commit → event
