@@ -58,14 +58,6 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Appends `later`'s writes after this batch's (applied in order: its writes win).
-    pub fn extend(&mut self, later: Batch) {
-        self.put_events.extend(later.put_events);
-        self.delete_events.extend(later.delete_events);
-        self.objects.extend(later.objects);
-        self.meta.extend(later.meta);
-    }
-
     /// How many events it appends.
     pub fn events(&self) -> usize {
         self.put_events.len()
@@ -401,8 +393,8 @@ impl Log {
         b
     }
 
-    /// Writes a batch from [`Log::encode`] (or several, [`Batch::extend`]ed in revision order)
-    /// in one atomic transaction; with `sync`, returns once it is on disk.
+    /// Writes a batch from [`Log::encode`] (of one group or of several, in revision order) in
+    /// one atomic transaction; with `sync`, returns once it is on disk.
     pub fn write(&self, batch: Batch, sync: bool) -> BackendResult<()> {
         let n = batch.events() as u64;
         self.backend.write(batch, sync)?;
