@@ -215,42 +215,42 @@ fn throughput(
     // starts, as the http bench builds its bodies: building a `Value` (what the API layer's
     // parse does, and the http bench measures) cost ~17% of this bench's instructions at 256
     // writers, CPU taken from the store on two cores. A writer whose pool runs dry goes on
-    // cloning on the clock, so the pool's size bounds memory and never the result.
+    // cloning on the clock, so the pool's size bounds memory and never the result. Each writer
+    // task builds its own pool on its worker thread, as a request's task parses its own body:
+    // objects built on the main thread were freed on the workers, the allocator's slower
+    // cross-thread path, which is an artifact of the bench and no cost of the store.
     let template = pod("");
     let pool_size = (secs * POOL_CREATES_PER_SEC / writers as f64).ceil() as usize;
-    let pools: Vec<Vec<(String, Value)>> = (0..writers)
-        .map(|w| {
-            (0..pool_size)
-                .map(|n| {
-                    let name = format!("w{w}-{n}");
-                    let mut object = template.clone();
-                    object["metadata"]["name"] = Value::String(name.clone());
-                    (name, object)
-                })
-                .collect()
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let cpu0 = process_cpu();
-    let writer0 = threads_cpu(WRITER_THREAD);
-    let flusher0 = threads_cpu(FLUSHER_THREAD);
+    let build = move |template: &Value, w: usize, n: usize| {
+        let name = format!("w{w}-{n}");
+        let mut object = template.clone();
+        object["metadata"]["name"] = Value::String(name.clone());
+        (name, object)
+    };
+    let ready = Arc::new(tokio::sync::Barrier::new(writers + 1));
+    let (go, start_signal) = tokio::sync::watch::channel(None::<Instant>);
     let measured = rt.block_on(async {
         let mut tasks = Vec::new();
-        for (w, pool) in pools.into_iter().enumerate() {
+        for w in 0..writers {
             let store = store.clone();
             let done = done.clone();
             let template = template.clone();
+            let ready = ready.clone();
+            let mut start_signal = start_signal.clone();
             tasks.push(tokio::spawn(async move {
+                let pool: Vec<_> = (0..pool_size).map(|n| build(&template, w, n)).collect();
+                ready.wait().await;
+                let deadline = start_signal
+                    .wait_for(Option::is_some)
+                    .await
+                    .expect("the bench sends the deadline")
+                    .expect("is some");
                 let mut pool = pool.into_iter();
-                let mut n = pool_size as u64;
+                let mut n = pool_size;
                 while Instant::now() < deadline {
                     let (name, object) = pool.next().unwrap_or_else(|| {
                         n += 1;
-                        let name = format!("w{w}-{n}");
-                        let mut object = template.clone();
-                        object["metadata"]["name"] = Value::String(name.clone());
-                        (name, object)
+                        build(&template, w, n)
                     });
                     store
                         .create(&Key::new("", "pods", "bench", &name), object, "bench")
@@ -262,6 +262,12 @@ fn throughput(
                 pool
             }));
         }
+        ready.wait().await;
+        let start = Instant::now();
+        let cpu0 = process_cpu();
+        let writer0 = threads_cpu(WRITER_THREAD);
+        let flusher0 = threads_cpu(FLUSHER_THREAD);
+        go.send_replace(Some(start + Duration::from_secs_f64(secs)));
         let mut leftovers = Vec::new();
         for t in tasks {
             leftovers.push(t.await.unwrap());
