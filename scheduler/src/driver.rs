@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use crate::core::metrics::Metrics;
 use crate::core::{Completion, CoreConfig, Millis, Request, RequestId, Scheduler, WatchEvent};
-use crate::lean::{Lean, Parts};
 use crate::Error;
+use apiserver::api::lean::{Lean, Parts};
 
 /// The user agent and field manager of every scheduler write.
 pub const FIELD_MANAGER: &str = "bonsai-scheduler";

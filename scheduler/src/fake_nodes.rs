@@ -23,8 +23,8 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::lean::{Lean, Parts};
 use crate::Error;
+use apiserver::api::lean::{Lean, Parts};
 
 /// Field manager / user agent of fake-node writes.
 pub const FIELD_MANAGER: &str = "bonsai-fake-nodes";

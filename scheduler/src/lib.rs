@@ -16,7 +16,6 @@
 //!                       PVs and a scan visits only nodes where a claim can still fit)
 //!   - `core::metrics`   attempts by result, latencies, queue sizes (Prometheus text)
 //! - `driver`          — the thin tokio driver on the `kube` crate (watches, writes, timers).
-//! - `lean`            — `Lean<K>`: pods, nodes, PVs, PVCs decoded without managedFields.
 //! - `fake_nodes`      — kwok-like fake nodes (Ready Nodes, Leases, pods marked Running
 //!                       without processes) for tests and benchmarks; `bonsai up
 //!                       --fake-nodes N` uses it.
@@ -32,7 +31,6 @@
 pub mod core;
 pub mod driver;
 pub mod fake_nodes;
-pub mod lean;
 
 pub use crate::core::{Completion, CoreConfig, Millis, Output, Request, Scheduler, WatchEvent};
 pub use driver::{

@@ -21,7 +21,7 @@ use crate::core::metrics::Metrics;
 use crate::core::{
     Completion, CoreConfig, Millis, Output, Request, RequestId, VolumeControllerCore, WatchEvent,
 };
-use crate::lean::Lean;
+use apiserver::api::lean::Lean;
 
 /// The field manager and user agent of every write.
 pub const FIELD_MANAGER: &str = "bonsai-volume-controller";

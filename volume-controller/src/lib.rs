@@ -11,8 +11,6 @@
 //!   by `poll_*`.
 //! - `driver` — the thin tokio driver: kube-rs watchers feed the core; its requests become
 //!   API calls whose outcomes (409 Conflict included) go back as inputs.
-//! - `lean`   — `Lean<K>`: PVs, PVCs and pods decoded without managedFields (the driver's
-//!   watches and write answers).
 //!
 //! # Entry point (for `bonsai up`)
 //! ```ignore
@@ -35,7 +33,6 @@
 
 pub mod core;
 pub mod driver;
-pub mod lean;
 
 pub use crate::core::metrics::Metrics;
 pub use driver::{client, run, Config, Error, FIELD_MANAGER};

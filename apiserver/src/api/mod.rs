@@ -6,6 +6,8 @@
 //! - this file  — the well-known annotation, finalizer and provisioner strings of
 //!   `volume-binding.md` §2, verbatim from upstream
 //!   (`staging/src/k8s.io/component-helpers/storage/volume`).
+//! - `lean`     — `Lean<K>`: pods, nodes, PVs and PVCs decoded without managedFields (the
+//!   controllers' watches and write answers; a kube-rs resource with the `kube` feature).
 //! - `quantity` — `resource.Quantity` parsing and numeric comparison (1Gi > 1G).
 //! - `selector` — label selectors (PVC `spec.selector`) and node selector terms (PV
 //!   `nodeAffinity`), with upstream's error texts.
@@ -13,6 +15,7 @@
 //!   access-mode, volume-mode and storage-class helpers, shared by the PV
 //!   controller and the scheduler's VolumeBinding plugin.
 
+pub mod lean;
 pub mod quantity;
 pub mod selector;
 pub mod volume;

@@ -6,9 +6,11 @@
 //! so every other field is exactly what a `K` decode gives. A write that omits managedFields
 //! leaves the stored ownership as it is (the API server, like kube-apiserver, carries the live
 //! object's managedFields over and records this writer's change), so nothing the server keeps
-//! depends on whether the writer had them. The driver and the fake nodes use it; the cores
-//! still see plain `K`s.
+//! depends on whether the writer had them. The scheduler's and the volume controller's drivers
+//! and the fake nodes use it (as a kube-rs resource with the `kube` feature); their cores still
+//! see plain `K`s.
 
+#[cfg(feature = "kube")]
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -144,6 +146,7 @@ impl<K: Serialize> Serialize for Lean<K> {
     }
 }
 
+#[cfg(feature = "kube")]
 impl<K: kube::Resource<DynamicType = ()>> kube::Resource for Lean<K> {
     type DynamicType = ();
     type Scope = K::Scope;
