@@ -26,6 +26,28 @@ const NANO: i128 = 1_000_000_000;
 
 impl Quantity {
     pub fn parse(s: &str) -> Result<Quantity, String> {
+        let (neg, int_part, frac_part, suffix) = Quantity::split(s)?;
+        let err = || QUANTITY_ERROR.to_string();
+        // value = digits × 10^(-frac_len) × multiplier, where digits are the integer and
+        // fraction digits together without leading zeros: at most 30 of them, so the mantissa
+        // always fits (accumulated here: every write parses its quantities several times).
+        let mut mant: i128 = 0;
+        let mut significant = 0;
+        for &d in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+            if significant == 0 && d == b'0' {
+                continue;
+            }
+            significant += 1;
+            if significant > 30 {
+                return Err(err());
+            }
+            mant = mant * 10 + i128::from(d - b'0');
+        }
+        Quantity::scaled(neg, mant, frac_part.len() as i32, suffix)
+    }
+
+    /// Sign, integer digits, fraction digits and suffix of a quantity's text.
+    fn split(s: &str) -> Result<(bool, &str, &str, &str), String> {
         let s = s.trim();
         let err = || QUANTITY_ERROR.to_string();
         if s.is_empty() {
@@ -51,22 +73,12 @@ impl Quantity {
             Some((a, f)) => (a, f),
             None => (number, ""),
         };
-        // value = digits × 10^(-frac_len) × multiplier, where digits are the integer and
-        // fraction digits together without leading zeros: at most 30 of them, so the mantissa
-        // always fits (accumulated here: every write parses its quantities several times).
-        let mut mant: i128 = 0;
-        let mut significant = 0;
-        for &d in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
-            if significant == 0 && d == b'0' {
-                continue;
-            }
-            significant += 1;
-            if significant > 30 {
-                return Err(err());
-            }
-            mant = mant * 10 + i128::from(d - b'0');
-        }
-        let frac_len = frac_part.len() as i32;
+        Ok((neg, int_part, frac_part, suffix))
+    }
+
+    /// The quantity `±mant × 10^(-frac_len)` with `suffix`'s multiplier.
+    fn scaled(neg: bool, mant: i128, frac_len: i32, suffix: &str) -> Result<Quantity, String> {
+        let err = || QUANTITY_ERROR.to_string();
         let (format, base2, exp10): (Format, u32, i32) = match suffix {
             "" => (Format::DecimalSI, 0, 0),
             "n" => (Format::DecimalSI, 0, -9),
@@ -203,34 +215,12 @@ pub fn parse_json(v: &serde_json::Value) -> Option<Quantity> {
 mod tests {
     use super::*;
 
-    /// `Quantity::parse` as it was before it accumulated the mantissa itself (a copy, the
-    /// specification the faster one is held to).
+    /// `Quantity::parse` as it was before it accumulated the mantissa itself: the digit-string
+    /// mantissa is a copy, the specification the faster one is held to; splitting the text and
+    /// scaling by the suffix are shared (they did not change).
     fn parse_before(s: &str) -> Result<Quantity, String> {
-        let s = s.trim();
+        let (neg, int_part, frac_part, suffix) = Quantity::split(s)?;
         let err = || QUANTITY_ERROR.to_string();
-        if s.is_empty() {
-            return Err("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'".into());
-        }
-        let b = s.as_bytes();
-        let mut i = 0;
-        let mut neg = false;
-        if b[0] == b'+' || b[0] == b'-' {
-            neg = b[0] == b'-';
-            i = 1;
-        }
-        let num_start = i;
-        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
-            i += 1;
-        }
-        let number = &s[num_start..i];
-        if number.is_empty() || number.matches('.').count() > 1 || number == "." {
-            return Err(err());
-        }
-        let suffix = &s[i..];
-        let (int_part, frac_part) = match number.split_once('.') {
-            Some((a, f)) => (a, f),
-            None => (number, ""),
-        };
         // value = digits × 10^(-frac_len) × multiplier
         let digits: String = format!("{int_part}{frac_part}");
         let digits = digits.trim_start_matches('0');
@@ -242,54 +232,7 @@ mod tests {
         } else {
             digits.parse().map_err(|_| err())?
         };
-        let frac_len = frac_part.len() as i32;
-        let (format, base2, exp10): (Format, u32, i32) = match suffix {
-            "" => (Format::DecimalSI, 0, 0),
-            "n" => (Format::DecimalSI, 0, -9),
-            "u" => (Format::DecimalSI, 0, -6),
-            "m" => (Format::DecimalSI, 0, -3),
-            "k" => (Format::DecimalSI, 0, 3),
-            "M" => (Format::DecimalSI, 0, 6),
-            "G" => (Format::DecimalSI, 0, 9),
-            "T" => (Format::DecimalSI, 0, 12),
-            "P" => (Format::DecimalSI, 0, 15),
-            "E" => (Format::DecimalSI, 0, 18),
-            "Ki" => (Format::BinarySI, 10, 0),
-            "Mi" => (Format::BinarySI, 20, 0),
-            "Gi" => (Format::BinarySI, 30, 0),
-            "Ti" => (Format::BinarySI, 40, 0),
-            "Pi" => (Format::BinarySI, 50, 0),
-            "Ei" => (Format::BinarySI, 60, 0),
-            s if s.starts_with('e') || s.starts_with('E') => {
-                let e: i32 = s[1..].parse().map_err(|_| err())?;
-                if !(-30..=30).contains(&e) {
-                    return Err(err());
-                }
-                (Format::DecimalExponent, 0, e)
-            }
-            _ => return Err(err()),
-        };
-        // nanos = mant × 2^base2 × 10^(exp10 - frac_len + 9), rounding up any remainder.
-        let mut v = mant.checked_mul(1i128 << base2).ok_or_else(err)?;
-        let e = exp10 - frac_len + 9;
-        if e >= 0 {
-            v = v
-                .checked_mul(10i128.checked_pow(e as u32).ok_or_else(err)?)
-                .ok_or_else(err)?;
-        } else {
-            let d = 10i128.checked_pow((-e) as u32).unwrap_or(i128::MAX);
-            let q = v / d;
-            v = if v % d != 0 { q + 1 } else { q };
-        }
-        // Upstream caps at 2^63-1 (in the unit); keep the same bound.
-        let max = (i64::MAX as i128) * NANO;
-        if v > max {
-            v = max;
-        }
-        Ok(Quantity {
-            nanos: if neg { -v } else { v },
-            format,
-        })
+        Quantity::scaled(neg, mant, frac_part.len() as i32, suffix)
     }
 
     #[test]
