@@ -13,7 +13,7 @@
 //!    flushes (one flush may cover several groups).
 //! 3. [`StoreCore::commit_prepared_through`] makes the flushed groups visible (objects,
 //!    revision, window) in revision order and returns them for fan-out; on a backend failure
-//!    [`StoreCore::abort_prepared`] / [`StoreCore::abort_prepared_after`] forget them.
+//!    [`StoreCore::abort_prepared`] forgets them.
 //!
 //! [`preserialize`] lets the driver serialize a create's or update's object on the caller's
 //! thread, with holes for the three metadata values only the core can decide; the core then
@@ -833,9 +833,6 @@ impl StoreCore {
         let rev = self.next_revision();
         let time = self.time(now_ms);
         let actor = self.actor(&ctx.actor);
-        let serialize = |v: &Value| -> Arc<str> {
-            Arc::from(serde_json::to_string(v).expect("a serde_json::Value always serializes"))
-        };
         let (committed, object, result) = match write {
             Write::Create { key, mut object } => {
                 if pre.is_none() {
@@ -925,7 +922,10 @@ impl StoreCore {
                     revision: rev,
                     event_type: EventType::Deleted,
                     key: arc_key,
-                    json: serialize(&last),
+                    json: Arc::from(
+                        serde_json::to_string(&last)
+                            .expect("a serde_json::Value always serializes"),
+                    ),
                     prev: Some(current.json.clone()),
                     prev_revision: Some(current.revision),
                     actor,
@@ -1003,14 +1003,6 @@ impl StoreCore {
     pub fn abort_prepared(&mut self) {
         self.pending.clear();
         self.pending_objects.clear();
-    }
-
-    /// Forgets the prepared writes after revision `after` (a later group's backend write failed
-    /// while an earlier one is still being flushed).
-    pub fn abort_prepared_after(&mut self, after: Revision) {
-        let n = self.pending.partition_point(|c| c.revision <= after);
-        self.pending.truncate(n);
-        self.rebuild_pending_objects();
     }
 
     /// The overlay of the writes still prepared (rebuilt from them in revision order, so the

@@ -372,8 +372,8 @@ impl Log {
     }
 
     /// The backend batch that appends `batch` (see [`Log::append`]): its events encoded, its
-    /// objects-table updates. Pure CPU work, so the driver does it before handing the batch to
-    /// the thread that writes it.
+    /// objects-table updates. Pure CPU work, done by the thread that writes the batch (the
+    /// flusher in durable mode), so that its buffers are freed where they were allocated.
     pub fn encode(batch: &[Committed]) -> Batch {
         let mut b = Batch {
             put_events: Vec::with_capacity(batch.len()),
