@@ -776,11 +776,7 @@ fn core_only(scenario: Scenario, nodes: usize, pods: usize) -> (f64, usize) {
                         .clone()
                         .unwrap();
                     let name = v.metadata.name.clone().unwrap();
-                    s.handle_completion(
-                        now,
-                        o.id,
-                        Completion::Done(serde_json::to_value(&v).unwrap()),
-                    );
+                    s.handle_completion(now, o.id, Completion::Volume(Box::new(v.clone())));
                     s.handle_persistent_volume(now, WatchEvent::Applied(v.clone()));
                     // The volume controller's bind: PV phase Bound (a newer revision), then the claim.
                     v.status = Some(k8s_openapi::api::core::v1::PersistentVolumeStatus {

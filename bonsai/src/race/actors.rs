@@ -672,16 +672,25 @@ impl Core {
 
     pub fn complete(&mut self, now: u64, id: u64, req: &Req, out: &Outcome) -> Result<(), String> {
         match (self, req) {
-            (Core::Scheduler(s), Req::Sched(_)) => {
-                let c = match out {
-                    Outcome::Object(o) => sched::Completion::Done((**o.json()).clone()),
-                    Outcome::Status(v) => sched::Completion::Done(v.clone()),
-                    Outcome::Read(_) | Outcome::List(_) => {
-                        sched::Completion::Failed("unexpected read".into())
+            (Core::Scheduler(s), Req::Sched(r)) => {
+                let c = match (r, out) {
+                    // As the driver answers them: the PV or PVC the server returned, typed.
+                    (sched::Request::UpdatePersistentVolume(_), Outcome::Object(o)) => {
+                        sched::Completion::Volume(Box::new(o.typed()?))
                     }
-                    Outcome::Conflict(m) => sched::Completion::Conflict(m.clone()),
-                    Outcome::NotFound(m) => sched::Completion::NotFound(m.clone()),
-                    Outcome::Failed(m) => sched::Completion::Failed(m.clone()),
+                    (sched::Request::UpdatePersistentVolumeClaim(_), Outcome::Object(o)) => {
+                        sched::Completion::Claim(Box::new(o.typed()?))
+                    }
+                    (_, out) => match out {
+                        Outcome::Object(o) => sched::Completion::Done((**o.json()).clone()),
+                        Outcome::Status(v) => sched::Completion::Done(v.clone()),
+                        Outcome::Read(_) | Outcome::List(_) => {
+                            sched::Completion::Failed("unexpected read".into())
+                        }
+                        Outcome::Conflict(m) => sched::Completion::Conflict(m.clone()),
+                        Outcome::NotFound(m) => sched::Completion::NotFound(m.clone()),
+                        Outcome::Failed(m) => sched::Completion::Failed(m.clone()),
+                    },
                 };
                 s.handle_completion(sched::Millis(now), id, c);
             }

@@ -112,8 +112,7 @@ pub struct Output {
 pub enum Completion {
     /// Committed; the object the server returned (or its Status for `pods/binding`).
     Done(serde_json::Value),
-    /// A PV update committed: the PV the server returned, already decoded (as `Done` would
-    /// carry it, without the JSON detour).
+    /// A PV update committed: the PV the server returned, decoded (as the driver reads it).
     Volume(Box<PersistentVolume>),
     /// A PVC update committed: the PVC the server returned, already decoded.
     Claim(Box<PersistentVolumeClaim>),
@@ -1245,19 +1244,12 @@ impl Scheduler {
         };
         let stage = c.stage.clone();
         match (stage, completion) {
-            (Stage::WritingPv(i), done @ (Completion::Done(_) | Completion::Volume(_))) => {
+            (Stage::WritingPv(i), Completion::Volume(pv)) => {
                 let vols = c.volumes.as_mut().expect("volumes");
-                let returned = match done {
-                    Completion::Volume(pv) => Some(*pv),
-                    Completion::Done(obj) => serde_json::from_value::<PersistentVolume>(obj).ok(),
-                    _ => None,
-                };
-                if let Some(pv) = returned {
-                    let name = pv.metadata.name.clone().unwrap_or_default();
-                    vols.pvs[i].0 = pv.clone();
-                    // Re-assume what the server returned; a newer watch copy may already be in.
-                    let _ = self.view.assume_pv(&name, pv);
-                }
+                let name = pv.metadata.name.clone().unwrap_or_default();
+                vols.pvs[i].0 = (*pv).clone();
+                // Re-assume what the server returned; a newer watch copy may already be in.
+                let _ = self.view.assume_pv(&name, *pv);
                 let (n_pv, n_pvc) = (vols.pvs.len(), vols.pvcs.len());
                 if i + 1 < n_pv {
                     c.stage = Stage::WritingPv(i + 1);
@@ -1269,20 +1261,11 @@ impl Scheduler {
                 }
                 self.advance(now, key);
             }
-            (Stage::WritingPvc(i), done @ (Completion::Done(_) | Completion::Claim(_))) => {
+            (Stage::WritingPvc(i), Completion::Claim(pvc)) => {
                 let vols = c.volumes.as_mut().expect("volumes");
-                let returned = match done {
-                    Completion::Claim(pvc) => Some(*pvc),
-                    Completion::Done(obj) => {
-                        serde_json::from_value::<PersistentVolumeClaim>(obj).ok()
-                    }
-                    _ => None,
-                };
-                if let Some(pvc) = returned {
-                    let k = key_of(&pvc.metadata);
-                    vols.pvcs[i] = pvc.clone();
-                    let _ = self.view.pvcs.assume(&k, pvc);
-                }
+                let k = key_of(&pvc.metadata);
+                vols.pvcs[i] = (*pvc).clone();
+                let _ = self.view.pvcs.assume(&k, *pvc);
                 if i + 1 < vols.pvcs.len() {
                     c.stage = Stage::WritingPvc(i + 1);
                     self.advance(now, key);

@@ -325,22 +325,16 @@ impl Harness {
                 }
                 p.metadata.resource_version = Some(self.next_rv());
                 self.pvs.insert(name, p.clone());
-                self.s.handle_completion(
-                    now,
-                    o.id,
-                    Completion::Done(serde_json::to_value(&p).unwrap()),
-                );
+                self.s
+                    .handle_completion(now, o.id, Completion::Volume(Box::new(p.clone())));
                 self.s.handle_persistent_volume(now, WatchEvent::Applied(p));
             }
             Request::UpdatePersistentVolumeClaim(mut c) => {
                 let name = c.metadata.name.clone().unwrap();
                 c.metadata.resource_version = Some(self.next_rv());
                 self.pvcs.insert(name, c.clone());
-                self.s.handle_completion(
-                    now,
-                    o.id,
-                    Completion::Done(serde_json::to_value(&c).unwrap()),
-                );
+                self.s
+                    .handle_completion(now, o.id, Completion::Claim(Box::new(c.clone())));
                 self.s
                     .handle_persistent_volume_claim(now, WatchEvent::Applied(c));
             }
