@@ -8,10 +8,9 @@
 //!    without a flush, synced once a second): `syncs` counts the periodic syncs, and the writes
 //!    are per group (backend transaction). `cpu µs/create` is the whole process's CPU time
 //!    (writers, store threads, backend threads) per create: less noisy than creates/s on a
-//!    shared machine; `writer µs`, `flusher µs` and `finisher µs` are the CPU time per create
-//!    of the store's writer, flusher and finisher threads alone (every durable write goes
-//!    through all three, one group at a time each: the largest bounds creates/s; a lone write
-//!    the writer keeps). Each
+//!    shared machine; `writer µs` and `flusher µs` are the CPU time per create of the store's
+//!    writer and flusher threads alone (every durable write goes through both, one group at a
+//!    time each: the larger of the two bounds creates/s; a lone write the writer keeps). Each
 //!    create's object is built before the clock (the API layer's JSON parse belongs to the http
 //!    bench), up to 80k objects per second of a point.
 //! 3. Watch delivery latency p50/p99 with 1,000 watchers, one write at a time, on the memory
@@ -154,8 +153,7 @@ fn process_cpu() -> Duration {
 
 /// CPU time (user + system) so far of this process's threads whose name starts with `prefix`
 /// (`/proc/self/task/*/comm`, truncated to 15 bytes: `bonsai-store-wr` is the store's writer,
-/// `bonsai-store-fl` its flusher, `bonsai-store-fi` its finisher). Threads that exited are not
-/// counted.
+/// `bonsai-store-fl` its flusher). Threads that exited are not counted.
 fn threads_cpu(prefix: &str) -> Duration {
     let mut ticks = 0;
     for task in std::fs::read_dir("/proc/self/task")
@@ -188,17 +186,15 @@ struct Point {
     per_flush: f64,
     flushes: u64,
     groups: u64,
-    /// CPU µs per create: the whole process, the store's writer, flusher and finisher threads.
+    /// CPU µs per create: the whole process, the store's writer thread, its flusher thread.
     cpu: f64,
     writer_cpu: f64,
     flusher_cpu: f64,
-    finisher_cpu: f64,
 }
 
 /// The store's threads as `/proc` names them (15 bytes).
 const WRITER_THREAD: &str = "bonsai-store-wr";
 const FLUSHER_THREAD: &str = "bonsai-store-fl";
-const FINISHER_THREAD: &str = "bonsai-store-fi";
 
 /// One throughput point: creates/s, writes per flush, flushes, groups, CPU µs per create.
 fn throughput(
@@ -271,7 +267,6 @@ fn throughput(
         let cpu0 = process_cpu();
         let writer0 = threads_cpu(WRITER_THREAD);
         let flusher0 = threads_cpu(FLUSHER_THREAD);
-        let finisher0 = threads_cpu(FINISHER_THREAD);
         go.send_replace(Some(start + Duration::from_secs_f64(secs)));
         let mut leftovers = Vec::new();
         for t in tasks {
@@ -281,11 +276,10 @@ fn throughput(
         let cpu = process_cpu() - cpu0;
         let writer = threads_cpu(WRITER_THREAD) - writer0;
         let flusher = threads_cpu(FLUSHER_THREAD) - flusher0;
-        let finisher = threads_cpu(FINISHER_THREAD) - finisher0;
         drop(leftovers);
-        (elapsed, cpu, writer, flusher, finisher)
+        (elapsed, cpu, writer, flusher)
     });
-    let (elapsed, cpu, writer, flusher, finisher) = measured;
+    let (elapsed, cpu, writer, flusher) = measured;
     let stats = store.stats();
     let writes = done.load(Ordering::Relaxed);
     let per_flush = stats.writes as f64 / stats.flushes.max(1) as f64;
@@ -298,7 +292,6 @@ fn throughput(
         cpu: per_create(cpu),
         writer_cpu: per_create(writer),
         flusher_cpu: per_create(flusher),
-        finisher_cpu: per_create(finisher),
     }
 }
 
@@ -525,7 +518,7 @@ fn main() {
             println!();
             println!("{name} creates/s (~1 KiB pods, {secs}s per point):");
             println!(
-                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14} {:>10} {:>11} {:>12}",
+                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14} {:>10} {:>11}",
                 "backend",
                 "writers",
                 "creates/s",
@@ -535,8 +528,7 @@ fn main() {
                 "groups",
                 "cpu µs/create",
                 "writer µs",
-                "flusher µs",
-                "finisher µs"
+                "flusher µs"
             );
             for &kind in &backends {
                 // Relaxed is durable on the memory backend: nothing new to show.
@@ -553,7 +545,6 @@ fn main() {
                         cpu,
                         writer_cpu,
                         flusher_cpu,
-                        finisher_cpu,
                     } = throughput(&rt, kind, durability, writers, secs);
                     let per_flush = match durability {
                         Durability::Durable => per_flush,
@@ -565,7 +556,7 @@ fn main() {
                         base = rate;
                     }
                     println!(
-                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1} {:>10.1} {:>11.1} {:>12.1}",
+                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1} {:>10.1} {:>11.1}",
                         kind.as_str(),
                         writers,
                         rate,
@@ -575,8 +566,7 @@ fn main() {
                         groups,
                         cpu,
                         writer_cpu,
-                        flusher_cpu,
-                        finisher_cpu
+                        flusher_cpu
                     );
                     let _ = std::io::stdout().flush();
                 }

@@ -1,6 +1,5 @@
 //! [`Store`]: the handle everyone uses, the writer thread that drives the core, the flusher
-//! thread that makes groups durable, the finisher thread that commits and answers them, and the
-//! watch fan-out.
+//! thread that makes groups durable, and the watch fan-out.
 //!
 //! Writes go through one channel to the writer thread, which:
 //! 1. takes every request waiting (up to `max_batch`): that is the group. In relaxed mode on a
@@ -9,37 +8,34 @@
 //!    64) — those writers are about to come back; a lone writer never waits;
 //! 2. prepares each against the core (preconditions, revisions) under the core's lock —
 //!    rejected writes are answered at once;
-//! 3. durable mode on a disk backend (see `Backend::overlap_flush`): hands the group to the flusher
-//!    thread and goes on with the next group while the flusher encodes the group's events, writes
-//!    them to the backend (one transaction) and flushes it, then hands it to the finisher thread,
-//!    which finishes it (step 4) while the flusher goes on with the next group. The core keeps the
-//!    prepared groups apart and commits them in order. Double buffering: at most two groups are in
-//!    flight (prepared and not yet finished) — one being written and flushed (or finished), one
-//!    prepared behind it —, so while the flusher works the requests gather into the next group (one
-//!    backend transaction per flush, not many tiny ones). The flusher writes every group waiting
-//!    for it in one transaction (in revision order) and flushes once. The writer keeps a lone write
-//!    (a group of one, the flusher idle, no request waiting) and writes, flushes and finishes it
-//!    itself: there is nothing to overlap it with, and a hand-off between threads would only add to
-//!    a single writer's latency. Otherwise (relaxed mode, the memory backend) the writer encodes,
-//!    writes (and flushes, if at all) and finishes each group itself;
+//! 3. durable mode on a disk backend (see `Backend::overlap_flush`): hands the group to the
+//!    flusher thread and goes on with the next group while the flusher encodes the group's
+//!    events, writes them to the backend (one transaction), flushes it and finishes it. The
+//!    core keeps the prepared groups apart and commits them in order. Double buffering: at
+//!    most two groups are in flight — one being written and flushed, one prepared behind it —,
+//!    so while the flusher works the requests gather into the next group (one backend
+//!    transaction per flush, not many tiny ones). The flusher writes every group waiting for it
+//!    in one transaction (in revision order) and flushes once. The writer keeps a lone write (a
+//!    group of one, the flusher idle, no request waiting) and writes, flushes and finishes it
+//!    itself: there is nothing to overlap it with, and a hand-off between threads would only
+//!    add to a single writer's latency. Otherwise (relaxed mode, the memory backend) the writer
+//!    encodes, writes (and flushes, if at all) and finishes each group itself;
 //! 4. finishing a group: commit it in the core, hand each event to every watcher that sees it
 //!    ([`publish`]), and only then answer the writers. Nothing is acknowledged — or visible to
 //!    readers and watchers — before the flush that covers it.
 //!
 //! Overlapping the CPU work of group N+1 with the write and flush of group N is what lets many
 //! writers share each flush and both cores work: at 256 writers the one writer thread was the
-//! bottleneck (~19 µs of CPU per create, half of it sled's `apply_batch`), so the backend's work
-//! moved to the flusher, and the writer only checks writes and assigns revisions. (An earlier
-//! version overlapped only the flush — sled's `flush` while the writer applied the next batch — and
-//! gained nothing: the flush is ~0.1–0.3 ms per group of hundreds of writes, the writer's CPU per
-//! write was the limit.) Finishing moved off the flusher for the same reason: committing a group in
-//! the core, publishing it and answering ~100 writers took a fifth of the flusher's time at 256
-//! writers, time in which the disk was idle and the next group waited. One thread writes the groups
-//! to the backend in durable mode (log retention's rare compaction aside), so sled never flushes
-//! while it applies a group (which made it hold more memory per object), and redb commits each
-//! group in one durable transaction instead of a non-durable one plus an empty durable one. The
-//! backend holds a group's events before it is acknowledged, so `history` reads the log only up to
-//! the committed revision.
+//! bottleneck (~19 µs of CPU per create, half of it sled's `apply_batch`), so the backend's
+//! work moved to the flusher, and the writer only checks writes and assigns revisions. (An
+//! earlier version overlapped only the flush — sled's `flush` while the writer applied the next
+//! batch — and gained nothing: the flush is ~0.1–0.3 ms per group of hundreds of writes, the
+//! writer's CPU per write was the limit.) One thread writes the groups to the backend in
+//! durable mode (log retention's rare compaction aside), so sled never flushes while it
+//! applies a group (which made it hold more memory per object), and redb commits each group in
+//! one durable transaction instead of a non-durable one plus an empty durable one. The backend
+//! holds a group's events before it is acknowledged, so `history` reads the log only up to the
+//! committed revision.
 //!
 //! Relaxed mode acknowledges a group once its backend transaction committed, without a flush,
 //! and makes it durable within about a second: a sync thread (`bonsai-store-sync`) syncs the
@@ -48,10 +44,10 @@
 //! transaction). A crash may lose the writes acknowledged in the last second or so, never part
 //! of one (each group is one atomic transaction). Closing the store syncs.
 //!
-//! The writer, the flusher, the finisher and the syncer are plain threads, not tokio tasks: the
-//! backends block on fdatasync, and the store must work from any runtime (or none: `Store::open` is
-//! synchronous). Between groups the writer sends bookmarks, ages the watch window and applies log
-//! retention.
+//! The writer, the flusher and the syncer are plain threads, not tokio tasks: the backends
+//! block on fdatasync, and the store must work from any runtime (or none: `Store::open` is
+//! synchronous). Between groups the writer sends bookmarks, ages the watch window and applies
+//! log retention.
 //!
 //! # Watch fan-out
 //! Each committed event becomes one shared [`Shared`]-side `Entry` (the committed event, its
@@ -702,8 +698,13 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
     // preparing the next group.
     let mut flusher = None;
     if durable && shared.log.needs_sync() && shared.log.overlap_flush() {
-        match spawn_flusher(&shared) {
-            Ok(f) => flusher = Some(f),
+        let (tx, frx) = std_mpsc::channel::<(Group, Vec<Committed>)>();
+        let s = shared.clone();
+        match std::thread::Builder::new()
+            .name("bonsai-store-flush".into())
+            .spawn(move || flusher_loop(s, frx))
+        {
+            Ok(handle) => flusher = Some((tx, handle)),
             // Without a flusher thread the writer flushes each group itself.
             Err(e) => eprintln!("bonsai store: no flusher thread ({e}); flushing inline"),
         }
@@ -735,12 +736,12 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
     // A request taken to see whether anyone is waiting (it starts the next group).
     let mut stashed: Option<Request> = None;
     loop {
-        if let Some(f) = &flusher {
+        if let Some((_, handle)) = &flusher {
             // Double buffering: one group flushing, the next one appended behind it. Until the
             // first is done, new requests wait in the channel, so the next group is as big as
             // what arrived during a flush (one backend batch per flush, not dozens of tiny ones).
             let mut n = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            while *n >= 2 && !f.stopped() {
+            while *n >= 2 && !handle.is_finished() {
                 n = shared
                     .flushed
                     .wait_timeout(n, tick)
@@ -788,7 +789,7 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                     // no other request is waiting: then there is nothing to overlap with, and
                     // writing here saves a lone writer a thread hand-off on every write.
                     let lone = group.accepted.len() == 1;
-                    let pipelined = flusher.as_ref().and_then(|f| {
+                    let pipelined = flusher.as_ref().and_then(|(tx, _)| {
                         if lone {
                             if let Ok(r) = rx.try_recv() {
                                 stashed = Some(r);
@@ -797,7 +798,7 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                         let mut n = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                         (!lone || stashed.is_some() || *n > 0).then(|| {
                             *n += 1;
-                            &f.tx
+                            tx
                         })
                     });
                     match pipelined {
@@ -840,11 +841,9 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
     }
     // Last handle dropped: finish the groups in flight, flush relaxed writes, close every
     // watcher (each still reads what it was handed, then `Closed`).
-    if let Some(f) = flusher {
-        // The flusher ends once its channel is drained and closed, and the finisher after it.
-        drop(f.tx);
-        let _ = f.flusher.join();
-        let _ = f.finisher.join();
+    if let Some((tx, handle)) = flusher {
+        drop(tx);
+        let _ = handle.join();
     }
     if let Some((tx, handle)) = syncer {
         drop(tx);
@@ -1004,60 +1003,13 @@ fn prepare_group(
     ))
 }
 
-/// The durable pipeline's two threads behind the writer: the flusher and the finisher.
-struct Flusher {
-    /// Prepared groups and their events, for the flusher.
-    tx: std_mpsc::Sender<(Group, Vec<Committed>)>,
-    flusher: std::thread::JoinHandle<()>,
-    finisher: std::thread::JoinHandle<()>,
-}
-
-impl Flusher {
-    /// A thread of the pipeline is gone (it panicked): the writer no longer waits for it.
-    fn stopped(&self) -> bool {
-        self.flusher.is_finished() || self.finisher.is_finished()
-    }
-}
-
-/// What the flusher hands the finisher: groups in revision order, and whether their flush
-/// made them durable.
-type Flushed = (Vec<Group>, std::result::Result<(), StoreError>);
-
-fn spawn_flusher(shared: &Arc<Shared>) -> std::io::Result<Flusher> {
-    let (done_tx, done_rx) = std_mpsc::channel::<Flushed>();
-    let s = shared.clone();
-    let finisher = std::thread::Builder::new()
-        .name("bonsai-store-finish".into())
-        .spawn(move || finisher_loop(s, done_rx))?;
-    let (tx, rx) = std_mpsc::channel::<(Group, Vec<Committed>)>();
-    let s = shared.clone();
-    // If this spawn fails, `done_tx` is dropped with the closure and the finisher ends.
-    let flusher = std::thread::Builder::new()
-        .name("bonsai-store-flush".into())
-        .spawn(move || flusher_loop(s, rx, done_tx))?;
-    Ok(Flusher {
-        tx,
-        flusher,
-        finisher,
-    })
-}
-
 /// The flusher: encodes and writes every group handed over since the last time in one
-/// transaction (in revision order), flushes it, and hands the groups to the finisher.
-///
-/// It does not finish them itself: committing a group in the core (a B-tree insert per new
-/// key, under the core's lock), publishing it and answering its writers took a fifth of this
-/// thread's time, during which the disk was idle and the next group, prepared already, waited.
-/// The finisher does that while the flusher encodes and writes the next group.
+/// transaction (in revision order), flushes it, then finishes them.
 ///
 /// It encodes, not the writer: the encoded events are freed here, after the backend copied
 /// them, and a buffer allocated on one thread and freed on another made sled's store hold
 /// ~80 B more per object (the allocator keeps such memory longer; `benches/store.rs`, memory).
-fn flusher_loop(
-    shared: Arc<Shared>,
-    rx: std_mpsc::Receiver<(Group, Vec<Committed>)>,
-    done: std_mpsc::Sender<Flushed>,
-) {
+fn flusher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<(Group, Vec<Committed>)>) {
     let mut broken: Option<StoreError> = None;
     while let Ok((first, mut events)) = rx.recv() {
         let mut groups = vec![first];
@@ -1065,46 +1017,23 @@ fn flusher_loop(
             groups.push(g);
             events.extend(e);
         }
-        let outcome = match &broken {
-            Some(err) => Err(err.clone()),
-            None => {
-                let batch = Log::encode(&events);
-                drop(events);
-                match shared.log.write(batch, true) {
-                    Ok(()) => {
-                        shared.groups.fetch_add(1, Ordering::Relaxed);
-                        shared.flushes.fetch_add(1, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let err = shared.log.store_error(e);
-                        broken = Some(err.clone());
-                        Err(err)
-                    }
-                }
-            }
-        };
-        if let Err(std_mpsc::SendError((groups, outcome))) = done.send((groups, outcome)) {
-            // The finisher is gone (it panicked): nobody else will answer these writers.
-            let err = outcome
-                .err()
-                .unwrap_or_else(|| StoreError::Backend("the store's finisher stopped".into()));
-            let n = groups.len();
-            abort_groups(&shared, groups, err);
-            done_in_flight(&shared, n);
-        }
-    }
-}
-
-/// The finisher: in revision order, finishes each flushed group (commit, publish, answer) or
-/// fails it and every group prepared behind it when its flush failed.
-fn finisher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Flushed>) {
-    while let Ok((groups, outcome)) = rx.recv() {
         let n = groups.len();
-        match outcome {
-            Ok(()) => finish(&shared, groups),
-            Err(err) => abort_groups(&shared, groups, err),
+        if broken.is_none() {
+            let batch = Log::encode(&events);
+            drop(events);
+            match shared.log.write(batch, true) {
+                Ok(()) => {
+                    shared.groups.fetch_add(1, Ordering::Relaxed);
+                    shared.flushes.fetch_add(1, Ordering::Relaxed);
+                    finish(&shared, groups);
+                    done_in_flight(&shared, n);
+                    continue;
+                }
+                Err(e) => broken = Some(shared.log.store_error(e)),
+            }
         }
+        let err = broken.clone().expect("set above");
+        abort_groups(&shared, groups, err);
         done_in_flight(&shared, n);
     }
 }
