@@ -563,6 +563,44 @@ fn object_response(ctx: &Ctx, code: StatusCode, obj: &Arc<Value>) -> Result<Resp
     }
 }
 
+/// A write's result: the stored object and, when the client wants the plain object, the
+/// exact JSON text the store committed for it ([`Store::committed_json`]), which the response
+/// sends as it is instead of serializing the object again (the same bytes: the store wrote the
+/// text with the serializer responses use, and GET sends it too).
+///
+/// [`Store::committed_json`]: crate::store::Store::committed_json
+pub(crate) struct Stored {
+    obj: Arc<Value>,
+    text: Option<Arc<str>>,
+}
+
+impl Stored {
+    /// A result the store did not commit as it is (dry run, a no-op, a finished deletion).
+    fn object(obj: Arc<Value>) -> Stored {
+        Stored { obj, text: None }
+    }
+
+    /// `obj`, just committed under `key`, with its text when a response will send it.
+    fn committed(ctx: &Ctx, key: &Key, obj: Arc<Value>) -> Stored {
+        let text = (!ctx.events_v1() && repr_of(&ctx.headers) == Repr::Object)
+            .then(|| ctx.state.store.committed_json(key, &obj))
+            .flatten()
+            .filter(|t| typed_text(t));
+        Stored { obj, text }
+    }
+}
+
+/// The response to a write: the committed text when there is one, else [`object_response`].
+fn stored_response(ctx: &Ctx, code: StatusCode, stored: &Stored) -> Result<Response, ApiError> {
+    match &stored.text {
+        Some(text) => Ok(super::util::json_text_response(
+            code,
+            bytes::Bytes::from_owner(ArcStr(text.clone())),
+        )),
+        None => object_response(ctx, code, &stored.obj),
+    }
+}
+
 /// Whether stored JSON text starts with `apiVersion` and `kind`, as every object the server
 /// stored does ([`check_kind`] puts them first): then [`with_type`] would leave it as it is.
 fn typed_text(text: &str) -> bool {
@@ -887,7 +925,7 @@ async fn create_object(
     ctx: &Ctx,
     mut obj: Value,
     opts: &WriteOptions,
-) -> Result<(Arc<Value>, Vec<String>), ApiError> {
+) -> Result<(Stored, Vec<String>), ApiError> {
     let r = ctx.r();
     fix_namespace(ctx, &mut obj)?;
     {
@@ -950,11 +988,15 @@ async fn create_object(
             if st_get(&ctx.state, &ctx.key(&this_name)).is_some() {
                 return Err(ApiError::already_exists(r.group, r.name, &this_name));
             }
-            return Ok((Arc::new(candidate), warnings));
+            return Ok((Stored::object(Arc::new(candidate)), warnings));
         }
         let candidate = ctx.to_store(candidate);
-        match st_create(&ctx.state, ctx.key(&this_name), candidate, &ctx.actor).await {
-            Ok(stored) => return Ok((ctx.to_api(stored), warnings)),
+        let key = ctx.key(&this_name);
+        match st_create(&ctx.state, key.clone(), candidate, &ctx.actor).await {
+            Ok(stored) => {
+                let stored = Stored::committed(ctx, &key, ctx.to_api(stored));
+                return Ok((stored, warnings));
+            }
             // A generated name that happens to be taken: draw again, as kube-apiserver does.
             Err(StoreError::AlreadyExists { .. }) if name.is_empty() && attempts < 8 => continue,
             Err(e) => return Err(e.into()),
@@ -971,7 +1013,7 @@ async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
     if r.group.is_empty() && r.name == "namespaces" {
         ctx.state.namespace_kick.notify_one();
     }
-    let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+    let mut resp = stored_response(ctx, StatusCode::CREATED, &stored)?;
     add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
@@ -981,7 +1023,7 @@ async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
 
 /// Outcome of a guarded write attempt.
 enum Attempt {
-    Done(Arc<Value>, Vec<String>),
+    Done(Stored, Vec<String>),
     /// Another writer got in between; retry when the client did not pin a resourceVersion.
     Raced,
 }
@@ -1075,7 +1117,7 @@ async fn write_update(
             .unwrap_or(0)
             == 0;
     if opts.dry_run {
-        return Ok(Attempt::Done(Arc::new(new), warnings));
+        return Ok(Attempt::Done(Stored::object(Arc::new(new)), warnings));
     }
     if finishing {
         return match st_delete(
@@ -1089,7 +1131,7 @@ async fn write_update(
             Ok(last) => {
                 // Return the object as the client last wrote it (minus the finalizers).
                 let _ = last;
-                Ok(Attempt::Done(Arc::new(new), warnings))
+                Ok(Attempt::Done(Stored::object(Arc::new(new)), warnings))
             }
             Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
             Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
@@ -1097,18 +1139,22 @@ async fn write_update(
         };
     }
     if new == **old {
-        return Ok(Attempt::Done(old.clone(), warnings));
+        return Ok(Attempt::Done(Stored::object(old.clone()), warnings));
     }
+    let key = ctx.key(&name);
     match st_update(
         &ctx.state,
-        ctx.key(&name),
+        key.clone(),
         ctx.to_store(new),
         Some(Precondition::ResourceVersion(old_rv)),
         &ctx.actor,
     )
     .await
     {
-        Ok(stored) => Ok(Attempt::Done(ctx.to_api(stored), warnings)),
+        Ok(stored) => Ok(Attempt::Done(
+            Stored::committed(ctx, &key, ctx.to_api(stored)),
+            warnings,
+        )),
         Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
         Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
         Err(e) => Err(e.into()),
@@ -1153,7 +1199,7 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 meta_mut(&mut obj).insert("name".into(), json!(name));
                 match create_object(ctx, obj.clone(), &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+                        let mut resp = stored_response(ctx, StatusCode::CREATED, &stored)?;
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1176,7 +1222,7 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         };
         match write_update(ctx, &old, attempt, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
+                let mut resp = stored_response(ctx, StatusCode::OK, &stored)?;
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
@@ -1237,7 +1283,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 }
                 match create_object(ctx, obj, &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+                        let mut resp = stored_response(ctx, StatusCode::CREATED, &stored)?;
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1286,7 +1332,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         }
         match write_update(ctx, &old, new, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
+                let mut resp = stored_response(ctx, StatusCode::OK, &stored)?;
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
