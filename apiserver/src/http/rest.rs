@@ -20,7 +20,7 @@ use super::util::{
     ua_product, Query, MAX_BODY_BYTES,
 };
 use super::{events, proxy, table, watch, AppState};
-use crate::semantics::{self, FieldValidation, PatchType, WriteOptions};
+use crate::semantics::{self, Field, FieldMut, FieldValidation, PatchType, WriteOptions};
 use crate::status::ApiError;
 use crate::store::{
     parse_field_selector, parse_label_selector, Key, ListQuery, Precondition, StoreError,
@@ -184,8 +184,8 @@ pub(crate) fn st_list(
 // ---------------------------------------------------------------------------------------------
 
 fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
-    v.get("metadata")
-        .and_then(|m| m.get(field))
+    v.field("metadata")
+        .and_then(|m| m.field(field))
         .and_then(Value::as_str)
         .unwrap_or("")
 }
@@ -195,11 +195,11 @@ fn rv_of(v: &Value) -> Option<u64> {
 }
 
 fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
-    if !v.get("metadata").is_some_and(Value::is_object) {
+    if !v.field("metadata").is_some_and(Value::is_object) {
         v["metadata"] = json!({});
     }
-    v["metadata"]
-        .as_object_mut()
+    v.field_mut("metadata")
+        .and_then(Value::as_object_mut)
         .expect("metadata is an object")
 }
 
@@ -233,12 +233,12 @@ fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result
         format!("{group}/{version}")
     };
     let body_kind = obj
-        .get("kind")
+        .field("kind")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     let body_av = obj
-        .get("apiVersion")
+        .field("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -540,7 +540,7 @@ pub(crate) fn partial_metadata(obj: &Value) -> Value {
 
 /// The object with `apiVersion`/`kind` guaranteed (stored objects have them; this is a guard).
 pub(crate) fn with_type(r: &Resource, obj: &Arc<Value>) -> Arc<Value> {
-    if obj.get("kind").is_some() && obj.get("apiVersion").is_some() {
+    if obj.field("kind").is_some() && obj.field("apiVersion").is_some() {
         return obj.clone();
     }
     let mut v = (**obj).clone();

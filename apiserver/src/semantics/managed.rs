@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::Field;
 use crate::status::{ApiError, Cause};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -329,7 +330,7 @@ fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
             let mut s = String::with_capacity(32);
             s.push('{');
             for k in keys {
-                if let Some(v) = item.get(*k) {
+                if let Some(v) = item.field(k) {
                     if s.len() > 1 {
                         s.push(',');
                     }
@@ -838,7 +839,7 @@ impl Ignore {
 
 /// `metadata.managedFields` (a direct lookup: `Value::pointer` allocates for every token).
 fn list_of(obj: &Value) -> Option<&Value> {
-    obj.get("metadata")?.get("managedFields")
+    obj.field("metadata")?.field("managedFields")
 }
 
 /// The managers of `new` for this write: user-supplied managedFields (a changed list in the
@@ -977,7 +978,7 @@ fn record_update_fast(
     w: &Writer,
     ignore: &Ignore,
 ) -> bool {
-    if !new.get("metadata").is_some_and(Value::is_object) {
+    if !new.field("metadata").is_some_and(Value::is_object) {
         return false;
     }
     // `base_entries`, reading where the list comes from instead of decoding it.
