@@ -583,7 +583,7 @@ impl Stored {
     /// `obj`, just committed under `key`, with its text when a response will send it.
     fn committed(ctx: &Ctx, key: &Key, obj: Arc<Value>) -> Stored {
         let text = (!ctx.events_v1() && repr_of(&ctx.headers) == Repr::Object)
-            .then(|| ctx.state.store.committed_json(key, &obj))
+            .then(|| ctx.state.store.committed_json(key, rv_of(&obj)?))
             .flatten()
             .filter(|t| typed_text(t));
         Stored { obj, text }

@@ -232,7 +232,7 @@ impl Ptr for Value {
                 raw
             };
             cur = match cur {
-                Value::Object(m) => m.get(token)?,
+                Value::Object(m) => m.field(token)?,
                 Value::Array(a) => {
                     if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
                         return None;

@@ -661,13 +661,12 @@ impl Store {
             .map_err(|e| self.shared.log.store_error(e))
     }
 
-    /// The JSON text the store committed for `object`, a result of [`Store::create`] or
-    /// [`Store::update`] of `key`: the event of `key` at `object`'s resourceVersion (revisions
-    /// are unique, so that event's text is this object's), found in the watch window. The API
-    /// answers a write with these bytes instead of serializing the object again. `None` when
-    /// the event has already left the window (the caller then serializes).
-    pub fn committed_json(&self, key: &Key, object: &Value) -> Option<Arc<str>> {
-        let rev = resource_version_of(object)?;
+    /// The JSON text the store committed for the result of a [`Store::create`] or
+    /// [`Store::update`] of `key`, given its resourceVersion `rev`: the event of `key` at `rev`
+    /// (revisions are unique, so that event's text is this object's), found in the watch
+    /// window. The API answers a write with these bytes instead of serializing the object
+    /// again. `None` when the event has already left the window (the caller then serializes).
+    pub fn committed_json(&self, key: &Key, rev: Revision) -> Option<Arc<str>> {
         let inner = self.shared.lock();
         let c = inner.core.window_after(rev.checked_sub(1)?).next()?;
         (c.revision == rev && c.event_type != EventType::Deleted && *c.key == *key)
