@@ -1540,6 +1540,29 @@ fn added_fields<'v>(
     cx: &EmitCx,
 ) -> Map<String, Value> {
     let children = match n {
+        // Keys in order (kubectl sends them sorted) and none skipped (no ignored prefix below
+        // this point): the map is written in its final order directly, `.` first. (Sorting
+        // references to unsorted keys first instead cost more than `Emit` does.)
+        Value::Object(nm)
+            if fields.is_none()
+                && !nm.is_empty()
+                && nm.keys().is_sorted()
+                && !atomic_struct(fpath) =>
+        {
+            let mut m = Map::with_capacity(nm.len() + 1);
+            m.insert(".".into(), Value::Object(Map::new()));
+            for (k, nv) in nm {
+                let len = fpath.len();
+                if len > 0 {
+                    fpath.push('.');
+                }
+                fpath.push_str(k);
+                let c = added_fields(nv, fpath, None, cx);
+                fpath.truncate(len);
+                m.insert(field_key(k), Value::Object(c));
+            }
+            return m;
+        }
         Value::Object(nm) if !nm.is_empty() && !atomic_struct(fpath) => {
             let mut children = Vec::with_capacity(nm.len());
             for (k, nv) in nm {
