@@ -588,16 +588,15 @@ impl Stored {
             .filter(|t| typed_text(t));
         Stored { obj, text }
     }
-}
 
-/// The response to a write: the committed text when there is one, else [`object_response`].
-fn stored_response(ctx: &Ctx, code: StatusCode, stored: &Stored) -> Result<Response, ApiError> {
-    match &stored.text {
-        Some(text) => Ok(super::util::json_text_response(
+    /// The committed text as the response to the write, when there is one (else the caller
+    /// answers with [`object_response`]).
+    fn text_response(&self, code: StatusCode) -> Option<Response> {
+        let text = self.text.clone()?;
+        Some(super::util::json_text_response(
             code,
-            bytes::Bytes::from_owner(ArcStr(text.clone())),
-        )),
-        None => object_response(ctx, code, &stored.obj),
+            bytes::Bytes::from_owner(ArcStr(text)),
+        ))
     }
 }
 
@@ -1013,7 +1012,10 @@ async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
     if r.group.is_empty() && r.name == "namespaces" {
         ctx.state.namespace_kick.notify_one();
     }
-    let mut resp = stored_response(ctx, StatusCode::CREATED, &stored)?;
+    let mut resp = match stored.text_response(StatusCode::CREATED) {
+        Some(r) => r,
+        None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
+    };
     add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
@@ -1199,7 +1201,10 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 meta_mut(&mut obj).insert("name".into(), json!(name));
                 match create_object(ctx, obj.clone(), &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = stored_response(ctx, StatusCode::CREATED, &stored)?;
+                        let mut resp = match stored.text_response(StatusCode::CREATED) {
+                            Some(r) => r,
+                            None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
+                        };
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1222,7 +1227,10 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         };
         match write_update(ctx, &old, attempt, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = stored_response(ctx, StatusCode::OK, &stored)?;
+                let mut resp = match stored.text_response(StatusCode::OK) {
+                    Some(r) => r,
+                    None => object_response(ctx, StatusCode::OK, &stored.obj)?,
+                };
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
@@ -1283,7 +1291,10 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 }
                 match create_object(ctx, obj, &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = stored_response(ctx, StatusCode::CREATED, &stored)?;
+                        let mut resp = match stored.text_response(StatusCode::CREATED) {
+                            Some(r) => r,
+                            None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
+                        };
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1332,7 +1343,10 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         }
         match write_update(ctx, &old, new, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = stored_response(ctx, StatusCode::OK, &stored)?;
+                let mut resp = match stored.text_response(StatusCode::OK) {
+                    Some(r) => r,
+                    None => object_response(ctx, StatusCode::OK, &stored.obj)?,
+                };
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
