@@ -480,6 +480,10 @@ pub(crate) fn repr_of(headers: &HeaderMap) -> Repr {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // What most clients send, answered without splitting (most requests ask this).
+    if matches!(accept, "" | "application/json" | "*/*") {
+        return Repr::Object;
+    }
     // The first acceptable alternative wins, as in kube-apiserver's content negotiation.
     for alt in accept.split(',') {
         let params: Vec<&str> = alt.split(';').map(str::trim).collect();
