@@ -1179,3 +1179,62 @@ async fn concurrent_patches_without_resource_version_all_apply() {
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["reason"], "Conflict");
 }
+
+/// A write's answer is the object as stored: byte for byte what a GET right after it sends,
+/// and what serializing the object gives (the answer is the store's committed text, not the
+/// object serialized again). Asked for as a Table, it is still a Table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_answers_are_the_stored_bytes() {
+    let s = start().await;
+    let same = |what: &str, answer: &Resp, get: &Resp| {
+        assert!(
+            answer.status == 201 || answer.status == 200,
+            "{what}: {}",
+            answer.text()
+        );
+        assert_eq!(answer.text(), get.text(), "{what}: answer and GET differ");
+        let reserialized = serde_json::to_vec(&answer.json()).unwrap();
+        assert_eq!(answer.body, reserialized, "{what}: not serde_json's bytes");
+        assert_eq!(answer.header("content-type"), Some("application/json"));
+    };
+    let r = s.post_json("/api/v1/persistentvolumes", &pv("bytes")).await;
+    same(
+        "create",
+        &r,
+        &s.get("/api/v1/persistentvolumes/bytes").await,
+    );
+    let path = "/api/v1/namespaces/default/pods/bytes";
+    let r = s
+        .post_json("/api/v1/namespaces/default/pods", &pod("bytes"))
+        .await;
+    same("create pod", &r, &s.get(path).await);
+    let mut obj = r.json();
+    obj["metadata"]["labels"] = json!({"a": "b"});
+    let r = s
+        .send("PUT", path, "application/json", &obj.to_string())
+        .await;
+    same("update", &r, &s.get(path).await);
+    let r = s
+        .send(
+            "PATCH",
+            path,
+            "application/merge-patch+json",
+            r#"{"metadata":{"annotations":{"x":"y"}}}"#,
+        )
+        .await;
+    same("patch", &r, &s.get(path).await);
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let r = s
+        .req_full(
+            "POST",
+            "/api/v1/persistentvolumes",
+            Some("application/json"),
+            pv("bytes-table").to_string().into_bytes(),
+            true,
+            &[("accept", table)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["kind"], "Table", "{}", r.text());
+    s.stop().await;
+}

@@ -20,7 +20,7 @@ use super::util::{
     ua_product, Query, MAX_BODY_BYTES,
 };
 use super::{events, proxy, table, watch, AppState};
-use crate::semantics::{self, FieldValidation, PatchType, WriteOptions};
+use crate::semantics::{self, Field, FieldMut, FieldValidation, PatchType, WriteOptions};
 use crate::status::ApiError;
 use crate::store::{
     parse_field_selector, parse_label_selector, Key, ListQuery, Precondition, StoreError,
@@ -184,8 +184,8 @@ pub(crate) fn st_list(
 // ---------------------------------------------------------------------------------------------
 
 fn meta_str<'a>(v: &'a Value, field: &str) -> &'a str {
-    v.get("metadata")
-        .and_then(|m| m.get(field))
+    v.field("metadata")
+        .and_then(|m| m.field(field))
         .and_then(Value::as_str)
         .unwrap_or("")
 }
@@ -195,11 +195,11 @@ fn rv_of(v: &Value) -> Option<u64> {
 }
 
 fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
-    if !v.get("metadata").is_some_and(Value::is_object) {
+    if !v.field("metadata").is_some_and(Value::is_object) {
         v["metadata"] = json!({});
     }
-    v["metadata"]
-        .as_object_mut()
+    v.field_mut("metadata")
+        .and_then(Value::as_object_mut)
         .expect("metadata is an object")
 }
 
@@ -233,12 +233,12 @@ fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result
         format!("{group}/{version}")
     };
     let body_kind = obj
-        .get("kind")
+        .field("kind")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     let body_av = obj
-        .get("apiVersion")
+        .field("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -480,6 +480,10 @@ pub(crate) fn repr_of(headers: &HeaderMap) -> Repr {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // What most clients send, answered without splitting (most requests ask this).
+    if matches!(accept, "" | "application/json" | "*/*") {
+        return Repr::Object;
+    }
     // The first acceptable alternative wins, as in kube-apiserver's content negotiation.
     for alt in accept.split(',') {
         let params: Vec<&str> = alt.split(';').map(str::trim).collect();
@@ -540,7 +544,7 @@ pub(crate) fn partial_metadata(obj: &Value) -> Value {
 
 /// The object with `apiVersion`/`kind` guaranteed (stored objects have them; this is a guard).
 pub(crate) fn with_type(r: &Resource, obj: &Arc<Value>) -> Arc<Value> {
-    if obj.get("kind").is_some() && obj.get("apiVersion").is_some() {
+    if obj.field("kind").is_some() && obj.field("apiVersion").is_some() {
         return obj.clone();
     }
     let mut v = (**obj).clone();
@@ -560,6 +564,43 @@ fn object_response(ctx: &Ctx, code: StatusCode, obj: &Arc<Value>) -> Result<Resp
         }
         Repr::PartialMetadata => Ok(json_response(code, &partial_metadata(obj))),
         Repr::Object => Ok(json_response(code, &with_type(ctx.r(), obj))),
+    }
+}
+
+/// A write's result: the stored object and, when the client wants the plain object, the
+/// exact JSON text the store committed for it ([`Store::committed_json`]), which the response
+/// sends as it is instead of serializing the object again (the same bytes: the store wrote the
+/// text with the serializer responses use, and GET sends it too).
+///
+/// [`Store::committed_json`]: crate::store::Store::committed_json
+pub(crate) struct Stored {
+    obj: Arc<Value>,
+    text: Option<Arc<str>>,
+}
+
+impl Stored {
+    /// A result the store did not commit as it is (dry run, a no-op, a finished deletion).
+    fn object(obj: Arc<Value>) -> Stored {
+        Stored { obj, text: None }
+    }
+
+    /// `obj`, just committed under `key`, with its text when a response will send it.
+    fn committed(ctx: &Ctx, key: &Key, obj: Arc<Value>) -> Stored {
+        let text = (!ctx.events_v1() && repr_of(&ctx.headers) == Repr::Object)
+            .then(|| ctx.state.store.committed_json(key, rv_of(&obj)?))
+            .flatten()
+            .filter(|t| typed_text(t));
+        Stored { obj, text }
+    }
+
+    /// The committed text as the response to the write, when there is one (else the caller
+    /// answers with [`object_response`]).
+    fn text_response(&self, code: StatusCode) -> Option<Response> {
+        let text = self.text.clone()?;
+        Some(super::util::json_text_response(
+            code,
+            bytes::Bytes::from_owner(ArcStr(text)),
+        ))
     }
 }
 
@@ -887,7 +928,7 @@ async fn create_object(
     ctx: &Ctx,
     mut obj: Value,
     opts: &WriteOptions,
-) -> Result<(Arc<Value>, Vec<String>), ApiError> {
+) -> Result<(Stored, Vec<String>), ApiError> {
     let r = ctx.r();
     fix_namespace(ctx, &mut obj)?;
     {
@@ -950,11 +991,15 @@ async fn create_object(
             if st_get(&ctx.state, &ctx.key(&this_name)).is_some() {
                 return Err(ApiError::already_exists(r.group, r.name, &this_name));
             }
-            return Ok((Arc::new(candidate), warnings));
+            return Ok((Stored::object(Arc::new(candidate)), warnings));
         }
         let candidate = ctx.to_store(candidate);
-        match st_create(&ctx.state, ctx.key(&this_name), candidate, &ctx.actor).await {
-            Ok(stored) => return Ok((ctx.to_api(stored), warnings)),
+        let key = ctx.key(&this_name);
+        match st_create(&ctx.state, key.clone(), candidate, &ctx.actor).await {
+            Ok(stored) => {
+                let stored = Stored::committed(ctx, &key, ctx.to_api(stored));
+                return Ok((stored, warnings));
+            }
             // A generated name that happens to be taken: draw again, as kube-apiserver does.
             Err(StoreError::AlreadyExists { .. }) if name.is_empty() && attempts < 8 => continue,
             Err(e) => return Err(e.into()),
@@ -971,7 +1016,10 @@ async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
     if r.group.is_empty() && r.name == "namespaces" {
         ctx.state.namespace_kick.notify_one();
     }
-    let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+    let mut resp = match stored.text_response(StatusCode::CREATED) {
+        Some(r) => r,
+        None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
+    };
     add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
@@ -981,7 +1029,7 @@ async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
 
 /// Outcome of a guarded write attempt.
 enum Attempt {
-    Done(Arc<Value>, Vec<String>),
+    Done(Stored, Vec<String>),
     /// Another writer got in between; retry when the client did not pin a resourceVersion.
     Raced,
 }
@@ -1075,7 +1123,7 @@ async fn write_update(
             .unwrap_or(0)
             == 0;
     if opts.dry_run {
-        return Ok(Attempt::Done(Arc::new(new), warnings));
+        return Ok(Attempt::Done(Stored::object(Arc::new(new)), warnings));
     }
     if finishing {
         return match st_delete(
@@ -1089,7 +1137,7 @@ async fn write_update(
             Ok(last) => {
                 // Return the object as the client last wrote it (minus the finalizers).
                 let _ = last;
-                Ok(Attempt::Done(Arc::new(new), warnings))
+                Ok(Attempt::Done(Stored::object(Arc::new(new)), warnings))
             }
             Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
             Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
@@ -1097,18 +1145,22 @@ async fn write_update(
         };
     }
     if new == **old {
-        return Ok(Attempt::Done(old.clone(), warnings));
+        return Ok(Attempt::Done(Stored::object(old.clone()), warnings));
     }
+    let key = ctx.key(&name);
     match st_update(
         &ctx.state,
-        ctx.key(&name),
+        key.clone(),
         ctx.to_store(new),
         Some(Precondition::ResourceVersion(old_rv)),
         &ctx.actor,
     )
     .await
     {
-        Ok(stored) => Ok(Attempt::Done(ctx.to_api(stored), warnings)),
+        Ok(stored) => Ok(Attempt::Done(
+            Stored::committed(ctx, &key, ctx.to_api(stored)),
+            warnings,
+        )),
         Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
         Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
         Err(e) => Err(e.into()),
@@ -1153,7 +1205,10 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 meta_mut(&mut obj).insert("name".into(), json!(name));
                 match create_object(ctx, obj.clone(), &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+                        let mut resp = match stored.text_response(StatusCode::CREATED) {
+                            Some(r) => r,
+                            None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
+                        };
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1176,7 +1231,10 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         };
         match write_update(ctx, &old, attempt, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
+                let mut resp = match stored.text_response(StatusCode::OK) {
+                    Some(r) => r,
+                    None => object_response(ctx, StatusCode::OK, &stored.obj)?,
+                };
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
@@ -1237,7 +1295,10 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 }
                 match create_object(ctx, obj, &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = object_response(ctx, StatusCode::CREATED, &stored)?;
+                        let mut resp = match stored.text_response(StatusCode::CREATED) {
+                            Some(r) => r,
+                            None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
+                        };
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1286,7 +1347,10 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         }
         match write_update(ctx, &old, new, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = object_response(ctx, StatusCode::OK, &stored)?;
+                let mut resp = match stored.text_response(StatusCode::OK) {
+                    Some(r) => r,
+                    None => object_response(ctx, StatusCode::OK, &stored.obj)?,
+                };
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::Field;
 use crate::status::{ApiError, Cause};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -329,7 +330,7 @@ fn item_pe(item: &Value, lt: ListType, idx: usize) -> PE {
             let mut s = String::with_capacity(32);
             s.push('{');
             for k in keys {
-                if let Some(v) = item.get(*k) {
+                if let Some(v) = item.field(k) {
                     if s.len() > 1 {
                         s.push(',');
                     }
@@ -838,7 +839,7 @@ impl Ignore {
 
 /// `metadata.managedFields` (a direct lookup: `Value::pointer` allocates for every token).
 fn list_of(obj: &Value) -> Option<&Value> {
-    obj.get("metadata")?.get("managedFields")
+    obj.field("metadata")?.field("managedFields")
 }
 
 /// The managers of `new` for this write: user-supplied managedFields (a changed list in the
@@ -977,7 +978,7 @@ fn record_update_fast(
     w: &Writer,
     ignore: &Ignore,
 ) -> bool {
-    if !new.get("metadata").is_some_and(Value::is_object) {
+    if !new.field("metadata").is_some_and(Value::is_object) {
         return false;
     }
     // `base_entries`, reading where the list comes from instead of decoding it.
@@ -1468,19 +1469,26 @@ fn emit_changed<'v>(
                     fpath.push('.');
                 }
                 fpath.push_str(k);
-                let mut c = emit_changed(ov, nv, false, fpath, child_fields, cx);
+                // A field only `new` has (every field of a create below the skeleton): all
+                // of it is added, written without comparing.
+                let c = match (ov, nv) {
+                    (None, Some(nv)) if !is_metadata => {
+                        Some(added_fields(nv, fpath, child_fields, cx))
+                    }
+                    _ => {
+                        let mut c = emit_changed(ov, nv, false, fpath, child_fields, cx);
+                        if is_metadata {
+                            c.member = false;
+                        }
+                        (!c.is_empty()).then(|| c.into_map())
+                    }
+                };
                 fpath.truncate(len);
                 if let Some(fs) = fields.as_deref_mut() {
                     fs.pop();
                 }
-                if is_metadata {
-                    c.member = false;
-                }
-                if !c.is_empty() {
-                    let mut key = String::with_capacity(k.len() + 2);
-                    key.push_str("f:");
-                    key.push_str(k);
-                    e.children.push((key, Value::Object(c.into_map())));
+                if let Some(c) = c {
+                    e.children.push((field_key(k), Value::Object(c)));
                 }
             }
             e.member = !root && o.is_none();
@@ -1493,11 +1501,17 @@ fn emit_changed<'v>(
                 return e;
             }
             for (pe, ov, nv) in paired_items(&oi, &ni) {
-                let c = emit_changed(ov, nv, false, fpath, None, cx);
-                if !c.is_empty() {
+                let c = match (ov, nv) {
+                    (None, Some(nv)) => Some(added_fields(nv, fpath, None, cx)),
+                    _ => {
+                        let c = emit_changed(ov, nv, false, fpath, None, cx);
+                        (!c.is_empty()).then(|| c.into_map())
+                    }
+                };
+                if let Some(c) = c {
                     let mut key = String::new();
                     pe.encode_into(&mut key);
-                    e.children.push((key, Value::Object(c.into_map())));
+                    e.children.push((key, Value::Object(c)));
                 }
             }
             e.member = !root && o.is_none();
@@ -1505,6 +1519,104 @@ fn emit_changed<'v>(
         _ => leaf(&mut e),
     }
     e
+}
+
+/// `f:` and the field's name: a field's key in fieldsV1.
+fn field_key(k: &str) -> String {
+    let mut key = String::with_capacity(k.len() + 2);
+    key.push_str("f:");
+    key.push_str(k);
+    key
+}
+
+/// `emit_changed(None, Some(n), false, ..).into_map()`: a node below the root that only the
+/// new object has. Everything in it is added, so it is a member and so is every node below
+/// it; the walk is [`emit_changed`]'s without the comparisons, the pairing of old and new
+/// keys and the intermediate [`Emit`] nodes (a create's whole fieldsV1 comes through here).
+fn added_fields<'v>(
+    n: &'v Value,
+    fpath: &mut String,
+    mut fields: Option<&mut Vec<&'v str>>,
+    cx: &EmitCx,
+) -> Map<String, Value> {
+    let children = match n {
+        // Keys in order (kubectl sends them sorted) and none skipped (no ignored prefix below
+        // this point): the map is written in its final order directly, `.` first. (Sorting
+        // references to unsorted keys first instead cost more than `Emit` does.)
+        Value::Object(nm)
+            if fields.is_none()
+                && !nm.is_empty()
+                && nm.keys().is_sorted()
+                && !atomic_struct(fpath) =>
+        {
+            let mut m = Map::with_capacity(nm.len() + 1);
+            m.insert(".".into(), Value::Object(Map::new()));
+            for (k, nv) in nm {
+                let len = fpath.len();
+                if len > 0 {
+                    fpath.push('.');
+                }
+                fpath.push_str(k);
+                let c = added_fields(nv, fpath, None, cx);
+                fpath.truncate(len);
+                m.insert(field_key(k), Value::Object(c));
+            }
+            return m;
+        }
+        Value::Object(nm) if !nm.is_empty() && !atomic_struct(fpath) => {
+            let mut children = Vec::with_capacity(nm.len());
+            for (k, nv) in nm {
+                let mut child_fields = None;
+                if let Some(fs) = fields.as_deref_mut() {
+                    match cx.enter(fs, k) {
+                        Enter::Skip => continue,
+                        Enter::Field { metadata, track } => {
+                            // `.metadata` is a child of the root, which always has an old side.
+                            debug_assert!(!metadata, "the root is never added");
+                            if track {
+                                child_fields = Some(fs);
+                            }
+                        }
+                    }
+                }
+                let len = fpath.len();
+                if len > 0 {
+                    fpath.push('.');
+                }
+                fpath.push_str(k);
+                let c = added_fields(nv, fpath, child_fields, cx);
+                fpath.truncate(len);
+                if let Some(fs) = fields.as_deref_mut() {
+                    fs.pop();
+                }
+                children.push((field_key(k), Value::Object(c)));
+            }
+            children
+        }
+        Value::Array(_) => {
+            let lt = list_type(fpath);
+            if lt == ListType::Atomic {
+                return Map::new();
+            }
+            // `index_items` keeps the first of items with the same key, as `paired_items`
+            // over an empty old side does.
+            index_items(Some(n), lt)
+                .into_iter()
+                .map(|(pe, item)| {
+                    let mut key = String::new();
+                    pe.encode_into(&mut key);
+                    (key, Value::Object(added_fields(item, fpath, None, cx)))
+                })
+                .collect()
+        }
+        // A leaf, an empty or atomic object, null: a member without children.
+        _ => return Map::new(),
+    };
+    Emit {
+        member: true,
+        children,
+    }
+    .into_map()
 }
 
 /// `Value`'s equality (maps compare as sets of entries), walking two maps with their keys in

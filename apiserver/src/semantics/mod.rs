@@ -232,7 +232,7 @@ impl Ptr for Value {
                 raw
             };
             cur = match cur {
-                Value::Object(m) => m.get(token)?,
+                Value::Object(m) => m.field(token)?,
                 Value::Array(a) => {
                     if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
                         return None;
@@ -252,6 +252,11 @@ impl Ptr for Value {
 /// as `get` (keys are unique).
 pub(crate) trait Field {
     fn field(&self, k: &str) -> Option<&Value>;
+}
+
+/// [`Field`] for a change in place.
+pub(crate) trait FieldMut {
+    fn field_mut(&mut self, k: &str) -> Option<&mut Value>;
 }
 
 /// Up to this many entries an object is scanned rather than hashed into.
@@ -275,6 +280,29 @@ impl Field for Value {
     fn field(&self, k: &str) -> Option<&Value> {
         match self {
             Value::Object(m) => m.field(k),
+            _ => None,
+        }
+    }
+}
+
+impl FieldMut for Map<String, Value> {
+    #[inline]
+    fn field_mut(&mut self, k: &str) -> Option<&mut Value> {
+        if self.len() <= SCAN_MAX {
+            self.iter_mut()
+                .find(|(key, _)| key.as_str() == k)
+                .map(|(_, v)| v)
+        } else {
+            self.get_mut(k)
+        }
+    }
+}
+
+impl FieldMut for Value {
+    #[inline]
+    fn field_mut(&mut self, k: &str) -> Option<&mut Value> {
+        match self {
+            Value::Object(m) => m.field_mut(k),
             _ => None,
         }
     }
@@ -503,20 +531,33 @@ fn smd_path(root: &Value, path: &[decode::Seg]) -> String {
 /// value as unstructured JSON (non-pointer structs are `{}`, non-omitempty slices `null`), so
 /// those nodes count as present and never get a `.` in fieldsV1.
 fn skeleton(info: &ResourceInfo) -> Value {
-    match info.kind {
-        // PodSpec.containers has no omitempty: Go writes `"containers": null`.
-        "Pod" => json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
-        "PersistentVolume" | "Node" | "Namespace" => {
-            json!({"metadata": {}, "spec": {}, "status": {}})
-        }
-        "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {"resources": {}}, "status": {}}),
-        "Lease" | "CSIDriver" => json!({"metadata": {}, "spec": {}}),
-        "Event" if info.group.is_empty() => {
-            json!({"metadata": {}, "involvedObject": {}, "source": {}})
-        }
-        "Event" => json!({"metadata": {}, "regarding": {}, "deprecatedSource": {}}),
-        _ => json!({"metadata": {}}),
-    }
+    skeleton_ref(info).clone()
+}
+
+/// [`skeleton`], built once (every create compares against it).
+fn skeleton_ref(info: &ResourceInfo) -> &'static Value {
+    static SKELETONS: std::sync::LazyLock<[Value; 7]> = std::sync::LazyLock::new(|| {
+        [
+            // PodSpec.containers has no omitempty: Go writes `"containers": null`.
+            json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
+            json!({"metadata": {}, "spec": {}, "status": {}}),
+            json!({"metadata": {}, "spec": {"resources": {}}, "status": {}}),
+            json!({"metadata": {}, "spec": {}}),
+            json!({"metadata": {}, "involvedObject": {}, "source": {}}),
+            json!({"metadata": {}, "regarding": {}, "deprecatedSource": {}}),
+            json!({"metadata": {}}),
+        ]
+    });
+    let i = match info.kind {
+        "Pod" => 0,
+        "PersistentVolume" | "Node" | "Namespace" => 1,
+        "PersistentVolumeClaim" => 2,
+        "Lease" | "CSIDriver" => 3,
+        "Event" if info.group.is_empty() => 4,
+        "Event" => 5,
+        _ => 6,
+    };
+    &SKELETONS[i]
 }
 
 /// Fields a write on (`info`, `subresource`) does not own (the strategies' reset fields).
@@ -622,10 +663,12 @@ fn set_path(obj: &mut Value, keys: &[&str], v: Value) {
 }
 
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.get("metadata").is_some_and(Value::is_object) {
+    if !obj.field("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("object")
+    obj.field_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("object")
 }
 
 /// Validates, defaults and prunes a new object; see the module docs. Returns the warnings.
@@ -648,18 +691,26 @@ pub fn prepare_create(
     defaults::apply(info.kind, obj);
     {
         let m = meta_mut(obj);
-        m.shift_remove("deletionTimestamp");
-        m.shift_remove("deletionGracePeriodSeconds");
-        m.shift_remove("generation");
+        // Looked for first: a create body rarely has any, and each removal hashes its name.
+        const CLEARED: [&str; 3] = [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ];
+        if m.keys().any(|k| CLEARED.contains(&k.as_str())) {
+            for k in CLEARED {
+                m.shift_remove(k);
+            }
+        }
     }
     if info.kind != "Binding" && !applied {
-        let base = skeleton(&info);
+        let base = skeleton_ref(&info);
         let api_version = info.api_version();
         // A create body's own managedFields, if any, are the base (kube-apiserver honours
         // them as on update; `[{}]` resets them).
         managed::record_update(
             None,
-            &base,
+            base,
             obj,
             &manager,
             &api_version,

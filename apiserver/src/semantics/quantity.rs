@@ -165,7 +165,7 @@ impl Quantity {
                     k += 1;
                 }
                 let suf = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][k];
-                format!("{sign}{v}{suf}")
+                spell(sign, v, suf)
             }
             Format::DecimalSI | Format::DecimalExponent => {
                 // largest exponent e (multiple of 3, from -9) with abs divisible by 10^(e+9)
@@ -175,31 +175,49 @@ impl Quantity {
                     v /= 1000;
                     e += 3;
                 }
-                let suf = if format == Format::DecimalExponent {
+                if format == Format::DecimalExponent {
                     if e == 0 {
-                        String::new()
-                    } else {
-                        format!("e{e}")
+                        return spell(sign, v, "");
                     }
-                } else {
-                    match e {
-                        -9 => "n",
-                        -6 => "u",
-                        -3 => "m",
-                        0 => "",
-                        3 => "k",
-                        6 => "M",
-                        9 => "G",
-                        12 => "T",
-                        15 => "P",
-                        _ => "E",
-                    }
-                    .to_string()
+                    return format!("{sign}{v}e{e}");
+                }
+                let suf = match e {
+                    -9 => "n",
+                    -6 => "u",
+                    -3 => "m",
+                    0 => "",
+                    3 => "k",
+                    6 => "M",
+                    9 => "G",
+                    12 => "T",
+                    15 => "P",
+                    _ => "E",
                 };
-                format!("{sign}{v}{suf}")
+                spell(sign, v, suf)
             }
         }
     }
+}
+
+/// `format!("{sign}{v}{suf}")` without the formatting machinery (every quantity of every
+/// write is written in canonical form).
+fn spell(sign: &str, v: i128, suf: &str) -> String {
+    let mut digits = [0u8; 40];
+    let mut i = digits.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(sign.len() + digits.len() - i + suf.len());
+    out.push_str(sign);
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+    out.push_str(suf);
+    out
 }
 
 /// Parses a quantity given as JSON (a string, or a number as YAML often produces).
@@ -289,6 +307,11 @@ mod tests {
             ("2048Ki", "2Mi"),
         ] {
             assert_eq!(Quantity::parse(i).unwrap().canonical(), o, "{i}");
+        }
+        for v in [0i128, 1, 9, 10, 1536, 999_999, i64::MAX as i128, i128::MAX] {
+            for (sign, suf) in [("", ""), ("-", "Mi"), ("", "k")] {
+                assert_eq!(spell(sign, v, suf), format!("{sign}{v}{suf}"));
+            }
         }
         assert!(Quantity::parse("5Gx").is_err());
         assert!(Quantity::parse("abc").is_err());

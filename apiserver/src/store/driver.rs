@@ -680,6 +680,24 @@ impl Store {
             .sync()
             .map_err(|e| self.shared.log.store_error(e))
     }
+
+    /// The JSON text the store committed for the result of a [`Store::create`] or
+    /// [`Store::update`] of `key`, given its resourceVersion `rev`: the event of `key` at `rev`
+    /// (revisions are unique, so that event's text is this object's), found in the watch
+    /// window. The API answers a write with these bytes instead of serializing the object
+    /// again. `None` when the event has already left the window, or when the writer holds the
+    /// core (it may hold it for a whole group): the caller then serializes the object rather
+    /// than block its thread.
+    pub fn committed_json(&self, key: &Key, rev: Revision) -> Option<Arc<str>> {
+        let inner = match self.shared.inner.try_lock() {
+            Ok(inner) => inner,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let c = inner.core.window_after(rev.checked_sub(1)?).next()?;
+        (c.revision == rev && c.event_type != EventType::Deleted && *c.key == *key)
+            .then(|| c.json.clone())
+    }
 }
 
 fn open_error(config: &StoreConfig, e: BackendError) -> StoreError {
