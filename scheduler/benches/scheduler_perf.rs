@@ -30,7 +30,10 @@
 //! Knobs: `BENCH_NODES` (5,000), `BENCH_PODS_A` (2,000), `BENCH_PODS_B` (10,000, also (c)),
 //! `BENCH_DURABILITY=relaxed|durable|both` (both), `BENCH_SCENARIOS` (letters to run, e.g. `b`),
 //! `BENCH_CORE=0` (skip the core-only figures), `BENCH_DEBUG` (print the core-only run's other
-//! requests).
+//! requests), `BENCH_SPLIT=1` (an attribution aid: the scheduler, the volume controller and the
+//! fake nodes each get a runtime of their own — one worker thread named after it, their own
+//! clients and connections — and the CPU while measured is printed per component; the other
+//! figures of such a run are not comparable with the default, one shared runtime).
 //!
 //! Every placement is verified: all pods bound, each PV's node affinity admits its pod's node,
 //! no PV serves two claims.
@@ -97,6 +100,63 @@ struct Outcome {
     /// CPU seconds the whole process (API, volume controller, scheduler, fake nodes) used while
     /// the clock ran.
     cpu_secs: f64,
+    /// With `BENCH_SPLIT`: CPU seconds while measured, by component (thread name).
+    cpu_by_component: BTreeMap<String, f64>,
+}
+
+/// `BENCH_SPLIT`: a one-thread runtime per component, so its CPU is its threads' CPU.
+struct Split {
+    runtimes: Vec<tokio::runtime::Runtime>,
+}
+
+impl Split {
+    fn runtime(&mut self, name: &str) -> tokio::runtime::Handle {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("component runtime");
+        let h = rt.handle().clone();
+        self.runtimes.push(rt);
+        h
+    }
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        for rt in self.runtimes.drain(..) {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// CPU seconds so far of each thread of this process, summed by thread name (component
+/// runtimes are named `bench-<component>`; the API server runs on the main runtime).
+fn cpu_by_thread_name() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let name = if comm.starts_with("bench-") {
+            comm
+        } else if comm.starts_with("tokio-runtime") {
+            "api (main runtime)".to_string()
+        } else {
+            comm.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+                .to_string()
+        };
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -366,21 +426,42 @@ async fn run_scenario(
         .await
         .expect("register nodes");
     let names: Vec<String> = fcfg.names();
-    let mut tasks = vec![tokio::spawn(fake_nodes::serve(
-        client.clone(),
-        fcfg,
-        uids,
-        signal(&rx),
-    ))];
+    let mut split = std::env::var_os("BENCH_SPLIT").map(|_| Split {
+        runtimes: Vec::new(),
+    });
+    // Where a component's task runs: the shared runtime, or (BENCH_SPLIT) its own, with a
+    // client made there so that its connections are served there too.
+    let mut on =
+        |name: &str| -> Option<tokio::runtime::Handle> { split.as_mut().map(|s| s.runtime(name)) };
+    let main_rt = tokio::runtime::Handle::current().id();
+    let fake_signal = signal(&rx);
+    let fake_url = url.clone();
+    let fake_client = client.clone();
+    let fake_task = async move {
+        let client = match tokio::runtime::Handle::current().id() == main_rt {
+            true => fake_client,
+            false => scheduler::client_for(&fake_url, TOKEN).expect("client"),
+        };
+        fake_nodes::serve(client, fcfg, uids, fake_signal).await
+    };
+    let mut tasks = vec![match on("bench-fake") {
+        Some(h) => h.spawn(fake_task),
+        None => tokio::spawn(fake_task),
+    }];
 
-    let vc_client = volume_controller::client(&url, TOKEN).expect("vc client");
     let vc_signal = signal(&rx);
-    tasks.push(tokio::spawn(async move {
+    let vc_url = url.clone();
+    let vc_task = async move {
+        let vc_client = volume_controller::client(&vc_url, TOKEN).expect("vc client");
         volume_controller::run(vc_client, volume_controller::Config::default(), vc_signal)
             .await
             .expect("volume controller");
         Ok(())
-    }));
+    };
+    tasks.push(match on("bench-vc") {
+        Some(h) => h.spawn(vc_task),
+        None => tokio::spawn(vc_task),
+    });
 
     let sc_api: Api<StorageClass> = Api::all(client.clone());
     let class = StorageClass {
@@ -460,18 +541,25 @@ async fn run_scenario(
         metrics: metrics.clone(),
         ..Default::default()
     };
-    let sched_client = scheduler::client_for(&url, TOKEN).expect("client");
+    let sched_url = url.clone();
     let sched_signal = signal(&rx);
+    let sched_rt = on("bench-sched");
     let wall0 = std::time::SystemTime::now();
     let rev0 = revision(&client).await;
     let req0 = write_requests(&client).await;
     let cpu0 = process_cpu_secs();
+    let threads0 = cpu_by_thread_name();
     let t0 = Instant::now();
-    tasks.push(tokio::spawn(async move {
+    let sched_task = async move {
+        let sched_client = scheduler::client_for(&sched_url, TOKEN).expect("client");
         scheduler::run(sched_client, cfg, sched_signal)
             .await
             .map_err(|e| scheduler::Error::Client(e.to_string()))
-    }));
+    };
+    tasks.push(match sched_rt {
+        Some(h) => h.spawn(sched_task),
+        None => tokio::spawn(sched_task),
+    });
     let deadline = t0 + Duration::from_secs(1800);
     // Polls the count only: a snapshot copies every latency sample.
     while (metrics.scheduled() as usize) < pods && Instant::now() < deadline {
@@ -479,6 +567,11 @@ async fn run_scenario(
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu_secs = process_cpu_secs() - cpu0;
+    let mut cpu_by_component = cpu_by_thread_name();
+    for (k, v) in cpu_by_component.iter_mut() {
+        *v -= threads0.get(k).copied().unwrap_or(0.0);
+    }
+    cpu_by_component.retain(|_, v| *v > 0.0);
     let writes = revision(&client).await.saturating_sub(rev0);
     let mut requests = write_requests(&client).await;
     for (k, n) in requests.iter_mut() {
@@ -495,6 +588,7 @@ async fn run_scenario(
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     server.shutdown().await;
+    drop(split);
     Outcome {
         pods: last.attempts[0] as usize,
         secs,
@@ -507,6 +601,7 @@ async fn run_scenario(
         requests,
         events,
         cpu_secs,
+        cpu_by_component,
         synced_secs: last
             .synced_at_ms
             .map(|t| last.last_scheduled_at_ms.saturating_sub(t) as f64 / 1000.0)
@@ -889,6 +984,14 @@ fn main() {
                 1000.0 * o.cpu_secs / o.pods.max(1) as f64,
                 o.cpu_secs / o.secs
             );
+            if std::env::var_os("BENCH_SPLIT").is_some() {
+                let parts: Vec<String> = o
+                    .cpu_by_component
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {:.3}", 1000.0 * v / o.pods.max(1) as f64))
+                    .collect();
+                println!("    CPU ms per pod by component: {}", parts.join(", "));
+            }
             let by_kind: Vec<String> = o
                 .requests
                 .iter()
