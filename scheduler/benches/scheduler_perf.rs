@@ -30,10 +30,11 @@
 //! Knobs: `BENCH_NODES` (5,000), `BENCH_PODS_A` (2,000), `BENCH_PODS_B` (10,000, also (c)),
 //! `BENCH_DURABILITY=relaxed|durable|both` (both), `BENCH_SCENARIOS` (letters to run, e.g. `b`),
 //! `BENCH_CORE=0` (skip the core-only figures), `BENCH_DEBUG` (print the core-only run's other
-//! requests), `BENCH_SPLIT=1` (an attribution aid: the scheduler, the volume controller and the
-//! fake nodes each get a runtime of their own — one worker thread named after it, their own
-//! clients and connections — and the CPU while measured is printed per component; the other
-//! figures of such a run are not comparable with the default, one shared runtime).
+//! requests), `BENCH_SPLIT=1` (the scheduler, the volume controller and the fake
+//! nodes each on a thread and current-thread runtime of its own, `scheduler::dedicated`, with
+//! their own clients; the CPU while measured is then also printed per component — thread
+//! names `bench-sched`, `bench-vc`, `bench-fake`; the API server is the rest. Not what `bonsai
+//! up` runs: compare it with the default only as an experiment).
 //!
 //! Every placement is verified: all pods bound, each PV's node affinity admits its pod's node,
 //! no PV serves two claims.
@@ -62,6 +63,10 @@ use scheduler::fake_nodes::{self, FakeNodesConfig};
 use tokio::sync::watch;
 
 const TOKEN: &str = "bench-token";
+
+/// A component's driver, as `start` in `run_scenario` runs it.
+type ComponentFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), scheduler::Error>> + Send>>;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Scenario {
@@ -102,33 +107,6 @@ struct Outcome {
     cpu_secs: f64,
     /// With `BENCH_SPLIT`: CPU seconds while measured, by component (thread name).
     cpu_by_component: BTreeMap<String, f64>,
-}
-
-/// `BENCH_SPLIT`: a one-thread runtime per component, so its CPU is its threads' CPU.
-struct Split {
-    runtimes: Vec<tokio::runtime::Runtime>,
-}
-
-impl Split {
-    fn runtime(&mut self, name: &str) -> tokio::runtime::Handle {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(name)
-            .enable_all()
-            .build()
-            .expect("component runtime");
-        let h = rt.handle().clone();
-        self.runtimes.push(rt);
-        h
-    }
-}
-
-impl Drop for Split {
-    fn drop(&mut self) {
-        for rt in self.runtimes.drain(..) {
-            rt.shutdown_background();
-        }
-    }
 }
 
 /// CPU seconds so far of each thread of this process, summed by thread name (component
@@ -426,42 +404,50 @@ async fn run_scenario(
         .await
         .expect("register nodes");
     let names: Vec<String> = fcfg.names();
-    let mut split = std::env::var_os("BENCH_SPLIT").map(|_| Split {
-        runtimes: Vec::new(),
-    });
-    // Where a component's task runs: the shared runtime, or (BENCH_SPLIT) its own, with a
-    // client made there so that its connections are served there too.
-    let mut on =
-        |name: &str| -> Option<tokio::runtime::Handle> { split.as_mut().map(|s| s.runtime(name)) };
-    let main_rt = tokio::runtime::Handle::current().id();
+    // Where a component runs: a task of the shared runtime, or (BENCH_SPLIT) a thread of its
+    // own (`scheduler::dedicated`), with its client made there.
+    let split = std::env::var_os("BENCH_SPLIT").is_some();
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(), scheduler::Error>>> = Vec::new();
+    let start = |name: &'static str,
+                 make: Box<dyn FnOnce() -> ComponentFuture + Send>|
+     -> tokio::task::JoinHandle<Result<(), scheduler::Error>> {
+        if split {
+            let done = scheduler::dedicated::spawn(name, make);
+            tokio::spawn(async move { done.await.unwrap_or(Ok(())) })
+        } else {
+            tokio::spawn(make())
+        }
+    };
     let fake_signal = signal(&rx);
     let fake_url = url.clone();
     let fake_client = client.clone();
-    let fake_task = async move {
-        let client = match tokio::runtime::Handle::current().id() == main_rt {
-            true => fake_client,
-            false => scheduler::client_for(&fake_url, TOKEN).expect("client"),
-        };
-        fake_nodes::serve(client, fcfg, uids, fake_signal).await
-    };
-    let mut tasks = vec![match on("bench-fake") {
-        Some(h) => h.spawn(fake_task),
-        None => tokio::spawn(fake_task),
-    }];
+    tasks.push(start(
+        "bench-fake",
+        Box::new(move || {
+            Box::pin(async move {
+                let client = match split {
+                    true => scheduler::client_for(&fake_url, TOKEN).expect("client"),
+                    false => fake_client,
+                };
+                fake_nodes::serve(client, fcfg, uids, fake_signal).await
+            })
+        }),
+    ));
 
     let vc_signal = signal(&rx);
     let vc_url = url.clone();
-    let vc_task = async move {
-        let vc_client = volume_controller::client(&vc_url, TOKEN).expect("vc client");
-        volume_controller::run(vc_client, volume_controller::Config::default(), vc_signal)
-            .await
-            .expect("volume controller");
-        Ok(())
-    };
-    tasks.push(match on("bench-vc") {
-        Some(h) => h.spawn(vc_task),
-        None => tokio::spawn(vc_task),
-    });
+    tasks.push(start(
+        "bench-vc",
+        Box::new(move || {
+            Box::pin(async move {
+                let vc_client = volume_controller::client(&vc_url, TOKEN).expect("vc client");
+                volume_controller::run(vc_client, volume_controller::Config::default(), vc_signal)
+                    .await
+                    .expect("volume controller");
+                Ok(())
+            })
+        }),
+    ));
 
     let sc_api: Api<StorageClass> = Api::all(client.clone());
     let class = StorageClass {
@@ -543,23 +529,23 @@ async fn run_scenario(
     };
     let sched_url = url.clone();
     let sched_signal = signal(&rx);
-    let sched_rt = on("bench-sched");
     let wall0 = std::time::SystemTime::now();
     let rev0 = revision(&client).await;
     let req0 = write_requests(&client).await;
     let cpu0 = process_cpu_secs();
     let threads0 = cpu_by_thread_name();
     let t0 = Instant::now();
-    let sched_task = async move {
-        let sched_client = scheduler::client_for(&sched_url, TOKEN).expect("client");
-        scheduler::run(sched_client, cfg, sched_signal)
-            .await
-            .map_err(|e| scheduler::Error::Client(e.to_string()))
-    };
-    tasks.push(match sched_rt {
-        Some(h) => h.spawn(sched_task),
-        None => tokio::spawn(sched_task),
-    });
+    tasks.push(start(
+        "bench-sched",
+        Box::new(move || {
+            Box::pin(async move {
+                let sched_client = scheduler::client_for(&sched_url, TOKEN).expect("client");
+                scheduler::run(sched_client, cfg, sched_signal)
+                    .await
+                    .map_err(|e| scheduler::Error::Client(e.to_string()))
+            })
+        }),
+    ));
     let deadline = t0 + Duration::from_secs(1800);
     // Polls the count only: a snapshot copies every latency sample.
     while (metrics.scheduled() as usize) < pods && Instant::now() < deadline {
@@ -588,7 +574,6 @@ async fn run_scenario(
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     server.shutdown().await;
-    drop(split);
     Outcome {
         pods: last.attempts[0] as usize,
         secs,
