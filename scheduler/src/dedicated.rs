@@ -43,3 +43,19 @@ where
     }
     async move { rx.await.ok() }
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn runs_the_future_on_a_named_thread_of_its_own() {
+        let caller = std::thread::current().id();
+        let out = super::spawn("bonsai-test-comp", move || async move {
+            // A runtime of its own: spawned tasks run there too.
+            let inner = tokio::spawn(async { 20 }).await.unwrap_or(0);
+            let me = std::thread::current();
+            (me.name().map(str::to_string), me.id() != caller, inner + 1)
+        })
+        .await;
+        assert_eq!(out, Some((Some("bonsai-test-comp".to_string()), true, 21)));
+    }
+}
