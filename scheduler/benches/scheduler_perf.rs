@@ -30,7 +30,11 @@
 //! Knobs: `BENCH_NODES` (5,000), `BENCH_PODS_A` (2,000), `BENCH_PODS_B` (10,000, also (c)),
 //! `BENCH_DURABILITY=relaxed|durable|both` (both), `BENCH_SCENARIOS` (letters to run, e.g. `b`),
 //! `BENCH_CORE=0` (skip the core-only figures), `BENCH_DEBUG` (print the core-only run's other
-//! requests).
+//! requests), `BENCH_SPLIT=1` (the scheduler, the volume controller and the fake
+//! nodes each on a thread and current-thread runtime of its own, `scheduler::dedicated`, with
+//! their own clients; the CPU while measured is then also printed per component — thread
+//! names `bench-sched`, `bench-vc`, `bench-fake`; the API server is the rest. Not what `bonsai
+//! up` runs: compare it with the default only as an experiment).
 //!
 //! Every placement is verified: all pods bound, each PV's node affinity admits its pod's node,
 //! no PV serves two claims.
@@ -59,6 +63,10 @@ use scheduler::fake_nodes::{self, FakeNodesConfig};
 use tokio::sync::watch;
 
 const TOKEN: &str = "bench-token";
+
+/// A component's driver, as `start` in `run_scenario` runs it.
+type ComponentFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), scheduler::Error>> + Send>>;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Scenario {
@@ -97,6 +105,36 @@ struct Outcome {
     /// CPU seconds the whole process (API, volume controller, scheduler, fake nodes) used while
     /// the clock ran.
     cpu_secs: f64,
+    /// With `BENCH_SPLIT`: CPU seconds while measured, by component (thread name).
+    cpu_by_component: BTreeMap<String, f64>,
+}
+
+/// CPU seconds so far of each thread of this process, summed by thread name (component
+/// runtimes are named `bench-<component>`; the API server runs on the main runtime).
+fn cpu_by_thread_name() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let name = if comm.starts_with("bench-") {
+            comm
+        } else if comm.starts_with("tokio-runtime") {
+            "api (main runtime)".to_string()
+        } else {
+            comm.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+                .to_string()
+        };
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -366,21 +404,50 @@ async fn run_scenario(
         .await
         .expect("register nodes");
     let names: Vec<String> = fcfg.names();
-    let mut tasks = vec![tokio::spawn(fake_nodes::serve(
-        client.clone(),
-        fcfg,
-        uids,
-        signal(&rx),
-    ))];
+    // Where a component runs: a task of the shared runtime, or (BENCH_SPLIT) a thread of its
+    // own (`scheduler::dedicated`), with its client made there.
+    let split = std::env::var_os("BENCH_SPLIT").is_some();
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(), scheduler::Error>>> = Vec::new();
+    let start = |name: &'static str,
+                 make: Box<dyn FnOnce() -> ComponentFuture + Send>|
+     -> tokio::task::JoinHandle<Result<(), scheduler::Error>> {
+        if split {
+            let done = scheduler::dedicated::spawn(name, make);
+            tokio::spawn(async move { done.await.unwrap_or(Ok(())) })
+        } else {
+            tokio::spawn(make())
+        }
+    };
+    let fake_signal = signal(&rx);
+    let fake_url = url.clone();
+    let fake_client = client.clone();
+    tasks.push(start(
+        "bench-fake",
+        Box::new(move || {
+            Box::pin(async move {
+                let client = match split {
+                    true => scheduler::client_for(&fake_url, TOKEN).expect("client"),
+                    false => fake_client,
+                };
+                fake_nodes::serve(client, fcfg, uids, fake_signal).await
+            })
+        }),
+    ));
 
-    let vc_client = volume_controller::client(&url, TOKEN).expect("vc client");
     let vc_signal = signal(&rx);
-    tasks.push(tokio::spawn(async move {
-        volume_controller::run(vc_client, volume_controller::Config::default(), vc_signal)
-            .await
-            .expect("volume controller");
-        Ok(())
-    }));
+    let vc_url = url.clone();
+    tasks.push(start(
+        "bench-vc",
+        Box::new(move || {
+            Box::pin(async move {
+                let vc_client = volume_controller::client(&vc_url, TOKEN).expect("vc client");
+                volume_controller::run(vc_client, volume_controller::Config::default(), vc_signal)
+                    .await
+                    .expect("volume controller");
+                Ok(())
+            })
+        }),
+    ));
 
     let sc_api: Api<StorageClass> = Api::all(client.clone());
     let class = StorageClass {
@@ -460,18 +527,25 @@ async fn run_scenario(
         metrics: metrics.clone(),
         ..Default::default()
     };
-    let sched_client = scheduler::client_for(&url, TOKEN).expect("client");
+    let sched_url = url.clone();
     let sched_signal = signal(&rx);
     let wall0 = std::time::SystemTime::now();
     let rev0 = revision(&client).await;
     let req0 = write_requests(&client).await;
     let cpu0 = process_cpu_secs();
+    let threads0 = cpu_by_thread_name();
     let t0 = Instant::now();
-    tasks.push(tokio::spawn(async move {
-        scheduler::run(sched_client, cfg, sched_signal)
-            .await
-            .map_err(|e| scheduler::Error::Client(e.to_string()))
-    }));
+    tasks.push(start(
+        "bench-sched",
+        Box::new(move || {
+            Box::pin(async move {
+                let sched_client = scheduler::client_for(&sched_url, TOKEN).expect("client");
+                scheduler::run(sched_client, cfg, sched_signal)
+                    .await
+                    .map_err(|e| scheduler::Error::Client(e.to_string()))
+            })
+        }),
+    ));
     let deadline = t0 + Duration::from_secs(1800);
     // Polls the count only: a snapshot copies every latency sample.
     while (metrics.scheduled() as usize) < pods && Instant::now() < deadline {
@@ -479,6 +553,11 @@ async fn run_scenario(
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu_secs = process_cpu_secs() - cpu0;
+    let mut cpu_by_component = cpu_by_thread_name();
+    for (k, v) in cpu_by_component.iter_mut() {
+        *v -= threads0.get(k).copied().unwrap_or(0.0);
+    }
+    cpu_by_component.retain(|_, v| *v > 0.0);
     let writes = revision(&client).await.saturating_sub(rev0);
     let mut requests = write_requests(&client).await;
     for (k, n) in requests.iter_mut() {
@@ -507,6 +586,7 @@ async fn run_scenario(
         requests,
         events,
         cpu_secs,
+        cpu_by_component,
         synced_secs: last
             .synced_at_ms
             .map(|t| last.last_scheduled_at_ms.saturating_sub(t) as f64 / 1000.0)
@@ -889,6 +969,14 @@ fn main() {
                 1000.0 * o.cpu_secs / o.pods.max(1) as f64,
                 o.cpu_secs / o.secs
             );
+            if std::env::var_os("BENCH_SPLIT").is_some() {
+                let parts: Vec<String> = o
+                    .cpu_by_component
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {:.3}", 1000.0 * v / o.pods.max(1) as f64))
+                    .collect();
+                println!("    CPU ms per pod by component: {}", parts.join(", "));
+            }
             let by_kind: Vec<String> = o
                 .requests
                 .iter()

@@ -98,13 +98,15 @@ pub fn client_for(url: &str, token: &str) -> Result<Client, Error> {
     Client::try_from(client_config(url, token)?).map_err(|e| Error::Client(e.to_string()))
 }
 
+/// What the driver's loop receives. Watch events are boxed: a pod or a PV is kilobytes
+/// inline, and every input is moved through the channel and into the core.
 enum Input {
-    Pod(WatchEvent<Pod>),
-    Node(WatchEvent<Node>),
-    Pv(WatchEvent<PersistentVolume>),
-    Pvc(WatchEvent<PersistentVolumeClaim>),
-    Sc(WatchEvent<StorageClass>),
-    Cap(WatchEvent<CSIStorageCapacity>),
+    Pod(Box<WatchEvent<Pod>>),
+    Node(Box<WatchEvent<Node>>),
+    Pv(Box<WatchEvent<PersistentVolume>>),
+    Pvc(Box<WatchEvent<PersistentVolumeClaim>>),
+    Sc(Box<WatchEvent<StorageClass>>),
+    Cap(Box<WatchEvent<CSIStorageCapacity>>),
     Done(RequestId, Completion),
 }
 
@@ -212,21 +214,35 @@ fn completion_of<T>(r: Result<T, kube::Error>, done: impl FnOnce(T) -> Completio
     }
 }
 
-/// Sends a write whose answer the core does not read (events, bindings, status patches): the
-/// response body is checked to be JSON and skipped, never built into an object.
-async fn send_unread(
-    client: &Client,
+/// A write ready to send: the HTTP request (body serialized) and how to read its answer.
+///
+/// The request is built in the driver's loop and only the sending is spawned, so a spawned
+/// task carries the request and the client's future (about a kilobyte) instead of the whole
+/// `Request` and a future for each of its kinds (16 kB, copied at every spawn).
+struct Prepared {
+    request: Result<hyper::Request<Vec<u8>>, String>,
+    answer: Answer,
+}
+
+/// What the core reads of a write's answer.
+enum Answer {
+    /// The PV the server returned (`Lean`, without managedFields).
+    Volume,
+    /// The PVC the server returned.
+    Claim,
+    /// Nothing (events, bindings, status patches): the body is checked to be JSON and
+    /// skipped, never built into an object.
+    Unread,
+}
+
+/// Names the request for kube's tracing, as `Api`'s methods do.
+fn with_verb(
     request: Result<hyper::Request<Vec<u8>>, kube::core::request::Error>,
     verb: &'static str,
-) -> Completion {
-    let mut req = match request {
-        Ok(r) => r,
-        Err(e) => return Completion::Failed(e.to_string()),
-    };
+) -> Result<hyper::Request<Vec<u8>>, String> {
+    let mut req = request.map_err(|e| e.to_string())?;
     req.extensions_mut().insert(verb);
-    completion_of(client.request::<serde::de::IgnoredAny>(req).await, |_| {
-        Completion::Done(serde_json::Value::Null)
-    })
+    Ok(req)
 }
 
 /// The URL path of `K`'s collection in `namespace`.
@@ -234,7 +250,13 @@ fn request_for<K: kube::Resource<DynamicType = ()>>(namespace: &str) -> kube::co
     kube::core::Request::new(K::url_path(&(), Some(namespace)))
 }
 
-async fn perform(client: Client, request: Request) -> Completion {
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(value).map_err(|e| e.to_string())
+}
+
+/// Builds the HTTP request of `request` (what `Api::replace`, `create_subresource`, `patch`…
+/// would send).
+fn prepare(request: Request) -> Prepared {
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -246,12 +268,20 @@ async fn perform(client: Client, request: Request) -> Completion {
     match request {
         Request::UpdatePersistentVolume(pv) => {
             let name = pv.metadata.name.clone().unwrap_or_default();
-            completion_of(
-                Api::<Lean<PersistentVolume>>::all(client)
-                    .replace(&name, &pp, &Lean(pv))
-                    .await,
-                |l| Completion::Volume(Box::new(l.0)),
-            )
+            let request = json(&Lean(pv)).and_then(|body| {
+                with_verb(
+                    kube::core::Request::new(<PersistentVolume as kube::Resource>::url_path(
+                        &(),
+                        None,
+                    ))
+                    .replace(&name, &pp, body),
+                    "replace",
+                )
+            });
+            Prepared {
+                request,
+                answer: Answer::Volume,
+            }
         }
         Request::UpdatePersistentVolumeClaim(pvc) => {
             let name = pvc.metadata.name.clone().unwrap_or_default();
@@ -260,12 +290,16 @@ async fn perform(client: Client, request: Request) -> Completion {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into());
-            completion_of(
-                Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &ns)
-                    .replace(&name, &pp, &Lean(pvc))
-                    .await,
-                |l| Completion::Claim(Box::new(l.0)),
-            )
+            let request = json(&Lean(pvc)).and_then(|body| {
+                with_verb(
+                    request_for::<PersistentVolumeClaim>(&ns).replace(&name, &pp, body),
+                    "replace",
+                )
+            });
+            Prepared {
+                request,
+                answer: Answer::Claim,
+            }
         }
         Request::Bind {
             namespace,
@@ -287,47 +321,77 @@ async fn perform(client: Client, request: Request) -> Completion {
                     ..Default::default()
                 },
             };
-            let body = serde_json::to_vec(&binding).unwrap_or_default();
-            let req =
-                request_for::<Pod>(&namespace).create_subresource("binding", &name, &pp, body);
-            send_unread(&client, req, "create").await
+            let request = json(&binding).and_then(|body| {
+                with_verb(
+                    request_for::<Pod>(&namespace).create_subresource("binding", &name, &pp, body),
+                    "create",
+                )
+            });
+            Prepared {
+                request,
+                answer: Answer::Unread,
+            }
         }
         Request::PatchPodStatus {
             namespace,
             name,
             patch,
-        } => {
-            let req = request_for::<Pod>(&namespace).patch_subresource(
-                "status",
-                &name,
-                &patch_params,
-                &Patch::Merge(&patch),
-            );
-            send_unread(&client, req, "patch").await
-        }
+        } => Prepared {
+            request: with_verb(
+                request_for::<Pod>(&namespace).patch_subresource(
+                    "status",
+                    &name,
+                    &patch_params,
+                    &Patch::Merge(&patch),
+                ),
+                "patch",
+            ),
+            answer: Answer::Unread,
+        },
         Request::CreateEvent(event) => {
             let ns = event
                 .metadata
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into());
-            let body = serde_json::to_vec(&event).unwrap_or_default();
-            send_unread(
-                &client,
-                request_for::<Event>(&ns).create(&pp, body),
-                "create",
-            )
-            .await
+            let request = json(&event)
+                .and_then(|body| with_verb(request_for::<Event>(&ns).create(&pp, body), "create"));
+            Prepared {
+                request,
+                answer: Answer::Unread,
+            }
         }
         Request::PatchEvent {
             namespace,
             name,
             patch,
-        } => {
-            let req =
-                request_for::<Event>(&namespace).patch(&name, &patch_params, &Patch::Merge(&patch));
-            send_unread(&client, req, "patch").await
-        }
+        } => Prepared {
+            request: with_verb(
+                request_for::<Event>(&namespace).patch(&name, &patch_params, &Patch::Merge(&patch)),
+                "patch",
+            ),
+            answer: Answer::Unread,
+        },
+    }
+}
+
+/// Sends a prepared write and reads its answer as the core wants it.
+async fn send(client: Client, prepared: Prepared) -> Completion {
+    let req = match prepared.request {
+        Ok(r) => r,
+        Err(e) => return Completion::Failed(e),
+    };
+    match prepared.answer {
+        Answer::Volume => completion_of(client.request::<Lean<PersistentVolume>>(req).await, |l| {
+            Completion::Volume(Box::new(l.0))
+        }),
+        Answer::Claim => completion_of(
+            client.request::<Lean<PersistentVolumeClaim>>(req).await,
+            |l| Completion::Claim(Box::new(l.0)),
+        ),
+        Answer::Unread => completion_of(client.request::<serde::de::IgnoredAny>(req).await, |_| {
+            Completion::Done(serde_json::Value::Null)
+        }),
     }
 }
 
@@ -350,19 +414,17 @@ pub async fn run(
     let report_lane = lane(config.max_reports_in_flight, 32);
     let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
     let watches = vec![
-        spawn_lean_watch(&client, tx.clone(), Input::Pod),
-        spawn_lean_watch(&client, tx.clone(), Input::Node),
-        spawn_lean_watch(&client, tx.clone(), Input::Pv),
-        spawn_lean_watch(&client, tx.clone(), Input::Pvc),
-        spawn_watch(
-            Api::<StorageClass>::all(client.clone()),
-            tx.clone(),
-            Input::Sc,
-        ),
+        spawn_lean_watch(&client, tx.clone(), |e| Input::Pod(Box::new(e))),
+        spawn_lean_watch(&client, tx.clone(), |e| Input::Node(Box::new(e))),
+        spawn_lean_watch(&client, tx.clone(), |e| Input::Pv(Box::new(e))),
+        spawn_lean_watch(&client, tx.clone(), |e| Input::Pvc(Box::new(e))),
+        spawn_watch(Api::<StorageClass>::all(client.clone()), tx.clone(), |e| {
+            Input::Sc(Box::new(e))
+        }),
         spawn_watch(
             Api::<CSIStorageCapacity>::all(client.clone()),
             tx.clone(),
-            Input::Cap,
+            |e| Input::Cap(Box::new(e)),
         ),
     ];
     tracing::info!(scheduler_name = %config.core.scheduler_name, "scheduler started");
@@ -385,10 +447,12 @@ pub async fn run(
                     prebind_lane.clone()
                 }
             };
+            let id = out.id;
+            let prepared = prepare(out.request);
             tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let c = perform(client, out.request).await;
-                let _ = tx.send(Input::Done(out.id, c));
+                let c = send(client, prepared).await;
+                let _ = tx.send(Input::Done(id, c));
             });
         }
         if now.0 >= last_metrics.0 + 200 {
@@ -429,12 +493,12 @@ pub async fn run(
 
 fn feed(core: &mut Scheduler, now: Millis, input: Input) {
     match input {
-        Input::Pod(e) => core.handle_pod(now, e),
-        Input::Node(e) => core.handle_node(now, e),
-        Input::Pv(e) => core.handle_persistent_volume(now, e),
-        Input::Pvc(e) => core.handle_persistent_volume_claim(now, e),
-        Input::Sc(e) => core.handle_storage_class(now, e),
-        Input::Cap(e) => core.handle_csi_storage_capacity(now, e),
+        Input::Pod(e) => core.handle_pod(now, *e),
+        Input::Node(e) => core.handle_node(now, *e),
+        Input::Pv(e) => core.handle_persistent_volume(now, *e),
+        Input::Pvc(e) => core.handle_persistent_volume_claim(now, *e),
+        Input::Sc(e) => core.handle_storage_class(now, *e),
+        Input::Cap(e) => core.handle_csi_storage_capacity(now, *e),
         Input::Done(id, c) => core.handle_completion(now, id, c),
     }
 }

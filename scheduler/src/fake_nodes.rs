@@ -490,15 +490,26 @@ fn running_status(pod: &NodePod) -> serde_json::Value {
     })
 }
 
-async fn sync_pod(client: Client, pod: NodePod) {
+/// A pod's write, ready to send.
+struct PodWrite {
+    name: String,
+    /// Finishing a deletion (else: marking the pod Running).
+    deleting: bool,
+    request: Result<hyper::Request<Vec<u8>>, kube::Error>,
+}
+
+/// The write that syncs a pod bound to a fake node, if any: its deletion finished at once, or
+/// its status made Running. Built in the watch loop so that only the sending is spawned (a
+/// task the size of the client's future, not of one future per kind of write and the pod).
+fn pod_write(pod: &NodePod) -> Option<PodWrite> {
     let ns = pod
         .metadata
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    if pod.metadata.deletion_timestamp.is_some() {
+    let collection = kube::core::Request::new(Pod::url_path(&(), Some(&ns)));
+    let request = if pod.metadata.deletion_timestamp.is_some() {
         // No process to stop: finish the deletion at once, for this very pod (uid).
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
@@ -508,44 +519,58 @@ async fn sync_pod(client: Client, pod: NodePod) {
             }),
             ..Default::default()
         };
-        if let Err(e) = pods.delete(&name, &dp).await {
-            if !completion_is(&e, 404) && !completion_is(&e, 409) {
-                tracing::warn!(pod = %name, error = %e, "fake node: finishing deletion failed");
-            }
+        collection.delete(&name, &dp).map(|mut req| {
+            req.extensions_mut().insert("delete");
+            req
+        })
+    } else {
+        if is_running(pod) {
+            return None;
         }
-        return;
-    }
-    if is_running(&pod) {
-        return;
-    }
-    let patch = json!({
-        "metadata": { "resourceVersion": pod.metadata.resource_version },
-        "status": running_status(&pod),
-    });
-    let pparams = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
+        let patch = json!({
+            "metadata": { "resourceVersion": pod.metadata.resource_version },
+            "status": running_status(pod),
+        });
+        let pparams = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        collection
+            .patch_subresource("status", &name, &pparams, &Patch::Merge(&patch))
+            .map(|mut req| {
+                req.extensions_mut().insert("patch");
+                req
+            })
     };
-    // The answer (the whole pod) is not read: checked to be JSON and skipped, not decoded.
-    let sent = match kube::core::Request::new(Pod::url_path(&(), Some(&ns))).patch_subresource(
-        "status",
-        &name,
-        &pparams,
-        &Patch::Merge(&patch),
-    ) {
-        Ok(mut req) => {
-            req.extensions_mut().insert("patch");
-            client
-                .request::<serde::de::IgnoredAny>(req)
-                .await
-                .map(|_| ())
-        }
-        Err(e) => Err(kube::Error::BuildRequest(e)),
+    Some(PodWrite {
+        name,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        request: request.map_err(kube::Error::BuildRequest),
+    })
+}
+
+/// Sends a pod's write. The answer (the whole pod, or its Status) is not read: checked to be
+/// JSON and skipped, not decoded. A 409 or 404 means a newer pod is on its way through the
+/// watch (it is synced then) or the pod is gone.
+async fn send_pod_write(client: Client, write: PodWrite) {
+    let PodWrite {
+        name,
+        deleting,
+        request,
+    } = write;
+    let sent = match request {
+        Ok(req) => client
+            .request::<serde::de::IgnoredAny>(req)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
     };
     match sent {
         Ok(()) => {}
-        // A newer pod is on its way through the watch; it is synced then.
         Err(e) if completion_is(&e, 409) || completion_is(&e, 404) => {}
+        Err(e) if deleting => {
+            tracing::warn!(pod = %name, error = %e, "fake node: finishing deletion failed")
+        }
         Err(e) => tracing::warn!(pod = %name, error = %e, "fake node: marking pod Running failed"),
     }
 }
@@ -630,10 +655,13 @@ pub async fn serve(
                 {
                     continue;
                 }
+                let Some(write) = pod_write(&pod) else {
+                    continue;
+                };
                 let (client, limit) = (client.clone(), limit.clone());
                 tokio::spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    sync_pod(client, pod).await;
+                    send_pod_write(client, write).await;
                 });
             }
         })

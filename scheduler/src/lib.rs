@@ -16,6 +16,7 @@
 //!                       PVs and a scan visits only nodes where a claim can still fit)
 //!   - `core::metrics`   attempts by result, latencies, queue sizes (Prometheus text)
 //! - `driver`          — the thin tokio driver on the `kube` crate (watches, writes, timers).
+//! - `dedicated`       — a component on a thread and current-thread runtime of its own.
 //! - `fake_nodes`      — kwok-like fake nodes (Ready Nodes, Leases, pods marked Running
 //!                       without processes) for tests and benchmarks; `bonsai up
 //!                       --fake-nodes N` uses it.
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod core;
+pub mod dedicated;
 pub mod driver;
 pub mod fake_nodes;
 

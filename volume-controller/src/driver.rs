@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::core::metrics::Metrics;
 use crate::core::{
-    Completion, CoreConfig, Millis, Output, Request, RequestId, VolumeControllerCore, WatchEvent,
+    Completion, CoreConfig, Millis, Request, RequestId, VolumeControllerCore, WatchEvent,
 };
 use apiserver::api::lean::Lean;
 
@@ -92,12 +92,14 @@ const WORK_SLICE: usize = 256;
 /// steady stream must not starve the requests already decided).
 const INPUT_BATCH: usize = 64;
 
+/// What the driver's loop receives. Boxed: a PV, a claim or a pod is kilobytes inline, and
+/// every input is moved through the channel and into the core.
 enum Input {
-    Volume(WatchEvent<PersistentVolume>),
-    Claim(WatchEvent<PersistentVolumeClaim>),
-    Class(WatchEvent<StorageClass>),
-    Pod(WatchEvent<Pod>),
-    Done(RequestId, Completion),
+    Volume(Box<WatchEvent<PersistentVolume>>),
+    Claim(Box<WatchEvent<PersistentVolumeClaim>>),
+    Class(Box<WatchEvent<StorageClass>>),
+    Pod(Box<WatchEvent<Pod>>),
+    Done(RequestId, Box<Completion>),
 }
 
 fn now() -> Millis {
@@ -133,25 +135,25 @@ pub async fn run(
             Api::<Lean<PersistentVolume>>::all(client.clone()),
             tx.clone(),
             |l| l.0,
-            Input::Volume,
+            |e| Input::Volume(Box::new(e)),
         ),
         spawn_watch(
             Api::<Lean<PersistentVolumeClaim>>::all(client.clone()),
             tx.clone(),
             |l| l.0,
-            Input::Claim,
+            |e| Input::Claim(Box::new(e)),
         ),
         spawn_watch(
             Api::<StorageClass>::all(client.clone()),
             tx.clone(),
             lean,
-            Input::Class,
+            |e| Input::Class(Box::new(e)),
         ),
         spawn_watch(
             Api::<Lean<Pod>>::all(client.clone()),
             tx.clone(),
             |l| l.0,
-            Input::Pod,
+            |e| Input::Pod(Box::new(e)),
         ),
     ];
     let pp = PostParams {
@@ -179,17 +181,18 @@ pub async fn run(
                 break;
             };
             outstanding += 1;
-            let (client, tx, pp) = (client.clone(), tx.clone(), pp.clone());
+            let id = out.id;
+            if trace {
+                eprintln!("vc -> {:?} {}", id, describe_request(&out.request));
+            }
+            let prepared = prepare(&pp, out.request);
+            let (client, tx) = (client.clone(), tx.clone());
             tokio::spawn(async move {
-                let id = out.id;
-                if trace {
-                    eprintln!("vc -> {:?} {}", id, describe_request(&out.request));
-                }
-                let c = perform(client, &pp, out).await;
+                let c = send(client, prepared).await;
                 if trace {
                     eprintln!("vc <- {:?} {}", id, describe_completion(&c));
                 }
-                let _ = tx.send(Input::Done(id, c));
+                let _ = tx.send(Input::Done(id, Box::new(c)));
             });
         }
         if outstanding < max_inflight && core.has_queued_work() {
@@ -239,12 +242,12 @@ pub async fn run(
 /// Feeds one input; returns 1 for a request's completion (one fewer outstanding), else 0.
 fn feed(core: &mut VolumeControllerCore, t: Millis, input: Input) -> usize {
     match input {
-        Input::Volume(e) => core.handle_volume_event(t, e),
-        Input::Claim(e) => core.handle_claim_event(t, e),
-        Input::Class(e) => core.handle_class_event(t, e),
-        Input::Pod(e) => core.handle_pod_event(t, e),
+        Input::Volume(e) => core.handle_volume_event(t, *e),
+        Input::Claim(e) => core.handle_claim_event(t, *e),
+        Input::Class(e) => core.handle_class_event(t, *e),
+        Input::Pod(e) => core.handle_pod_event(t, *e),
         Input::Done(id, c) => {
-            core.handle_completion(t, id, c);
+            core.handle_completion(t, id, *c);
             return 1;
         }
     }
@@ -317,64 +320,119 @@ fn classify(e: kube::Error) -> Completion {
     }
 }
 
-async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completion {
+/// A request ready to send: the HTTP request (body serialized) and how to read its answer.
+///
+/// Requests are built in the driver's loop and only the sending is spawned, so a spawned
+/// task carries the request and the client's future (about a kilobyte) rather than the
+/// `Request` and a future for each of its kinds (many kilobytes, copied at every spawn).
+struct Prepared {
+    request: Result<http::Request<Vec<u8>>, String>,
+    answer: Answer,
+}
+
+/// How the core reads a request's answer.
+enum Answer {
+    Volume,
+    Claim,
+    /// A live GET of a claim (404 is an answer: `ClaimRead(None)`).
+    ClaimRead,
+    PodList,
+    /// An Event write: the answer is checked to be JSON and skipped, never decoded into an
+    /// Event (the core reads nothing of it but that it was written).
+    Event,
+}
+
+/// Names the request for kube's tracing, as `Api`'s methods do.
+fn with_verb(
+    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    verb: &'static str,
+) -> Result<http::Request<Vec<u8>>, String> {
+    let mut req = request.map_err(|e| e.to_string())?;
+    req.extensions_mut().insert(verb);
+    Ok(req)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(value).map_err(|e| e.to_string())
+}
+
+fn collection<K: Resource<DynamicType = ()>>(namespace: Option<&str>) -> kube::core::Request {
+    kube::core::Request::new(K::url_path(&(), namespace))
+}
+
+/// Builds the HTTP request of `request`: what `Api::replace`, `replace_status`, `get_opt`,
+/// `list`, `create` and `patch` would send.
+fn prepare(pp: &PostParams, request: Request) -> Prepared {
     let name_of = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.name.clone().unwrap_or_default()
     };
     let ns_of = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         m.namespace.clone().unwrap_or_default()
     };
-    match out.request {
+    let (request, answer) = match request {
         Request::UpdateVolume(pv) => {
-            let api = Api::<Lean<PersistentVolume>>::all(client);
-            api.replace(&name_of(&pv.metadata), pp, &Lean(pv))
-                .await
-                .map_or_else(classify, |o| Completion::Volume(o.0))
+            let name = name_of(&pv.metadata);
+            let req = json(&Lean(pv)).and_then(|body| {
+                with_verb(
+                    collection::<PersistentVolume>(None).replace(&name, pp, body),
+                    "replace",
+                )
+            });
+            (req, Answer::Volume)
         }
         Request::UpdateVolumeStatus(pv) => {
-            let api = Api::<Lean<PersistentVolume>>::all(client);
-            api.replace_status(&name_of(&pv.metadata), pp, &Lean(pv))
-                .await
-                .map_or_else(classify, |o| Completion::Volume(o.0))
+            let name = name_of(&pv.metadata);
+            let req = json(&Lean(pv)).and_then(|body| {
+                with_verb(
+                    collection::<PersistentVolume>(None)
+                        .replace_subresource("status", &name, pp, body),
+                    "replace_status",
+                )
+            });
+            (req, Answer::Volume)
         }
         Request::UpdateClaim(c) => {
-            let api = Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &ns_of(&c.metadata));
-            api.replace(&name_of(&c.metadata), pp, &Lean(c))
-                .await
-                .map_or_else(classify, |o| Completion::Claim(o.0))
+            let (name, ns) = (name_of(&c.metadata), ns_of(&c.metadata));
+            let req = json(&Lean(c)).and_then(|body| {
+                with_verb(
+                    collection::<PersistentVolumeClaim>(Some(&ns)).replace(&name, pp, body),
+                    "replace",
+                )
+            });
+            (req, Answer::Claim)
         }
         Request::UpdateClaimStatus(c) => {
-            let api = Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &ns_of(&c.metadata));
-            api.replace_status(&name_of(&c.metadata), pp, &Lean(c))
-                .await
-                .map_or_else(classify, |o| Completion::Claim(o.0))
+            let (name, ns) = (name_of(&c.metadata), ns_of(&c.metadata));
+            let req = json(&Lean(c)).and_then(|body| {
+                with_verb(
+                    collection::<PersistentVolumeClaim>(Some(&ns))
+                        .replace_subresource("status", &name, pp, body),
+                    "replace_status",
+                )
+            });
+            (req, Answer::Claim)
         }
-        Request::GetClaim { namespace, name } => {
-            let api = Api::<Lean<PersistentVolumeClaim>>::namespaced(client, &namespace);
-            match api.get_opt(&name).await {
-                Ok(c) => Completion::ClaimRead(c.map(|l| l.0)),
-                Err(e) => classify(e),
-            }
-        }
-        Request::ListPods { namespace } => {
-            let api = Api::<Lean<Pod>>::namespaced(client, &namespace);
-            match api.list(&ListParams::default()).await {
-                Ok(l) => Completion::PodList(l.items.into_iter().map(|l| l.0).collect()),
-                Err(e) => classify(e),
-            }
-        }
-        // The core reads nothing of a written Event but that it was written: the answer is
-        // checked to be JSON and skipped, never decoded into an Event.
+        Request::GetClaim { namespace, name } => (
+            with_verb(
+                collection::<PersistentVolumeClaim>(Some(&namespace))
+                    .get(&name, &Default::default()),
+                "get_opt",
+            ),
+            Answer::ClaimRead,
+        ),
+        Request::ListPods { namespace } => (
+            with_verb(
+                collection::<Pod>(Some(&namespace)).list(&ListParams::default()),
+                "list",
+            ),
+            Answer::PodList,
+        ),
         Request::CreateEvent(ev) => {
             let ns = ns_of(&ev.metadata);
-            let req = serde_json::to_vec(&ev)
-                .map_err(kube::Error::SerdeError)
-                .and_then(|body| {
-                    kube::core::Request::new(Event::url_path(&(), Some(&ns)))
-                        .create(pp, body)
-                        .map_err(kube::Error::BuildRequest)
-                });
-            send_unread(&client, req, "create").await
+            let req = json(&ev).and_then(|body| {
+                with_verb(collection::<Event>(Some(&ns)).create(pp, body), "create")
+            });
+            (req, Answer::Event)
         }
         Request::PatchEvent {
             namespace,
@@ -387,29 +445,55 @@ async fn perform(client: kube::Client, pp: &PostParams, out: Output) -> Completi
                 field_manager: pp.field_manager.clone(),
                 ..Default::default()
             };
-            let req = kube::core::Request::new(Event::url_path(&(), Some(&namespace)))
-                .patch(&name, &params, &Patch::Merge(&body))
-                .map_err(kube::Error::BuildRequest);
-            send_unread(&client, req, "patch").await
+            (
+                with_verb(
+                    collection::<Event>(Some(&namespace)).patch(
+                        &name,
+                        &params,
+                        &Patch::Merge(&body),
+                    ),
+                    "patch",
+                ),
+                Answer::Event,
+            )
         }
-    }
+    };
+    Prepared { request, answer }
 }
 
-/// Sends an Event write and skips its answer (`Completion::Event` carries an empty Event).
-async fn send_unread(
-    client: &kube::Client,
-    req: Result<http::Request<Vec<u8>>, kube::Error>,
-    verb: &'static str,
-) -> Completion {
-    let mut req = match req {
+/// Sends a prepared request and turns its outcome into the core's `Completion`.
+async fn send(client: kube::Client, prepared: Prepared) -> Completion {
+    let req = match prepared.request {
         Ok(r) => r,
-        Err(e) => return Completion::Failed(e.to_string()),
+        Err(e) => return Completion::Failed(e),
     };
-    req.extensions_mut().insert(verb);
-    client
-        .request::<serde::de::IgnoredAny>(req)
-        .await
-        .map_or_else(classify, |_| Completion::Event(Event::default()))
+    match prepared.answer {
+        Answer::Volume => client
+            .request::<Lean<PersistentVolume>>(req)
+            .await
+            .map_or_else(classify, |o| Completion::Volume(o.0)),
+        Answer::Claim => client
+            .request::<Lean<PersistentVolumeClaim>>(req)
+            .await
+            .map_or_else(classify, |o| Completion::Claim(o.0)),
+        Answer::ClaimRead => match client.request::<Lean<PersistentVolumeClaim>>(req).await {
+            Ok(c) => Completion::ClaimRead(Some(c.0)),
+            // `get_opt`: a 404 is the answer "absent".
+            Err(kube::Error::Api(s)) if s.code == 404 => Completion::ClaimRead(None),
+            Err(e) => classify(e),
+        },
+        Answer::PodList => match client
+            .request::<kube::core::ObjectList<Lean<Pod>>>(req)
+            .await
+        {
+            Ok(l) => Completion::PodList(l.items.into_iter().map(|l| l.0).collect()),
+            Err(e) => classify(e),
+        },
+        Answer::Event => client
+            .request::<serde::de::IgnoredAny>(req)
+            .await
+            .map_or_else(classify, |_| Completion::Event(Event::default())),
+    }
 }
 
 /// One-line request description for `BONSAI_VC_TRACE=1` debugging.
