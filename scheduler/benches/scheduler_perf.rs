@@ -30,11 +30,11 @@
 //! Knobs: `BENCH_NODES` (5,000), `BENCH_PODS_A` (2,000), `BENCH_PODS_B` (10,000, also (c)),
 //! `BENCH_DURABILITY=relaxed|durable|both` (both), `BENCH_SCENARIOS` (letters to run, e.g. `b`),
 //! `BENCH_CORE=0` (skip the core-only figures), `BENCH_DEBUG` (print the core-only run's other
-//! requests), `BENCH_SPLIT=1` (the scheduler, the volume controller and the fake
-//! nodes each on a thread and current-thread runtime of its own, `scheduler::dedicated`, with
-//! their own clients; the CPU while measured is then also printed per component — thread
-//! names `bench-sched`, `bench-vc`, `bench-fake`; the API server is the rest. Not what `bonsai
-//! up` runs: compare it with the default only as an experiment).
+//! requests), `BENCH_SHARED=1` (the scheduler, the volume controller and the fake nodes as
+//! tasks of the API server's runtime, as `bonsai up` ran them before; by default each runs on
+//! a thread and current-thread runtime of its own, `scheduler::dedicated`, with its own
+//! client, as `bonsai up` runs them, and the CPU while measured is also printed per component
+//! — thread names `bench-sched`, `bench-vc`, `bench-fake`; the API server is the rest).
 //!
 //! Every placement is verified: all pods bound, each PV's node affinity admits its pod's node,
 //! no PV serves two claims.
@@ -105,7 +105,7 @@ struct Outcome {
     /// CPU seconds the whole process (API, volume controller, scheduler, fake nodes) used while
     /// the clock ran.
     cpu_secs: f64,
-    /// With `BENCH_SPLIT`: CPU seconds while measured, by component (thread name).
+    /// Components on threads of their own (the default): CPU seconds while measured, by component (thread name).
     cpu_by_component: BTreeMap<String, f64>,
 }
 
@@ -404,9 +404,9 @@ async fn run_scenario(
         .await
         .expect("register nodes");
     let names: Vec<String> = fcfg.names();
-    // Where a component runs: a task of the shared runtime, or (BENCH_SPLIT) a thread of its
-    // own (`scheduler::dedicated`), with its client made there.
-    let split = std::env::var_os("BENCH_SPLIT").is_some();
+    // Where a component runs: a thread of its own (`scheduler::dedicated`), with its client
+    // made there, as `bonsai up` runs it; or (BENCH_SHARED) a task of the shared runtime.
+    let split = split_components();
     let mut tasks: Vec<tokio::task::JoinHandle<Result<(), scheduler::Error>>> = Vec::new();
     let start = |name: &'static str,
                  make: Box<dyn FnOnce() -> ComponentFuture + Send>|
@@ -901,6 +901,12 @@ fn load() -> String {
         .unwrap_or_default()
 }
 
+/// Whether the components run on threads of their own (the default, as `bonsai up` runs them)
+/// rather than as tasks of the API server's runtime (`BENCH_SHARED`).
+fn split_components() -> bool {
+    std::env::var_os("BENCH_SHARED").is_none()
+}
+
 fn main() {
     let nodes = env_usize("BENCH_NODES", 5_000);
     let pods_a = env_usize("BENCH_PODS_A", 2_000);
@@ -969,7 +975,7 @@ fn main() {
                 1000.0 * o.cpu_secs / o.pods.max(1) as f64,
                 o.cpu_secs / o.secs
             );
-            if std::env::var_os("BENCH_SPLIT").is_some() {
+            if split_components() {
                 let parts: Vec<String> = o
                     .cpu_by_component
                     .iter()

@@ -3,8 +3,10 @@
 //! none of its wake-ups cross threads or wait behind another component's tasks.
 //!
 //! Why: in `scheduler_perf` (b) the whole process spent about 15% less CPU per pod with the
-//! scheduler, the volume controller and the fake nodes each on a runtime of its own
-//! (`BENCH_SPLIT=1`) than with them sharing the API server's runtime. The client must be built
+//! scheduler, the volume controller and the fake nodes each on a runtime of its own than with
+//! them sharing the API server's runtime (`BENCH_SHARED=1`); `bonsai up` runs every in-process
+//! controller this way (`Cluster::spawn_dedicated`), as Kubernetes runs each controller in a
+//! process of its own. The client must be built
 //! inside the future (`make`): a `kube::Client` serves its requests on the runtime it was
 //! built on.
 
