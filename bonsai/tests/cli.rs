@@ -94,6 +94,12 @@ fn crash_leftovers_are_recovered() {
         wait_until(Duration::from_secs(10), || !alive(pid)),
         "pid {pid} survived SIGKILL"
     );
+    // The leader turns zombie before the process's other threads (controllers, store
+    // threads) have exited; the kernel drops the run lock only with the last of them.
+    assert!(
+        wait_until(Duration::from_secs(10), || run_lock_free(c.path())),
+        "the run lock of pid {pid} outlived it"
+    );
     assert!(
         c.path().join("bonsai.state").exists(),
         "a crash leaves the state file"
@@ -122,6 +128,18 @@ fn crash_leftovers_are_recovered() {
     assert_ne!(c.pid, pid);
     assert!(c.bonsai("status", &[]).status.success());
     assert!(c.down().status.success());
+}
+
+/// Whether nobody holds `<dir>/bonsai.lock` (taken and given back at once).
+fn run_lock_free(dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("bonsai.lock"))
+    else {
+        return true;
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
 }
 
 #[test]
