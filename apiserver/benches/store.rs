@@ -10,8 +10,7 @@
 //!    (writers, store threads, backend threads) per create: less noisy than creates/s on a
 //!    shared machine; `writer µs` and `flusher µs` are the CPU time per create of the store's
 //!    writer and flusher threads alone (every durable write goes through both, one group at a
-//!    time each: the larger of the two bounds creates/s; a lone write the writer keeps, and
-//!    the writer finishes the groups flushed while it waits for the flusher). Each
+//!    time each: the larger of the two bounds creates/s; a lone write the writer keeps). Each
 //!    create's object is built before the clock (the API layer's JSON parse belongs to the http
 //!    bench), up to 80k objects per second of a point.
 //! 3. Watch delivery latency p50/p99 with 1,000 watchers, one write at a time, on the memory

@@ -19,30 +19,23 @@
 //!    group of one, the flusher idle, no request waiting) and writes, flushes and finishes it
 //!    itself: there is nothing to overlap it with, and a hand-off between threads would only
 //!    add to a single writer's latency. Otherwise (relaxed mode, the memory backend) the writer
-//!    encodes, writes (and flushes, if at all) and finishes each group itself. While the
-//!    writer waits for a slot (both groups in flight), the flusher hands it each group it
-//!    flushed, and the writer finishes it while the flusher writes the next one; otherwise the
-//!    flusher finishes its groups itself. Either way groups are finished one at a time, in
-//!    revision order;
+//!    encodes, writes (and flushes, if at all) and finishes each group itself;
 //! 4. finishing a group: commit it in the core, hand each event to every watcher that sees it
 //!    ([`publish`]), and only then answer the writers. Nothing is acknowledged — or visible to
 //!    readers and watchers — before the flush that covers it.
 //!
 //! Overlapping the CPU work of group N+1 with the write and flush of group N is what lets many
 //! writers share each flush and both cores work: at 256 writers the one writer thread was the
-//! bottleneck (~19 µs of CPU per create, half of it sled's `apply_batch`), so the backend's work
-//! moved to the flusher, and the writer only checks writes and assigns revisions. (An earlier
-//! version overlapped only the flush — sled's `flush` while the writer applied the next batch — and
-//! gained nothing: the flush is ~0.1–0.3 ms per group of hundreds of writes, the writer's CPU per
-//! write was the limit.) Finishing a group moved to the waiting writer for the same reason:
-//! committing ~100 writes in the core, publishing them and answering them took a fifth of the
-//! flusher's time at 256 writers, while the disk was idle and the next group, prepared already,
-//! waited (a third thread for it cost ~1 MB of allocator pages: memory per object). One thread
-//! writes the groups to the backend in durable mode (log retention's rare compaction aside), so
-//! sled never flushes while it applies a group (which made it hold more memory per object), and
-//! redb commits each group in one durable transaction instead of a non-durable one plus an empty
-//! durable one. The backend holds a group's events before it is acknowledged, so `history` reads
-//! the log only up to the committed revision.
+//! bottleneck (~19 µs of CPU per create, half of it sled's `apply_batch`), so the backend's
+//! work moved to the flusher, and the writer only checks writes and assigns revisions. (An
+//! earlier version overlapped only the flush — sled's `flush` while the writer applied the next
+//! batch — and gained nothing: the flush is ~0.1–0.3 ms per group of hundreds of writes, the
+//! writer's CPU per write was the limit.) One thread writes the groups to the backend in
+//! durable mode (log retention's rare compaction aside), so sled never flushes while it
+//! applies a group (which made it hold more memory per object), and redb commits each group in
+//! one durable transaction instead of a non-durable one plus an empty durable one. The backend
+//! holds a group's events before it is acknowledged, so `history` reads the log only up to the
+//! committed revision.
 //!
 //! Relaxed mode acknowledges a group once its backend transaction committed, without a flush,
 //! and makes it durable within about a second: a sync thread (`bonsai-store-sync`) syncs the
@@ -190,9 +183,8 @@ struct Shared {
     config: StoreConfig,
     /// Set when a backend write failed: the store then refuses writes (reads go on).
     failed: Mutex<Option<String>>,
-    /// Groups handed to the flusher and not finished yet, flushed groups handed back for the
-    /// writer to finish, and the signal when either changes.
-    in_flight: Mutex<InFlight>,
+    /// Groups handed to the flusher and not finished yet, and its signal when one finishes.
+    in_flight: Mutex<usize>,
     flushed: Condvar,
     /// Relaxed mode: writes were appended since the sync thread last looked.
     unsynced: AtomicBool,
@@ -200,18 +192,6 @@ struct Shared {
     groups: AtomicU64,
     flushes: AtomicU64,
     writes: AtomicU64,
-}
-
-/// The durable pipeline's bookkeeping between the writer and the flusher.
-#[derive(Default)]
-struct InFlight {
-    /// Groups handed to the flusher and not finished yet.
-    groups: usize,
-    /// The writer waits for a group to finish (both slots taken): the flusher hands it what it
-    /// flushed to finish, in order, instead of finishing it itself.
-    writer_waiting: bool,
-    /// Flushed (or failed) groups for the waiting writer to finish (or fail), in order.
-    handed: VecDeque<(Vec<Group>, Option<StoreError>)>,
 }
 
 /// Counters of the writer since open.
@@ -442,7 +422,7 @@ impl Store {
             log,
             config,
             failed: Mutex::new(None),
-            in_flight: Mutex::new(InFlight::default()),
+            in_flight: Mutex::new(0),
             flushed: Condvar::new(),
             unsynced: AtomicBool::new(false),
             groups: AtomicU64::new(0),
@@ -778,36 +758,14 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
             // Double buffering: one group flushing, the next one appended behind it. Until the
             // first is done, new requests wait in the channel, so the next group is as big as
             // what arrived during a flush (one backend batch per flush, not dozens of tiny ones).
-            // Meanwhile this thread is idle, so it finishes what the flusher flushed (commit,
-            // publish, answer) and the flusher goes straight on to the next group's write:
-            // finishing was a fifth of the flusher's time at 256 writers, time in which the
-            // disk was idle and the next group, prepared already, waited.
-            let mut f = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if let Some((groups, failed)) = f.handed.pop_front() {
-                    // `writer_waiting` stays set: what the flusher finishes next is handed
-                    // here too, behind this, so groups are finished in order.
-                    drop(f);
-                    let n = groups.len();
-                    match failed {
-                        None => finish(&shared, groups),
-                        Some(err) => abort_groups(&shared, groups, err),
-                    }
-                    f = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                    f.groups = f.groups.saturating_sub(n);
-                    continue;
-                }
-                if f.groups < 2 || handle.is_finished() {
-                    break;
-                }
-                f.writer_waiting = true;
-                f = shared
+            let mut n = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            while *n >= 2 && !handle.is_finished() {
+                n = shared
                     .flushed
-                    .wait_timeout(f, tick)
+                    .wait_timeout(n, tick)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            f.writer_waiting = false;
         }
         let next = match stashed.take() {
             Some(r) => Ok(r),
@@ -855,9 +813,9 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
                                 stashed = Some(r);
                             }
                         }
-                        let mut f = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                        (!lone || stashed.is_some() || f.groups > 0).then(|| {
-                            f.groups += 1;
+                        let mut n = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                        (!lone || stashed.is_some() || *n > 0).then(|| {
+                            *n += 1;
                             tx
                         })
                     });
@@ -1064,8 +1022,7 @@ fn prepare_group(
 }
 
 /// The flusher: encodes and writes every group handed over since the last time in one
-/// transaction (in revision order), flushes it, then finishes them — or hands them to the
-/// writer to finish, if it waits (see [`finish_or_hand`]).
+/// transaction (in revision order), flushes it, then finishes them.
 ///
 /// It encodes, not the writer: the encoded events are freed here, after the backend copied
 /// them, and a buffer allocated on one thread and freed on another made sled's store hold
@@ -1078,6 +1035,7 @@ fn flusher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<(Group, Vec<Committe
             groups.push(g);
             events.extend(e);
         }
+        let n = groups.len();
         if broken.is_none() {
             let batch = Log::encode(&events);
             drop(events);
@@ -1085,34 +1043,22 @@ fn flusher_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<(Group, Vec<Committe
                 Ok(()) => {
                     shared.groups.fetch_add(1, Ordering::Relaxed);
                     shared.flushes.fetch_add(1, Ordering::Relaxed);
+                    finish(&shared, groups);
+                    done_in_flight(&shared, n);
+                    continue;
                 }
                 Err(e) => broken = Some(shared.log.store_error(e)),
             }
         }
-        finish_or_hand(&shared, groups, broken.clone());
+        let err = broken.clone().expect("set above");
+        abort_groups(&shared, groups, err);
+        done_in_flight(&shared, n);
     }
 }
 
-/// Finishes flushed groups (`failed`: fails them) — or, if the writer waits for a group to
-/// finish, hands them to it (see `writer_loop`). Whoever finishes a group, groups are finished
-/// one after the other, in revision order: the writer keeps `writer_waiting` set until it has
-/// finished everything handed to it.
-fn finish_or_hand(shared: &Shared, groups: Vec<Group>, failed: Option<StoreError>) {
-    let n = groups.len();
-    {
-        let mut f = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if f.writer_waiting {
-            f.handed.push_back((groups, failed));
-            shared.flushed.notify_all();
-            return;
-        }
-    }
-    match failed {
-        None => finish(shared, groups),
-        Some(err) => abort_groups(shared, groups, err),
-    }
+fn done_in_flight(shared: &Shared, n: usize) {
     let mut f = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-    f.groups = f.groups.saturating_sub(n);
+    *f = f.saturating_sub(n);
     shared.flushed.notify_all();
 }
 

@@ -20,10 +20,10 @@
 //!                 JSON body, CRC-32).
 //! - `backend`   — the small [`Backend`] trait and its implementations: memory (always), sled
 //!                 and redb (feature `server`).
-//! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread prepares groups,
-//!                 a flusher writes and flushes each (group commit) as the next is prepared
-//!                 (relaxed mode: a sync thread, once a second), then events fan out as shared
-//!                 entries into bounded per-watcher queues.
+//! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread appends groups of
+//!                 writes, one flush per group (group commit; redb: a flusher thread flushes as
+//!                 the next group is appended; relaxed mode: a sync thread, once a second), then
+//!                 events fan out as shared entries into bounded per-watcher queues.
 //!
 //! Architecture Invariant: the current objects are a pure function of the log; `Store::open`
 //! checks that the objects table and the retained log agree and refuses a store where they don't.
