@@ -593,14 +593,16 @@ impl Stored {
         Stored { obj, text }
     }
 
-    /// The committed text as the response to the write, when there is one (else the caller
-    /// answers with [`object_response`]).
-    fn text_response(&self, code: StatusCode) -> Option<Response> {
-        let text = self.text.clone()?;
-        Some(super::util::json_text_response(
-            code,
-            bytes::Bytes::from_owner(ArcStr(text)),
-        ))
+    /// The response to the write: the committed text when there is one, else the object as
+    /// the request asked for it ([`object_response`]).
+    fn response(&self, ctx: &Ctx, code: StatusCode) -> Result<Response, ApiError> {
+        match &self.text {
+            Some(text) => Ok(super::util::json_text_response(
+                code,
+                bytes::Bytes::from_owner(ArcStr(text.clone())),
+            )),
+            None => object_response(ctx, code, &self.obj),
+        }
     }
 }
 
@@ -1016,10 +1018,7 @@ async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
     if r.group.is_empty() && r.name == "namespaces" {
         ctx.state.namespace_kick.notify_one();
     }
-    let mut resp = match stored.text_response(StatusCode::CREATED) {
-        Some(r) => r,
-        None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
-    };
+    let mut resp = stored.response(ctx, StatusCode::CREATED)?;
     add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
@@ -1205,10 +1204,7 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 meta_mut(&mut obj).insert("name".into(), json!(name));
                 match create_object(ctx, obj.clone(), &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = match stored.text_response(StatusCode::CREATED) {
-                            Some(r) => r,
-                            None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
-                        };
+                        let mut resp = stored.response(ctx, StatusCode::CREATED)?;
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1231,10 +1227,7 @@ async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         };
         match write_update(ctx, &old, attempt, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = match stored.text_response(StatusCode::OK) {
-                    Some(r) => r,
-                    None => object_response(ctx, StatusCode::OK, &stored.obj)?,
-                };
+                let mut resp = stored.response(ctx, StatusCode::OK)?;
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }
@@ -1295,10 +1288,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
                 }
                 match create_object(ctx, obj, &opts).await {
                     Ok((stored, warnings)) => {
-                        let mut resp = match stored.text_response(StatusCode::CREATED) {
-                            Some(r) => r,
-                            None => object_response(ctx, StatusCode::CREATED, &stored.obj)?,
-                        };
+                        let mut resp = stored.response(ctx, StatusCode::CREATED)?;
                         add_warnings(&mut resp, &warnings);
                         return Ok(resp);
                     }
@@ -1347,10 +1337,7 @@ async fn patch(ctx: &Ctx, body: &[u8]) -> Result<Response, ApiError> {
         }
         match write_update(ctx, &old, new, &opts).await? {
             Attempt::Done(stored, warnings) => {
-                let mut resp = match stored.text_response(StatusCode::OK) {
-                    Some(r) => r,
-                    None => object_response(ctx, StatusCode::OK, &stored.obj)?,
-                };
+                let mut resp = stored.response(ctx, StatusCode::OK)?;
                 add_warnings(&mut resp, &warnings);
                 return Ok(resp);
             }

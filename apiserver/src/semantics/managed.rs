@@ -602,14 +602,11 @@ fn cmp_in<'v>(
                         }
                     }
                 }
-                let len = fpath.len();
-                if len > 0 {
-                    fpath.push('.');
-                }
-                fpath.push_str(k);
-                let (mut cch, mut crm) = (Set::new(), Set::new());
-                cmp_in(ov, nv, false, fpath, &mut cch, &mut crm, child_ig);
-                fpath.truncate(len);
+                let (mut cch, mut crm) = in_field(fpath, k, |fpath| {
+                    let (mut cch, mut crm) = (Set::new(), Set::new());
+                    cmp_in(ov, nv, false, fpath, &mut cch, &mut crm, child_ig);
+                    (cch, crm)
+                });
                 if let Some((fs, _)) = ig.as_mut() {
                     fs.pop();
                 }
@@ -1464,14 +1461,9 @@ fn emit_changed<'v>(
                         }
                     }
                 }
-                let len = fpath.len();
-                if len > 0 {
-                    fpath.push('.');
-                }
-                fpath.push_str(k);
                 // A field only `new` has (every field of a create below the skeleton): all
                 // of it is added, written without comparing.
-                let c = match (ov, nv) {
+                let c = in_field(fpath, k, |fpath| match (ov, nv) {
                     (None, Some(nv)) if !is_metadata => {
                         Some(added_fields(nv, fpath, child_fields, cx))
                     }
@@ -1482,8 +1474,7 @@ fn emit_changed<'v>(
                         }
                         (!c.is_empty()).then(|| c.into_map())
                     }
-                };
-                fpath.truncate(len);
+                });
                 if let Some(fs) = fields.as_deref_mut() {
                     fs.pop();
                 }
@@ -1529,6 +1520,18 @@ fn field_key(k: &str) -> String {
     key
 }
 
+/// Runs `f` with field `k` appended to the dotted path `fpath`, which is restored afterwards.
+fn in_field<R>(fpath: &mut String, k: &str, f: impl FnOnce(&mut String) -> R) -> R {
+    let len = fpath.len();
+    if len > 0 {
+        fpath.push('.');
+    }
+    fpath.push_str(k);
+    let r = f(fpath);
+    fpath.truncate(len);
+    r
+}
+
 /// `emit_changed(None, Some(n), false, ..).into_map()`: a node below the root that only the
 /// new object has. Everything in it is added, so it is a member and so is every node below
 /// it; the walk is [`emit_changed`]'s without the comparisons, the pairing of old and new
@@ -1552,13 +1555,7 @@ fn added_fields<'v>(
             let mut m = Map::with_capacity(nm.len() + 1);
             m.insert(".".into(), Value::Object(Map::new()));
             for (k, nv) in nm {
-                let len = fpath.len();
-                if len > 0 {
-                    fpath.push('.');
-                }
-                fpath.push_str(k);
-                let c = added_fields(nv, fpath, None, cx);
-                fpath.truncate(len);
+                let c = in_field(fpath, k, |fpath| added_fields(nv, fpath, None, cx));
                 m.insert(field_key(k), Value::Object(c));
             }
             return m;
@@ -1579,13 +1576,7 @@ fn added_fields<'v>(
                         }
                     }
                 }
-                let len = fpath.len();
-                if len > 0 {
-                    fpath.push('.');
-                }
-                fpath.push_str(k);
-                let c = added_fields(nv, fpath, child_fields, cx);
-                fpath.truncate(len);
+                let c = in_field(fpath, k, |fpath| added_fields(nv, fpath, child_fields, cx));
                 if let Some(fs) = fields.as_deref_mut() {
                     fs.pop();
                 }
