@@ -21,6 +21,7 @@ use crate::core::metrics::Metrics;
 use crate::core::{Completion, CoreConfig, Millis, Request, RequestId, Scheduler, WatchEvent};
 use crate::Error;
 use apiserver::api::lean::{Lean, Parts};
+use apiserver::api::request::{collection, json, with_verb};
 
 /// The user agent and field manager of every scheduler write.
 pub const FIELD_MANAGER: &str = "bonsai-scheduler";
@@ -235,25 +236,6 @@ enum Answer {
     Unread,
 }
 
-/// Names the request for kube's tracing, as `Api`'s methods do.
-fn with_verb(
-    request: Result<hyper::Request<Vec<u8>>, kube::core::request::Error>,
-    verb: &'static str,
-) -> Result<hyper::Request<Vec<u8>>, String> {
-    let mut req = request.map_err(|e| e.to_string())?;
-    req.extensions_mut().insert(verb);
-    Ok(req)
-}
-
-/// The URL path of `K`'s collection in `namespace`.
-fn request_for<K: kube::Resource<DynamicType = ()>>(namespace: &str) -> kube::core::Request {
-    kube::core::Request::new(K::url_path(&(), Some(namespace)))
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| e.to_string())
-}
-
 /// Builds the HTTP request of `request` (what `Api::replace`, `create_subresource`, `patch`…
 /// would send).
 fn prepare(request: Request) -> Prepared {
@@ -270,11 +252,7 @@ fn prepare(request: Request) -> Prepared {
             let name = pv.metadata.name.clone().unwrap_or_default();
             let request = json(&Lean(pv)).and_then(|body| {
                 with_verb(
-                    kube::core::Request::new(<PersistentVolume as kube::Resource>::url_path(
-                        &(),
-                        None,
-                    ))
-                    .replace(&name, &pp, body),
+                    collection::<PersistentVolume>(None).replace(&name, &pp, body),
                     "replace",
                 )
             });
@@ -292,7 +270,7 @@ fn prepare(request: Request) -> Prepared {
                 .unwrap_or_else(|| "default".into());
             let request = json(&Lean(pvc)).and_then(|body| {
                 with_verb(
-                    request_for::<PersistentVolumeClaim>(&ns).replace(&name, &pp, body),
+                    collection::<PersistentVolumeClaim>(Some(&ns)).replace(&name, &pp, body),
                     "replace",
                 )
             });
@@ -323,7 +301,8 @@ fn prepare(request: Request) -> Prepared {
             };
             let request = json(&binding).and_then(|body| {
                 with_verb(
-                    request_for::<Pod>(&namespace).create_subresource("binding", &name, &pp, body),
+                    collection::<Pod>(Some(&namespace))
+                        .create_subresource("binding", &name, &pp, body),
                     "create",
                 )
             });
@@ -338,7 +317,7 @@ fn prepare(request: Request) -> Prepared {
             patch,
         } => Prepared {
             request: with_verb(
-                request_for::<Pod>(&namespace).patch_subresource(
+                collection::<Pod>(Some(&namespace)).patch_subresource(
                     "status",
                     &name,
                     &patch_params,
@@ -354,8 +333,9 @@ fn prepare(request: Request) -> Prepared {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into());
-            let request = json(&event)
-                .and_then(|body| with_verb(request_for::<Event>(&ns).create(&pp, body), "create"));
+            let request = json(&event).and_then(|body| {
+                with_verb(collection::<Event>(Some(&ns)).create(&pp, body), "create")
+            });
             Prepared {
                 request,
                 answer: Answer::Unread,
@@ -367,7 +347,11 @@ fn prepare(request: Request) -> Prepared {
             patch,
         } => Prepared {
             request: with_verb(
-                request_for::<Event>(&namespace).patch(&name, &patch_params, &Patch::Merge(&patch)),
+                collection::<Event>(Some(&namespace)).patch(
+                    &name,
+                    &patch_params,
+                    &Patch::Merge(&patch),
+                ),
                 "patch",
             ),
             answer: Answer::Unread,

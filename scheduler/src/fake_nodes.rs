@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 
 use crate::Error;
 use apiserver::api::lean::{Lean, Parts};
+use apiserver::api::request::{collection, with_verb};
 
 /// Field manager / user agent of fake-node writes.
 pub const FIELD_MANAGER: &str = "bonsai-fake-nodes";
@@ -495,7 +496,7 @@ struct PodWrite {
     name: String,
     /// Finishing a deletion (else: marking the pod Running).
     deleting: bool,
-    request: Result<hyper::Request<Vec<u8>>, kube::Error>,
+    request: Result<hyper::Request<Vec<u8>>, String>,
 }
 
 /// The write that syncs a pod bound to a fake node, if any: its deletion finished at once, or
@@ -508,7 +509,7 @@ fn pod_write(pod: &NodePod) -> Option<PodWrite> {
         .clone()
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let collection = kube::core::Request::new(Pod::url_path(&(), Some(&ns)));
+    let pods = collection::<Pod>(Some(&ns));
     let request = if pod.metadata.deletion_timestamp.is_some() {
         // No process to stop: finish the deletion at once, for this very pod (uid).
         let dp = DeleteParams {
@@ -519,10 +520,7 @@ fn pod_write(pod: &NodePod) -> Option<PodWrite> {
             }),
             ..Default::default()
         };
-        collection.delete(&name, &dp).map(|mut req| {
-            req.extensions_mut().insert("delete");
-            req
-        })
+        with_verb(pods.delete(&name, &dp), "delete")
     } else {
         if is_running(pod) {
             return None;
@@ -535,17 +533,15 @@ fn pod_write(pod: &NodePod) -> Option<PodWrite> {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        collection
-            .patch_subresource("status", &name, &pparams, &Patch::Merge(&patch))
-            .map(|mut req| {
-                req.extensions_mut().insert("patch");
-                req
-            })
+        with_verb(
+            pods.patch_subresource("status", &name, &pparams, &Patch::Merge(&patch)),
+            "patch",
+        )
     };
     Some(PodWrite {
         name,
         deleting: pod.metadata.deletion_timestamp.is_some(),
-        request: request.map_err(kube::Error::BuildRequest),
+        request,
     })
 }
 
@@ -558,15 +554,15 @@ async fn send_pod_write(client: Client, write: PodWrite) {
         deleting,
         request,
     } = write;
-    let sent = match request {
-        Ok(req) => client
-            .request::<serde::de::IgnoredAny>(req)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
+    let req = match request {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::warn!(pod = %name, error = %e, "fake node: cannot build the pod's write");
+            return;
+        }
     };
-    match sent {
-        Ok(()) => {}
+    match client.request::<serde::de::IgnoredAny>(req).await {
+        Ok(_) => {}
         Err(e) if completion_is(&e, 409) || completion_is(&e, 404) => {}
         Err(e) if deleting => {
             tracing::warn!(pod = %name, error = %e, "fake node: finishing deletion failed")

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim,
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Resource;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -22,6 +21,7 @@ use crate::core::{
     Completion, CoreConfig, Millis, Request, RequestId, VolumeControllerCore, WatchEvent,
 };
 use apiserver::api::lean::Lean;
+use apiserver::api::request::{collection, json, with_verb};
 
 /// The field manager and user agent of every write.
 pub const FIELD_MANAGER: &str = "bonsai-volume-controller";
@@ -340,24 +340,6 @@ enum Answer {
     /// An Event write: the answer is checked to be JSON and skipped, never decoded into an
     /// Event (the core reads nothing of it but that it was written).
     Event,
-}
-
-/// Names the request for kube's tracing, as `Api`'s methods do.
-fn with_verb(
-    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-    verb: &'static str,
-) -> Result<http::Request<Vec<u8>>, String> {
-    let mut req = request.map_err(|e| e.to_string())?;
-    req.extensions_mut().insert(verb);
-    Ok(req)
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| e.to_string())
-}
-
-fn collection<K: Resource<DynamicType = ()>>(namespace: Option<&str>) -> kube::core::Request {
-    kube::core::Request::new(K::url_path(&(), namespace))
 }
 
 /// Builds the HTTP request of `request`: what `Api::replace`, `replace_status`, `get_opt`,

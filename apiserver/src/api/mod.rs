@@ -8,6 +8,8 @@
 //!   (`staging/src/k8s.io/component-helpers/storage/volume`).
 //! - `lean`     — `Lean<K>`: pods, nodes, PVs and PVCs decoded without managedFields (the
 //!   controllers' watches and write answers; a kube-rs resource with the `kube` feature).
+//! - `request`  — (feature `kube`) a write's HTTP request built as kube-rs' `Api` methods
+//!   build it, so a driver can build it in its loop and spawn only the sending.
 //! - `quantity` — `resource.Quantity` parsing and numeric comparison (1Gi > 1G).
 //! - `selector` — label selectors (PVC `spec.selector`) and node selector terms (PV
 //!   `nodeAffinity`), with upstream's error texts.
@@ -17,6 +19,8 @@
 
 pub mod lean;
 pub mod quantity;
+#[cfg(feature = "kube")]
+pub mod request;
 pub mod selector;
 pub mod volume;
 
