@@ -496,6 +496,166 @@ async fn redb_reopen_keeps_everything() {
     reopen_keeps_everything(BackendKind::Redb).await;
 }
 
+/// Opens a store file directly, waiting (with a deadline) for a store closed a moment ago to let
+/// go of its lock: its writer thread releases it as it exits.
+fn open_raw<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match open() {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("cannot open the store: {e:?}"),
+        }
+    }
+}
+
+/// Rewrites a closed store into format 1's layout: the objects table (`group/resource/namespace/
+/// name` → revision of the current version) beside the log, and `format` = 1.
+fn downgrade_to_format_1(kind: BackendKind, path: &std::path::Path, current: &[(Key, u64)]) {
+    let object_key =
+        |k: &Key| format!("{}/{}/{}/{}", k.group, k.resource, k.namespace, k.name).into_bytes();
+    match kind {
+        BackendKind::Sled => {
+            let db = open_raw(|| sled::open(path));
+            let mut b = sled::Batch::default();
+            for (k, rev) in current {
+                b.insert([&b"o"[..], &object_key(k)].concat(), &rev.to_be_bytes()[..]);
+            }
+            b.insert(&b"mformat"[..], &1u64.to_be_bytes()[..]);
+            db.apply_batch(b).unwrap();
+            db.flush().unwrap();
+        }
+        _ => {
+            let objects: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("objects");
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let db = open_raw(|| redb::Database::open(path));
+            let tx = db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(objects).unwrap();
+                for (k, rev) in current {
+                    t.insert(object_key(k).as_slice(), *rev).unwrap();
+                }
+                tx.open_table(meta).unwrap().insert("format", 1).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+    }
+}
+
+/// Whether format 1's objects table is still there, and the format marker.
+fn format_on_disk(kind: BackendKind, path: &std::path::Path) -> (bool, u64) {
+    match kind {
+        BackendKind::Sled => {
+            let db = open_raw(|| sled::open(path));
+            let format = db.get(b"mformat").unwrap().unwrap();
+            (
+                db.scan_prefix(b"o").next().is_some(),
+                u64::from_be_bytes(format.as_ref().try_into().unwrap()),
+            )
+        }
+        _ => {
+            use redb::ReadableDatabase;
+            let objects: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("objects");
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let db = open_raw(|| redb::Database::open(path));
+            let tx = db.begin_read().unwrap();
+            let has_objects = match tx.open_table(objects) {
+                Ok(_) => true,
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => panic!("{e}"),
+            };
+            let format = tx
+                .open_table(meta)
+                .unwrap()
+                .get("format")
+                .unwrap()
+                .unwrap()
+                .value();
+            (has_objects, format)
+        }
+    }
+}
+
+/// A store written before format 2 (which dropped the objects table the log already implies)
+/// opens with everything in it; the table is gone and the store says format 2 afterwards.
+async fn format_1_is_migrated_at_open(kind: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable(kind, &dir);
+    let current: Vec<(Key, u64)> = {
+        let store = Store::open(config.clone()).unwrap();
+        for i in 0..40 {
+            let k = pod("default", &format!("p{}", i % 6));
+            match store.get(&k) {
+                None => drop(store.create(&k, json!({"i": i}), "t").await.unwrap()),
+                Some(_) if i % 4 == 0 => drop(store.delete(&k, None, "t").await.unwrap()),
+                Some(_) => drop(store.update(&k, json!({"i": i}), None, "t").await.unwrap()),
+            }
+        }
+        let listed = store.list(&ListQuery {
+            resource: "pods".into(),
+            ..ListQuery::default()
+        });
+        listed
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| {
+                (
+                    pod("default", o["metadata"]["name"].as_str().unwrap()),
+                    rv(o),
+                )
+            })
+            .collect()
+    };
+    assert!(!current.is_empty());
+    assert_eq!(
+        format_on_disk(kind, &config.path.clone().unwrap()),
+        (false, 2)
+    );
+    downgrade_to_format_1(kind, &config.path.clone().unwrap(), &current);
+    assert_eq!(
+        format_on_disk(kind, &config.path.clone().unwrap()),
+        (true, 1)
+    );
+    {
+        let store = Store::open(config.clone()).unwrap();
+        assert_eq!(store.revision(), 40);
+        for (k, rev) in &current {
+            assert_eq!(rv(&store.get(k).unwrap()), *rev, "{k}");
+        }
+        let listed = store.list(&ListQuery {
+            resource: "pods".into(),
+            ..ListQuery::default()
+        });
+        assert_eq!(listed.unwrap().items.len(), current.len());
+        store
+            .create(&pod("default", "after"), json!({}), "t")
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        format_on_disk(kind, &config.path.clone().unwrap()),
+        (false, 2)
+    );
+    let store = Store::open(config).unwrap();
+    assert_eq!(store.revision(), 41);
+    let listed = store.list(&ListQuery {
+        resource: "pods".into(),
+        ..ListQuery::default()
+    });
+    assert_eq!(listed.unwrap().items.len(), current.len() + 1);
+}
+
+#[tokio::test]
+async fn sled_format_1_is_migrated_at_open() {
+    format_1_is_migrated_at_open(BackendKind::Sled).await;
+}
+
+#[tokio::test]
+async fn redb_format_1_is_migrated_at_open() {
+    format_1_is_migrated_at_open(BackendKind::Redb).await;
+}
+
 /// Many concurrent durable writers: group commits pipelined (the flusher writes one group while
 /// the writer prepares the next, and finishes what was flushed while it waits). Every write is
 /// readable once acknowledged, a watch sees every revision once, in order, and the store
@@ -701,11 +861,8 @@ impl apiserver::store::Backend for Failing {
     ) -> apiserver::store::backend::BackendResult<()> {
         self.inner.scan_events(from, to, f)
     }
-    fn scan_objects(
-        &self,
-        f: &mut dyn FnMut(&[u8], u64) -> apiserver::store::backend::BackendResult<()>,
-    ) -> apiserver::store::backend::BackendResult<()> {
-        self.inner.scan_objects(f)
+    fn migrate_from_format_1(&self) -> apiserver::store::backend::BackendResult<()> {
+        self.inner.migrate_from_format_1()
     }
     fn get_meta(&self, name: &str) -> apiserver::store::backend::BackendResult<Option<u64>> {
         self.inner.get_meta(name)

@@ -38,8 +38,6 @@ pub enum CodecError {
     BodyLength { expected: usize, found: usize },
     #[error("body is not JSON: {0}")]
     Body(String),
-    #[error("object key {0:?} is not group/resource/namespace/name")]
-    ObjectKey(String),
 }
 
 /// Everything about an event but its body.
@@ -192,25 +190,6 @@ pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<Revision>), CodecErro
     Ok((event, h.prev_revision))
 }
 
-/// `group/resource/namespace/name`.
-pub fn encode_object_key(key: &Key) -> Vec<u8> {
-    format!(
-        "{}/{}/{}/{}",
-        key.group, key.resource, key.namespace, key.name
-    )
-    .into_bytes()
-}
-
-pub fn decode_object_key(bytes: &[u8]) -> Result<Key, CodecError> {
-    let s = std::str::from_utf8(bytes)
-        .map_err(|_| CodecError::ObjectKey(String::from_utf8_lossy(bytes).into_owned()))?;
-    let parts: Vec<&str> = s.splitn(4, '/').collect();
-    match parts.as_slice() {
-        [g, r, ns, name] if !name.contains('/') => Ok(Key::new(g, r, ns, name)),
-        _ => Err(CodecError::ObjectKey(s.to_string())),
-    }
-}
-
 /// CRC-32 (IEEE), as zlib computes it. crc32fast (already linked through sled) folds with
 /// PCLMULQDQ where the CPU has it: the body CRC of every event is computed on the one writer
 /// thread, where a table-driven CRC was ~5% of its time.
@@ -289,14 +268,5 @@ mod tests {
             }
             assert_eq!(crc32(&data[..n]), !c, "length {n}");
         }
-    }
-
-    #[test]
-    fn object_keys_round_trip() {
-        let k = Key::new("", "pods", "default", "web");
-        assert_eq!(decode_object_key(&encode_object_key(&k)).unwrap(), k);
-        let k = Key::new("", "nodes", "", "node-1");
-        assert_eq!(decode_object_key(&encode_object_key(&k)).unwrap(), k);
-        assert!(decode_object_key(b"pods/x").is_err());
     }
 }

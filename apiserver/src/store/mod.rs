@@ -25,8 +25,10 @@
 //!                 the next group is appended; relaxed mode: a sync thread, once a second), then
 //!                 events fan out as shared entries into bounded per-watcher queues.
 //!
-//! Architecture Invariant: the current objects are a pure function of the log; `Store::open`
-//! checks that the objects table and the retained log agree and refuses a store where they don't.
+//! Architecture Invariant: the current objects are a pure function of the log: on disk there is
+//! nothing but the log (and two numbers), and `Store::open` derives the objects from it after
+//! checking it (each event where its revision says, no gaps, every envelope's CRC), refusing a
+//! damaged store.
 
 pub mod backend;
 pub mod codec;

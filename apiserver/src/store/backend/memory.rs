@@ -10,7 +10,6 @@ use crate::store::Revision;
 #[derive(Default)]
 struct Tables {
     events: BTreeMap<Revision, Vec<u8>>,
-    objects: BTreeMap<Vec<u8>, Revision>,
     meta: BTreeMap<String, u64>,
 }
 
@@ -45,12 +44,6 @@ impl Backend for MemoryBackend {
         for rev in batch.delete_events {
             t.events.remove(&rev);
         }
-        for (k, v) in batch.objects {
-            match v {
-                Some(rev) => t.objects.insert(k, rev),
-                None => t.objects.remove(&k),
-            };
-        }
         for (k, v) in batch.meta {
             t.meta.insert(k.to_string(), v);
         }
@@ -83,14 +76,9 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn scan_objects(
-        &self,
-        f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
-    ) -> BackendResult<()> {
-        let t = self.lock();
-        for (k, rev) in &t.objects {
-            f(k, *rev)?;
-        }
+    /// A memory store never outlives its process, so it is never format 1; for completeness.
+    fn migrate_from_format_1(&self) -> BackendResult<()> {
+        self.lock().meta.insert("format".to_string(), 2);
         Ok(())
     }
 

@@ -1,16 +1,19 @@
-//! Where the log and the objects table live: the small [`Backend`] trait (three ordered byte
-//! tables and one atomic batch write) and [`Log`], the backend-independent logic on top of it
-//! (encoding through `codec`, validation at open, retention, history, state at a revision).
+//! Where the log lives: the small [`Backend`] trait (two ordered byte tables and one atomic batch
+//! write) and [`Log`], the backend-independent logic on top of it (encoding through `codec`,
+//! validation at open, retention, history, state at a revision).
 //!
 //! Tables:
-//! - `events`:  revision → envelope (see `codec`), the log;
-//! - `objects`: `group/resource/namespace/name` → revision of the key's current version
-//!   (the body lives once, in the log; retention never drops an event an object points at);
-//! - `meta`:    `format` (= 1), `compacted` (retention dropped events at or below it, except each
+//! - `events`: revision → envelope (see `codec`), the log. Every current object is its key's last
+//!   event (retention never drops an event that is still some key's current version), so the
+//!   current state is derived from the log at open: nothing beside it can disagree with it.
+//! - `meta`:   `format` (= 2), `compacted` (retention dropped events at or below it, except each
 //!   key's version that was current at that revision).
 //!
-//! Architecture Invariant: after every committed batch, `objects` is exactly "the last event of
-//! every key whose last event is not DELETED". `Log::load` checks it and reports a damaged store.
+//! Format 1 also kept an `objects` table (key → revision of its current version), written with
+//! every event. `Log::load` already derived the same from its scan of the log, so the table
+//! only doubled each group commit's writes (with sled, one more tree insert per event, at a
+//! random place in the tree). Opening a format-1 store drops it and marks the store format 2
+//! in one atomic, durable write (`Backend::migrate_from_format_1`).
 
 mod memory;
 #[cfg(feature = "server")]
@@ -52,8 +55,6 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 pub struct Batch {
     pub put_events: Vec<(Revision, Vec<u8>)>,
     pub delete_events: Vec<Revision>,
-    /// `Some(rev)`: set; `None`: remove.
-    pub objects: Vec<(Vec<u8>, Option<Revision>)>,
     pub meta: Vec<(&'static str, u64)>,
 }
 
@@ -80,11 +81,9 @@ pub trait Backend: Send + Sync {
         to: Revision,
         f: &mut dyn FnMut(Revision, &[u8]) -> BackendResult<bool>,
     ) -> BackendResult<()>;
-    /// Calls `f` for every entry of the objects table.
-    fn scan_objects(
-        &self,
-        f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
-    ) -> BackendResult<()>;
+    /// Format 1 → 2: removes format 1's `objects` table and sets `format` to 2, in one atomic
+    /// write that is on disk when this returns (a crash leaves format 1 whole, or format 2).
+    fn migrate_from_format_1(&self) -> BackendResult<()>;
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>>;
     /// Whether `write(.., sync: true)` / `sync` do anything: `false` for the memory backend, whose
     /// writes are as durable as they get once applied (the driver then needs no flush stage).
@@ -111,7 +110,7 @@ pub struct Loaded {
     pub retained_events: u64,
 }
 
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
 
 /// The event log over a backend.
 pub struct Log {
@@ -163,8 +162,8 @@ impl Log {
         (c > 0).then_some(c + 1)
     }
 
-    /// Reads the whole store, checks that the log and the objects table agree, and returns the
-    /// state. `tail_since` (RFC 3339) and `tail_max` bound the events loaded for the watch window.
+    /// Reads the whole store, checks the log (each event where its revision says, no gaps above
+    /// the compaction point, every envelope intact), and returns the state derived from it. `tail_since` (RFC 3339) and `tail_max` bound the events loaded for the watch window.
     pub fn load(&self, tail_since: &str, tail_max: usize) -> BackendResult<Loaded> {
         let b = &self.backend;
         let mut has_any = false;
@@ -174,6 +173,8 @@ impl Log {
         })?;
         match b.get_meta("format")? {
             Some(FORMAT_VERSION) => {}
+            // Its events are format 2's; its objects table is what step 2 derives anyway.
+            Some(1) => b.migrate_from_format_1()?,
             Some(v) => {
                 return Err(corrupt(
                     format!("unknown store format {v} (this bonsai reads format {FORMAT_VERSION})"),
@@ -240,45 +241,12 @@ impl Log {
         })?;
         let revision = last.max(compacted);
 
-        // 2. The objects table is exactly the live keys' last events.
-        let mut pointers = Vec::new();
-        b.scan_objects(&mut |kb, rev| {
-            let key = codec::decode_object_key(kb)
-                .map_err(|e| corrupt(e.to_string(), "objects table"))?;
-            match latest.get(&key) {
-                Some((r, t)) if *r == rev && *t != EventType::Deleted => {}
-                other => {
-                    let log_says = match other {
-                        None => "has no event for it".to_string(),
-                        Some((r, t)) => format!("ends with {} at revision {r}", t.as_str()),
-                    };
-                    return Err(corrupt(
-                        format!(
-                            "the objects table has {key} at revision {rev}, but the log {log_says}"
-                        ),
-                        format!("objects table, key {}", String::from_utf8_lossy(kb)),
-                    ));
-                }
-            }
-            pointers.push((key, rev));
-            Ok(())
-        })?;
-        let live = latest
-            .values()
-            .filter(|(_, t)| *t != EventType::Deleted)
-            .count();
-        if live != pointers.len() {
-            let known: std::collections::BTreeSet<&Key> = pointers.iter().map(|(k, _)| k).collect();
-            let missing = latest
-                .iter()
-                .find(|(k, (_, t))| *t != EventType::Deleted && !known.contains(k))
-                .map(|(k, (r, _))| format!("{k} (revision {r})"))
-                .unwrap_or_default();
-            return Err(corrupt(
-                format!("the log has {live} live objects but the objects table has {}; first missing: {missing}", pointers.len()),
-                "objects table",
-            ));
-        }
+        // 2. The current objects: every key whose last event is not a deletion.
+        let pointers: Vec<(Key, Revision)> = latest
+            .into_iter()
+            .filter(|(_, (_, t))| *t != EventType::Deleted)
+            .map(|(k, (r, _))| (k, r))
+            .collect();
         let mut objects = Vec::with_capacity(pointers.len());
         for (key, rev) in pointers {
             let (h, json) = self.read_raw(rev)?;
@@ -364,20 +332,16 @@ impl Log {
         codec::decode_event(&bytes).map_err(|e| decode_err(rev, e))
     }
 
-    /// Appends a group of committed events and updates the objects table, atomically.
-    /// (A key written twice in the group appears twice in the batch; backends apply a batch in
-    /// order, so its last write wins.)
+    /// Appends a group of committed events, atomically.
     pub fn append(&self, batch: &[Committed], sync: bool) -> BackendResult<()> {
         self.write(Self::encode(batch), sync)
     }
 
-    /// The backend batch that appends `batch` (see [`Log::append`]): its events encoded, its
-    /// objects-table updates. Pure CPU work, done by the thread that writes the batch (the
+    /// The backend batch that appends `batch` (see [`Log::append`]): its events encoded. Pure CPU work, done by the thread that writes the batch (the
     /// flusher in durable mode), so that its buffers are freed where they were allocated.
     pub fn encode(batch: &[Committed]) -> Batch {
         let mut b = Batch {
             put_events: Vec::with_capacity(batch.len()),
-            objects: Vec::with_capacity(batch.len()),
             ..Batch::default()
         };
         let mut time = (u64::MAX, String::new());
@@ -387,8 +351,6 @@ impl Log {
             }
             b.put_events
                 .push((c.revision, codec::encode_event_at(c, &time.1)));
-            let live = (c.event_type != EventType::Deleted).then_some(c.revision);
-            b.objects.push((codec::encode_object_key(&c.key), live));
         }
         b
     }

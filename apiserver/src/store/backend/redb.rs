@@ -1,16 +1,17 @@
-//! redb: three tables, one write transaction per group commit; `Durability::Immediate` makes the
+//! redb: two tables (format 1 had a third, `objects`), one write transaction per group commit; `Durability::Immediate` makes the
 //! commit return only once it is on disk, `Durability::None` is relaxed mode (made durable by the
 //! driver's periodic `sync`).
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::{corrupt, Backend, BackendError, BackendResult, Batch};
 use crate::store::Revision;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const OBJECTS: TableDefinition<&[u8], u64> = TableDefinition::new("objects");
+/// Format 1's objects table (see `super`), dropped when such a store is opened.
+const OBJECTS_FORMAT_1: TableDefinition<&[u8], u64> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub struct RedbBackend {
@@ -41,7 +42,6 @@ impl RedbBackend {
                 .map_err(|e| BackendError::Io(e.to_string()))?;
             {
                 tx.open_table(EVENTS).map_err(io)?;
-                tx.open_table(OBJECTS).map_err(io)?;
                 tx.open_table(META).map_err(io)?;
             }
             tx.commit().map_err(io)
@@ -60,7 +60,6 @@ impl RedbBackend {
         let tx = db.begin_write().map_err(io)?;
         {
             tx.open_table(EVENTS).map_err(io)?;
-            tx.open_table(OBJECTS).map_err(io)?;
             tx.open_table(META).map_err(io)?;
         }
         tx.commit().map_err(io)?;
@@ -91,17 +90,6 @@ impl Backend for RedbBackend {
             }
             for rev in &batch.delete_events {
                 events.remove(*rev).map_err(io)?;
-            }
-            let mut objects = tx.open_table(OBJECTS).map_err(io)?;
-            for (k, v) in &batch.objects {
-                match v {
-                    Some(rev) => {
-                        objects.insert(k.as_slice(), *rev).map_err(io)?;
-                    }
-                    None => {
-                        objects.remove(k.as_slice()).map_err(io)?;
-                    }
-                }
             }
             let mut meta = tx.open_table(META).map_err(io)?;
             for (name, v) in &batch.meta {
@@ -144,17 +132,16 @@ impl Backend for RedbBackend {
         Ok(())
     }
 
-    fn scan_objects(
-        &self,
-        f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
-    ) -> BackendResult<()> {
-        let tx = self.db.begin_read().map_err(io)?;
-        let t = tx.open_table(OBJECTS).map_err(io)?;
-        for item in t.iter().map_err(io)? {
-            let (k, v) = item.map_err(io)?;
-            f(k.value(), v.value())?;
-        }
-        Ok(())
+    fn migrate_from_format_1(&self) -> BackendResult<()> {
+        let mut tx = self.db.begin_write().map_err(io)?;
+        tx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| BackendError::Io(e.to_string()))?;
+        tx.delete_table(OBJECTS_FORMAT_1).map_err(io)?;
+        tx.open_table(META)
+            .map_err(io)?
+            .insert("format", 2)
+            .map_err(io)?;
+        tx.commit().map_err(io)
     }
 
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>> {

@@ -1,5 +1,5 @@
-//! sled 0.34: one tree, keys prefixed by table (`e` + revision BE, `o` + object key, `m` + name),
-//! so one `apply_batch` is one atomic write.
+//! sled 0.34: one tree, keys prefixed by table (`e` + revision BE, `m` + name; format 1 also had
+//! `o` + object key), so one `apply_batch` is one atomic write.
 //!
 //! Durability: sled's own `flush` is not enough. On Linux it ends with `sync_file_range` on its
 //! log, which neither flushes the device's write cache nor the file's metadata (its size, when
@@ -143,15 +143,6 @@ impl Backend for SledBackend {
         for rev in batch.delete_events {
             b.remove(&ekey(rev)[..]);
         }
-        for (k, v) in batch.objects {
-            let mut key = Vec::with_capacity(k.len() + 1);
-            key.push(b'o');
-            key.extend_from_slice(&k);
-            match v {
-                Some(rev) => b.insert(key, &rev_bytes(rev)[..]),
-                None => b.remove(key),
-            }
-        }
         for (name, v) in batch.meta {
             let mut key = vec![b'm'];
             key.extend_from_slice(name.as_bytes());
@@ -192,19 +183,14 @@ impl Backend for SledBackend {
         Ok(())
     }
 
-    fn scan_objects(
-        &self,
-        f: &mut dyn FnMut(&[u8], Revision) -> BackendResult<()>,
-    ) -> BackendResult<()> {
+    fn migrate_from_format_1(&self) -> BackendResult<()> {
+        let mut b = sled::Batch::default();
         for item in self.db.scan_prefix(b"o") {
-            let (k, v) = item.map_err(io)?;
-            let rev = rev_from(
-                &v,
-                &format!("objects table, key {}", String::from_utf8_lossy(&k[1..])),
-            )?;
-            f(&k[1..], rev)?;
+            b.remove(item.map_err(io)?.0);
         }
-        Ok(())
+        b.insert(&b"mformat"[..], &2u64.to_be_bytes()[..]);
+        self.db.apply_batch(b).map_err(io)?;
+        self.sync()
     }
 
     /// The driver's flusher thread applies, flushes and finishes each group while its writer
