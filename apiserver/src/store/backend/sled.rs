@@ -5,9 +5,11 @@
 //! ones after it written in the same batch, up to [`RECORD_BYTES`] (a record of one event is the
 //! bare envelope, as format 1 stored every event; see [`pack`]). Each tree insert costs sled
 //! about the same whatever its size (it logs a fragment and, every few inserts, the whole leaf),
-//! so a group commit of ~100 pods as ~20 records instead of ~100 values halves the flusher's CPU
-//! in sled (measured: ~6 → ~3 µs per event, apply + flush). Records stay small because a leaf
-//! holds up to 17 values and sled writes a leaf of more than 128 KiB (a quarter of its 512 KiB
+//! so fewer, larger values cost less CPU per event (`benches/store.rs`, 256 writers: the
+//! flusher's CPU per create 9–10 µs with one value per event, ~5.5 µs with 3 KiB records, ~5
+//! with 6 KiB). Records stay small for two reasons: memory (sled held ~100 B more per object with
+//! 6 KiB records than with 3 KiB ones, which held no more than one value per event), and a leaf
+//! holds up to 17 values while sled writes a leaf of more than 128 KiB (a quarter of its 512 KiB
 //! segment) as a blob file of its own, which then needs an fsync of its own.
 //!
 //! Durability: sled's own `flush` is not enough. On Linux it ends with `sync_file_range` on its
@@ -47,8 +49,8 @@ fn io(e: sled::Error) -> BackendError {
 }
 
 /// A record is closed before it would exceed this many bytes (an event larger than that is a
-/// record of its own): 17 records of it stay under sled's 128 KiB blob threshold.
-const RECORD_BYTES: usize = 6 * 1024;
+/// record of its own); see the module comment for the measurements behind the size.
+const RECORD_BYTES: usize = 3 * 1024;
 
 /// First byte of a record of several events. An envelope starts with its format byte (1, see
 /// `codec`), so a value is either a lone envelope or, after this byte, `count: u32 LE` and
