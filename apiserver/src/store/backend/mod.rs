@@ -163,7 +163,8 @@ impl Log {
     }
 
     /// Reads the whole store, checks the log (each event where its revision says, no gaps above
-    /// the compaction point, every envelope intact), and returns the state derived from it. `tail_since` (RFC 3339) and `tail_max` bound the events loaded for the watch window.
+    /// the compaction point, every envelope intact), and returns the state derived from it.
+    /// `tail_since` (RFC 3339) and `tail_max` bound the events loaded for the watch window.
     pub fn load(&self, tail_since: &str, tail_max: usize) -> BackendResult<Loaded> {
         let b = &self.backend;
         let mut has_any = false;
@@ -173,7 +174,7 @@ impl Log {
         })?;
         match b.get_meta("format")? {
             Some(FORMAT_VERSION) => {}
-            // Its events are format 2's; its objects table is what step 2 derives anyway.
+            // Format 2 reads its events as they are; its objects table is what step 2 derives.
             Some(1) => b.migrate_from_format_1()?,
             Some(v) => {
                 return Err(corrupt(
