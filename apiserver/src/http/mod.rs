@@ -435,9 +435,11 @@ fn text_response(code: StatusCode, ct: &'static str, body: String) -> Response {
 async fn dispatch(state: Arc<AppState>, req: Request) -> Response {
     let started = Instant::now();
     record_user_agent(&state, &req);
-    let path = req.uri().path().to_string();
+    // The URI for the request log line (a reference count, not a copy of the path).
+    let uri = req.uri().clone();
+    let path = uri.path();
     let method = req.method().clone();
-    let mut resp = match path.as_str() {
+    let mut resp = match path {
         "/version" | "/version/" => json_response(StatusCode::OK, &version_json()),
         "/healthz" | "/livez" | "/readyz" => {
             text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok".into())
@@ -463,7 +465,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Response {
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache, private"),
             );
-            log_request(&method, &path, 401, started);
+            log_request(&method, path, 401, started);
             return r;
         }
         "/metrics" => {
@@ -514,7 +516,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Response {
         }
         p if p == "/api" || p.starts_with("/api/") || p == "/apis" || p.starts_with("/apis/") => {
             let resp = api(state, req, started).await;
-            log_request(&method, &path, resp.status().as_u16(), started);
+            log_request(&method, path, resp.status().as_u16(), started);
             return resp;
         }
         _ => error_response(&route::not_found_path()),
@@ -531,7 +533,7 @@ async fn dispatch(state: Arc<AppState>, req: Request) -> Response {
         code,
         Some(started.elapsed()),
     );
-    log_request(&method, &path, code, started);
+    log_request(&method, path, code, started);
     resp
 }
 
@@ -641,12 +643,14 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
             return r;
         }
     };
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let aggregated = discovery::wants_aggregated(accept);
+    // Only discovery documents come in the aggregated form.
+    let aggregated = matches!(route, route::Route::ApiVersions | route::Route::ApiGroups)
+        && discovery::wants_aggregated(
+            req.headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        );
     let discovery_doc = match &route {
         route::Route::ApiVersions | route::Route::ApiGroups if aggregated => {
             let doc = discovery::aggregated(matches!(route, route::Route::ApiVersions));
@@ -704,19 +708,21 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
         unreachable!("discovery handled above")
     };
     let query = Query::parse(req.uri().query());
-    let (verb, resp) = rest::handle(state.clone(), target.clone(), query, req).await;
+    let resource = target.resource;
+    // The route only admits the resource's own subresources: their static names.
+    let subresource = target
+        .subresource
+        .as_deref()
+        .and_then(|s| resource.subresource(s))
+        .map_or("", |s| s.name);
+    let (verb, resp) = rest::handle(state.clone(), target, query, req).await;
     let code = resp.status().as_u16();
     let elapsed = (verb != "WATCH" && verb != "CONNECT").then(|| started.elapsed());
     state.metrics.observe(
         verb,
-        target.resource.group,
-        target.resource.name,
-        // The route only admits the resource's own subresources: their static names.
-        target
-            .subresource
-            .as_deref()
-            .and_then(|s| target.resource.subresource(s))
-            .map_or("", |s| s.name),
+        resource.group,
+        resource.name,
+        subresource,
         code,
         elapsed,
     );

@@ -227,27 +227,20 @@ fn internal_pkg(group: &str) -> &str {
 /// Fills in or checks `apiVersion`/`kind` of a body against what the path serves, with
 /// kube-apiserver's 400 texts for a mismatch.
 fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result<(), ApiError> {
-    let expected_av = if group.is_empty() {
-        version.to_string()
+    let expected_av: std::borrow::Cow<str> = if group.is_empty() {
+        version.into()
     } else {
-        format!("{group}/{version}")
+        format!("{group}/{version}").into()
     };
-    let body_kind = obj
-        .field("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let body_kind = obj.field("kind").and_then(Value::as_str).unwrap_or("");
     let body_av = obj
         .field("apiVersion")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     if !body_kind.is_empty() && body_kind != kind {
-        let ver = body_av.rsplit('/').next().unwrap_or("").to_string();
-        let ver = if ver.is_empty() {
-            version.to_string()
-        } else {
-            ver
+        let ver = match body_av.rsplit('/').next().unwrap_or("") {
+            "" => version,
+            v => v,
         };
         return Err(ApiError::bad_request(format!(
             "{body_kind} in version \"{ver}\" cannot be handled as a {kind}: converting ({ver}.{body_kind}) to ({}.{kind}): unknown conversion",
@@ -265,7 +258,7 @@ fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result
     let mut head = o.iter();
     if head
         .next()
-        .is_some_and(|(k, v)| k == "apiVersion" && v == expected_av.as_str())
+        .is_some_and(|(k, v)| k == "apiVersion" && v == &*expected_av)
         && head.next().is_some_and(|(k, v)| k == "kind" && v == kind)
     {
         return Ok(());
@@ -298,18 +291,37 @@ async fn read_body(body: Body, headers: &HeaderMap) -> Result<bytes::Bytes, ApiE
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = src {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
+    // The body's frames as they come: a small body is one frame, kept as it is (no copy).
+    use axum::body::HttpBody as _;
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<bytes::Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    let mut len = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("error reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        match &first {
+            None => first = Some(data),
+            Some(f) => {
+                if more.is_empty() {
+                    more.extend_from_slice(f);
                 }
-                src = s.source();
+                more.extend_from_slice(&data);
             }
-            ApiError::bad_request(format!("error reading the request body: {e}"))
-        })
+        }
+    }
+    Ok(if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        more.into()
+    })
 }
 
 /// The entry point: routes a resource request by method and shape. Returns the metrics verb.
@@ -1405,7 +1417,7 @@ fn parse_delete_options(ctx: &Ctx, body: &[u8]) -> Result<DeleteOpts, ApiError> 
         &s[start..]
     };
     if !trimmed.is_empty() {
-        let v: Value = match content_type(&ctx.headers).as_str() {
+        let v: Value = match &*content_type(&ctx.headers) {
             "application/yaml" => serde_norway::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?,
             _ => serde_json::from_slice(body).map_err(|e| {
