@@ -148,6 +148,8 @@ pub(crate) struct AppState {
     pub default_tolerations: crate::semantics::DefaultTolerationSeconds,
     /// Watch events encoded once for all watchers (see `watch::EncodedEvents`).
     pub encoded_events: watch::EncodedEvents,
+    /// The namespaces as creates check them (see `rest::NamespaceCache`).
+    pub namespaces: rest::NamespaceCache,
 }
 
 /// A running server. Dropping the handle shuts the server down gracefully, as
@@ -248,6 +250,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         namespace_kick: tokio::sync::Notify::new(),
         default_tolerations: config.default_tolerations,
         encoded_events: watch::EncodedEvents::default(),
+        namespaces: Default::default(),
     });
     if config.create_default_namespaces {
         background::ensure_default_namespaces(&state)
