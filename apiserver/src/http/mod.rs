@@ -606,11 +606,12 @@ fn bonsai_state(state: &AppState, q: &Query) -> Result<serde_json::Value, ApiErr
 /// One structured line per request (debug; server errors at warn). For a watch or an exec,
 /// the time is until the response headers.
 fn log_request(method: &Method, path: &str, code: u16, started: Instant) {
-    let micros = started.elapsed().as_micros() as u64;
+    // The time is read only when the line is logged (debug lines rarely are).
+    let micros = || started.elapsed().as_micros() as u64;
     if code >= 500 {
-        tracing::warn!(%method, path, code, micros, "request failed");
+        tracing::warn!(%method, path, code, micros = micros(), "request failed");
     } else {
-        tracing::debug!(%method, path, code, micros, "request");
+        tracing::debug!(%method, path, code, micros = micros(), "request");
     }
 }
 
