@@ -1,5 +1,7 @@
-//! The Kubernetes REST API over axum: what the real kubectl, the `kube` crate, the Python client
-//! and bonsai's own controllers talk to. Plain HTTP on 127.0.0.1, bearer-token authenticated.
+//! The Kubernetes REST API: what the real kubectl, the `kube` crate, the Python client and
+//! bonsai's own controllers talk to. Plain HTTP/1.1 on 127.0.0.1 (hyper's connections, one
+//! dispatch function as the service, axum's body and response types), bearer-token
+//! authenticated.
 //!
 //! # Public API
 //! ```ignore
