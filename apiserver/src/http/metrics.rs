@@ -1,10 +1,13 @@
 //! Prometheus text metrics with kube-apiserver's names: `apiserver_request_total`,
 //! `apiserver_request_duration_seconds` (histogram), `apiserver_registered_watchers` and
-//! `apiserver_longrunning_requests`. Plain mutex-protected BTreeMaps: one short critical section
-//! per request is far below the cost of the request itself, and the output order is stable.
+//! `apiserver_longrunning_requests`. One mutex-protected hash map per request: a short critical
+//! section with one hash of the labels (by an FNV-1a of a few short strings, not SipHash: the
+//! labels come from the server's static tables, nobody chooses them to collide) and one bucket
+//! increment; `/metrics` sorts the series, so the output order is stable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,9 +17,11 @@ const BUCKETS: &[f64] = &[
     10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
 
+/// Per-bucket counts (not cumulative: a request adds to one bucket; `render` sums them up).
+/// The last slot counts durations beyond the largest bucket (only in `+Inf`).
 #[derive(Default)]
 struct Histogram {
-    counts: Vec<u64>,
+    counts: [u64; BUCKETS.len() + 1],
     sum: f64,
     count: u64,
 }
@@ -25,10 +30,35 @@ struct Histogram {
 /// a request allocates nothing.
 type Labels = (&'static str, &'static str, &'static str, &'static str);
 
+/// FNV-1a: the label strings are a few bytes each.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(Labels, u16), u64>,
-    durations: BTreeMap<Labels, Histogram>,
+    requests: FastMap<(Labels, u16), u64>,
+    durations: FastMap<Labels, Histogram>,
     /// (group, version, kind) → open watches
     watchers: BTreeMap<(String, String, String), i64>,
 }
@@ -51,19 +81,16 @@ impl Metrics {
         elapsed: Option<Duration>,
     ) {
         let labels: Labels = (verb, group, resource, subresource);
+        // The bucket is found before taking the lock.
+        let timing = elapsed.map(|d| {
+            let secs = d.as_secs_f64();
+            (secs, BUCKETS.partition_point(|b| *b < secs))
+        });
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *inner.requests.entry((labels, code)).or_default() += 1;
-        if let Some(d) = elapsed {
-            let secs = d.as_secs_f64();
+        if let Some((secs, bucket)) = timing {
             let h = inner.durations.entry(labels).or_default();
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
-            }
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
-            }
+            h.counts[bucket] += 1;
             h.sum += secs;
             h.count += 1;
         }
@@ -97,7 +124,9 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, group, resource, subresource and HTTP response code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
-        for (((verb, group, resource, sub), code), n) in &inner.requests {
+        let mut requests: Vec<_> = inner.requests.iter().collect();
+        requests.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (((verb, group, resource, sub), code), n) in requests {
             let _ = writeln!(
                 out,
                 "apiserver_request_total{{code=\"{code}\",group=\"{group}\",resource=\"{resource}\",subresource=\"{sub}\",verb=\"{verb}\"}} {n}"
@@ -105,15 +134,18 @@ impl Metrics {
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, group, resource and subresource.\n");
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        for ((verb, group, resource, sub), h) in &inner.durations {
+        let mut durations: Vec<_> = inner.durations.iter().collect();
+        durations.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for ((verb, group, resource, sub), h) in durations {
             let l = format!(
                 "group=\"{group}\",resource=\"{resource}\",subresource=\"{sub}\",verb=\"{verb}\""
             );
-            for (i, b) in BUCKETS.iter().enumerate() {
+            let mut cumulative = 0;
+            for (b, n) in BUCKETS.iter().zip(&h.counts) {
+                cumulative += n;
                 let _ = writeln!(
                     out,
-                    "apiserver_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
-                    h.counts[i]
+                    "apiserver_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {cumulative}"
                 );
             }
             let _ = writeln!(

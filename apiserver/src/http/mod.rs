@@ -1,5 +1,7 @@
-//! The Kubernetes REST API over axum: what the real kubectl, the `kube` crate, the Python client
-//! and bonsai's own controllers talk to. Plain HTTP on 127.0.0.1, bearer-token authenticated.
+//! The Kubernetes REST API: what the real kubectl, the `kube` crate, the Python client and
+//! bonsai's own controllers talk to. Plain HTTP/1.1 on 127.0.0.1 (hyper's connections, one
+//! dispatch function as the service, axum's body and response types), bearer-token
+//! authenticated.
 //!
 //! # Public API
 //! ```ignore
@@ -61,10 +63,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::sync::watch as tokio_watch;
 
@@ -149,6 +150,8 @@ pub(crate) struct AppState {
     pub default_tolerations: crate::semantics::DefaultTolerationSeconds,
     /// Watch events encoded once for all watchers (see `watch::EncodedEvents`).
     pub encoded_events: watch::EncodedEvents,
+    /// The namespaces as creates check them (see `rest::NamespaceCache`).
+    pub namespaces: rest::NamespaceCache,
 }
 
 /// A running server. Dropping the handle shuts the server down gracefully, as
@@ -249,6 +252,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         namespace_kick: tokio::sync::Notify::new(),
         default_tolerations: config.default_tolerations,
         encoded_events: watch::EncodedEvents::default(),
+        namespaces: Default::default(),
     });
     if config.create_default_namespaces {
         background::ensure_default_namespaces(&state)
@@ -257,24 +261,7 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
     }
     background::spawn(state.clone(), &config);
 
-    let app = axum::Router::new()
-        .fallback(dispatch)
-        .with_state(state.clone());
-    let mut graceful_rx = shutdown_rx;
-    let task = tokio::spawn(async move {
-        // TCP_NODELAY: watch events and small responses must not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = graceful_rx.wait_for(|v| *v).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "API server stopped with an error");
-        }
-    });
+    let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
     tracing::info!(%addr, "API server listening");
     Ok(ServerHandle {
         addr,
@@ -282,6 +269,104 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         shutdown_tx,
         task,
     })
+}
+
+/// Accepts connections until shutdown, then waits for the open ones to finish (each finishes
+/// its request in progress; watches end on the same signal).
+///
+/// hyper's HTTP/1.1 connection with upgrades (pods/exec) and [`dispatch`] as the service,
+/// without a router in between: every request goes to one function anyway, and the layers a
+/// router adds per request (route lookup, boxed services, response mapping) cost more than
+/// the bearer-token check. What axum's router did besides that is done here: a HEAD answer
+/// keeps the GET answer's Content-Length without its body. Only HTTP/1.1 is served, as
+/// before (kube-apiserver speaks HTTP/2 only over TLS, and bonsai's TLS front offers only
+/// HTTP/1.1).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    mut shutdown: tokio_watch::Receiver<bool>,
+) {
+    // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
+    let (open_tx, open_rx) = tokio_watch::channel(());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|v| *v) => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            // The peer gave up before we accepted: nothing to do.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                continue
+            }
+            // Out of file descriptors and the like: wait for some to be released.
+            Err(e) => {
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // TCP_NODELAY: watch events and small responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(
+            tcp,
+            state.clone(),
+            shutdown.clone(),
+            open_rx.clone(),
+        ));
+    }
+    drop(listener);
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// Serves one connection; on shutdown it finishes the request in progress and closes.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    state: Arc<AppState>,
+    mut shutdown: tokio_watch::Receiver<bool>,
+    _open: tokio_watch::Receiver<()>,
+) {
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move {
+            let head = req.method() == Method::HEAD;
+            let mut resp = dispatch(state, req.map(Body::new)).await;
+            if head {
+                strip_head_body(&mut resp);
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.wait_for(|v| *v) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// A HEAD answer: the headers of the GET answer, its Content-Length included, and no body.
+fn strip_head_body(resp: &mut Response) {
+    use axum::body::HttpBody as _;
+    if !resp.headers().contains_key(header::CONTENT_LENGTH) {
+        if let Some(len) = resp.body().size_hint().exact() {
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+    *resp.body_mut() = Body::empty();
 }
 
 /// Constant-time comparison of the presented bearer token.
@@ -352,12 +437,14 @@ fn text_response(code: StatusCode, ct: &'static str, body: String) -> Response {
 }
 
 /// Every request comes through here.
-async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+async fn dispatch(state: Arc<AppState>, req: Request) -> Response {
     let started = Instant::now();
     record_user_agent(&state, &req);
-    let path = req.uri().path().to_string();
+    // The URI for the request log line (a reference count, not a copy of the path).
+    let uri = req.uri().clone();
+    let path = uri.path();
     let method = req.method().clone();
-    let mut resp = match path.as_str() {
+    let mut resp = match path {
         "/version" | "/version/" => json_response(StatusCode::OK, &version_json()),
         "/healthz" | "/livez" | "/readyz" => {
             text_response(StatusCode::OK, "text/plain; charset=utf-8", "ok".into())
@@ -383,7 +470,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache, private"),
             );
-            log_request(&method, &path, 401, started);
+            log_request(&method, path, 401, started);
             return r;
         }
         "/metrics" => {
@@ -434,7 +521,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         }
         p if p == "/api" || p.starts_with("/api/") || p == "/apis" || p.starts_with("/apis/") => {
             let resp = api(state, req, started).await;
-            log_request(&method, &path, resp.status().as_u16(), started);
+            log_request(&method, path, resp.status().as_u16(), started);
             return resp;
         }
         _ => error_response(&route::not_found_path()),
@@ -451,7 +538,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         code,
         Some(started.elapsed()),
     );
-    log_request(&method, &path, code, started);
+    log_request(&method, path, code, started);
     resp
 }
 
@@ -521,11 +608,12 @@ fn bonsai_state(state: &AppState, q: &Query) -> Result<serde_json::Value, ApiErr
 /// One structured line per request (debug; server errors at warn). For a watch or an exec,
 /// the time is until the response headers.
 fn log_request(method: &Method, path: &str, code: u16, started: Instant) {
-    let micros = started.elapsed().as_micros() as u64;
+    // The time is read only when the line is logged (debug lines rarely are).
+    let micros = || started.elapsed().as_micros() as u64;
     if code >= 500 {
-        tracing::warn!(%method, path, code, micros, "request failed");
+        tracing::warn!(%method, path, code, micros = micros(), "request failed");
     } else {
-        tracing::debug!(%method, path, code, micros, "request");
+        tracing::debug!(%method, path, code, micros = micros(), "request");
     }
 }
 
@@ -561,12 +649,14 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
             return r;
         }
     };
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let aggregated = discovery::wants_aggregated(accept);
+    // Only discovery documents come in the aggregated form.
+    let aggregated = matches!(route, route::Route::ApiVersions | route::Route::ApiGroups)
+        && discovery::wants_aggregated(
+            req.headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        );
     let discovery_doc = match &route {
         route::Route::ApiVersions | route::Route::ApiGroups if aggregated => {
             let doc = discovery::aggregated(matches!(route, route::Route::ApiVersions));
@@ -624,19 +714,21 @@ async fn api(state: Arc<AppState>, req: Request, started: Instant) -> Response {
         unreachable!("discovery handled above")
     };
     let query = Query::parse(req.uri().query());
-    let (verb, resp) = rest::handle(state.clone(), target.clone(), query, req).await;
+    let resource = target.resource;
+    // The route only admits the resource's own subresources: their static names.
+    let subresource = target
+        .subresource
+        .as_deref()
+        .and_then(|s| resource.subresource(s))
+        .map_or("", |s| s.name);
+    let (verb, resp) = rest::handle(state.clone(), target, query, req).await;
     let code = resp.status().as_u16();
     let elapsed = (verb != "WATCH" && verb != "CONNECT").then(|| started.elapsed());
     state.metrics.observe(
         verb,
-        target.resource.group,
-        target.resource.name,
-        // The route only admits the resource's own subresources: their static names.
-        target
-            .subresource
-            .as_deref()
-            .and_then(|s| target.resource.subresource(s))
-            .map_or("", |s| s.name),
+        resource.group,
+        resource.name,
+        subresource,
         code,
         elapsed,
     );

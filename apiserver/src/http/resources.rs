@@ -265,7 +265,7 @@ pub static GROUPS: &[(&str, &str)] = &[
 pub fn find(group: &str, version: &str, name: &str) -> Option<&'static Resource> {
     RESOURCES
         .iter()
-        .find(|r| r.group == group && r.version == version && r.name == name)
+        .find(|r| r.name == name && r.group == group && r.version == version)
 }
 
 /// The resources of one group-version (`None` when the group-version is not served).

@@ -5,7 +5,7 @@
 //! `semantics`'; persistence and revisions are the store's.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -137,6 +137,64 @@ pub(crate) fn st_get_json(state: &AppState, key: &Key) -> Option<Arc<str>> {
     state.store.get_json(key)
 }
 
+/// NamespaceLifecycle's view of the namespaces, as kube-apiserver's admission reads them from
+/// an informer cache rather than from storage: a create in a namespace reads the namespace's
+/// text here instead of from the store, whose core lock the writer holds while it prepares a
+/// whole group (at 256 clients a create waited for it ~30 µs on average, and a worker thread
+/// blocked on it runs nothing else). Like upstream, a namespace not in the cache is looked up
+/// live (a namespace created a moment ago), and every namespace write of this server drops its
+/// entry once the store has it (upstream forces live lookups after a namespace deletion), so a
+/// create after a deletion's answer sees the deletion. Entries also expire after
+/// [`NamespaceCache::TTL`]: a bound on how stale they can be if something writes namespaces to
+/// the store without this server (nothing does).
+#[derive(Default)]
+pub(crate) struct NamespaceCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, (Arc<str>, Instant)>>,
+    /// Bumped by every invalidation: a live lookup that raced one is not cached.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl NamespaceCache {
+    const TTL: Duration = Duration::from_millis(100);
+
+    /// The namespace's stored JSON text, `None` if it does not exist.
+    fn get(&self, state: &AppState, ns: &str) -> Option<Arc<str>> {
+        use std::sync::atomic::Ordering;
+        if let Some((text, at)) = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns)
+        {
+            if at.elapsed() < Self::TTL {
+                return Some(text.clone());
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let text = st_get_json(state, &Key::new("", "namespaces", "", ns))?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            entries.insert(ns.to_string(), (text.clone(), Instant::now()));
+        }
+        Some(text)
+    }
+
+    /// After a write of namespace `ns` (whether it succeeded or not).
+    fn invalidate(&self, ns: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.remove(ns);
+    }
+
+    /// Drops the entry of `key` if it is a namespace.
+    fn written(&self, key: &Key) {
+        if key.group.is_empty() && key.resource == "namespaces" {
+            self.invalidate(&key.name);
+        }
+    }
+}
+
 /// Stored JSON text as a response body without copying it.
 struct ArcStr(Arc<str>);
 
@@ -152,7 +210,9 @@ pub(crate) async fn st_create(
     obj: Value,
     actor: &str,
 ) -> Result<Arc<Value>, StoreError> {
-    state.store.create(&key, obj, actor).await
+    let result = state.store.create(&key, obj, actor).await;
+    state.namespaces.written(&key);
+    result
 }
 
 pub(crate) async fn st_update(
@@ -162,7 +222,9 @@ pub(crate) async fn st_update(
     pre: Option<Precondition>,
     actor: &str,
 ) -> Result<Arc<Value>, StoreError> {
-    state.store.update(&key, obj, pre, actor).await
+    let result = state.store.update(&key, obj, pre, actor).await;
+    state.namespaces.written(&key);
+    result
 }
 
 pub(crate) async fn st_delete(
@@ -171,7 +233,9 @@ pub(crate) async fn st_delete(
     pre: Option<Precondition>,
     actor: &str,
 ) -> Result<Arc<Value>, StoreError> {
-    state.store.delete(&key, pre, actor).await
+    let result = state.store.delete(&key, pre, actor).await;
+    state.namespaces.written(&key);
+    result
 }
 
 pub(crate) fn st_list(
@@ -227,27 +291,20 @@ fn internal_pkg(group: &str) -> &str {
 /// Fills in or checks `apiVersion`/`kind` of a body against what the path serves, with
 /// kube-apiserver's 400 texts for a mismatch.
 fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result<(), ApiError> {
-    let expected_av = if group.is_empty() {
-        version.to_string()
+    let expected_av: std::borrow::Cow<str> = if group.is_empty() {
+        version.into()
     } else {
-        format!("{group}/{version}")
+        format!("{group}/{version}").into()
     };
-    let body_kind = obj
-        .field("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let body_kind = obj.field("kind").and_then(Value::as_str).unwrap_or("");
     let body_av = obj
         .field("apiVersion")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     if !body_kind.is_empty() && body_kind != kind {
-        let ver = body_av.rsplit('/').next().unwrap_or("").to_string();
-        let ver = if ver.is_empty() {
-            version.to_string()
-        } else {
-            ver
+        let ver = match body_av.rsplit('/').next().unwrap_or("") {
+            "" => version,
+            v => v,
         };
         return Err(ApiError::bad_request(format!(
             "{body_kind} in version \"{ver}\" cannot be handled as a {kind}: converting ({ver}.{body_kind}) to ({}.{kind}): unknown conversion",
@@ -265,7 +322,7 @@ fn check_kind(group: &str, version: &str, kind: &str, obj: &mut Value) -> Result
     let mut head = o.iter();
     if head
         .next()
-        .is_some_and(|(k, v)| k == "apiVersion" && v == expected_av.as_str())
+        .is_some_and(|(k, v)| k == "apiVersion" && v == &*expected_av)
         && head.next().is_some_and(|(k, v)| k == "kind" && v == kind)
     {
         return Ok(());
@@ -298,18 +355,37 @@ async fn read_body(body: Body, headers: &HeaderMap) -> Result<bytes::Bytes, ApiE
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = src {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
+    // The body's frames as they come: a small body is one frame, kept as it is (no copy).
+    use axum::body::HttpBody as _;
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<bytes::Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    let mut len = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("error reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        match &first {
+            None => first = Some(data),
+            Some(f) => {
+                if more.is_empty() {
+                    more.extend_from_slice(f);
                 }
-                src = s.source();
+                more.extend_from_slice(&data);
             }
-            ApiError::bad_request(format!("error reading the request body: {e}"))
-        })
+        }
+    }
+    Ok(if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        more.into()
+    })
 }
 
 /// The entry point: routes a resource request by method and shape. Returns the metrics verb.
@@ -826,9 +902,11 @@ fn check_namespace_for_create(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
     let Some(ns) = ctx.t.namespace.as_deref() else {
         return Ok(());
     };
-    let key = Key::new("", "namespaces", "", ns);
-    let text =
-        st_get_json(&ctx.state, &key).ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
+    let text = ctx
+        .state
+        .namespaces
+        .get(&ctx.state, ns)
+        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?;
     // Neither a deletionTimestamp nor the Terminating phase can be in the object without
     // their (never escaped) names in its text: the usual namespace needs no parse.
     let terminating = (text.contains("deletionTimestamp") || text.contains("Terminating"))
@@ -1405,7 +1483,7 @@ fn parse_delete_options(ctx: &Ctx, body: &[u8]) -> Result<DeleteOpts, ApiError> 
         &s[start..]
     };
     if !trimmed.is_empty() {
-        let v: Value = match content_type(&ctx.headers).as_str() {
+        let v: Value = match &*content_type(&ctx.headers) {
             "application/yaml" => serde_norway::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?,
             _ => serde_json::from_slice(body).map_err(|e| {

@@ -47,13 +47,23 @@ pub fn not_found_path() -> ApiError {
 
 /// Parses `/api...` and `/apis...` paths. Segments are percent-decoded.
 pub fn parse(path: &str) -> Result<Route, ApiError> {
-    let segs: Vec<Cow<str>> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(percent_decode)
-        .collect();
-    let segs: Vec<&str> = segs.iter().map(|s| &**s).collect();
-    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+    // Kubernetes paths have at most 8 segments (/apis/<g>/<v>/namespaces/<ns>/<res>/<n>/<sub>);
+    // a longer one addresses nothing. Segments are borrowed unless percent-encoded.
+    const MAX: usize = 8;
+    let mut decoded: [Cow<str>; MAX] = Default::default();
+    let mut n = 0;
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        if n == MAX {
+            return Err(not_found_path());
+        }
+        decoded[n] = percent_decode(seg);
+        n += 1;
+    }
+    let mut segs: [&str; MAX] = [""; MAX];
+    for (s, d) in segs.iter_mut().zip(&decoded[..n]) {
+        *s = d;
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match &segs[..n] {
         ["api"] => return Ok(Route::ApiVersions),
         ["apis"] => return Ok(Route::ApiGroups),
         ["api", v, rest @ ..] => ("", v, rest),

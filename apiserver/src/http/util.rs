@@ -1,6 +1,7 @@
 //! Small request/response helpers shared by the handlers: query parameters, body decoding
 //! (JSON/YAML, size limit), Status responses, RFC 3339 time.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -78,19 +79,21 @@ impl Query {
 }
 
 /// The body's media type without parameters, lowercased (`application/json` when absent).
-pub fn content_type(headers: &HeaderMap) -> String {
-    headers
+pub fn content_type(headers: &HeaderMap) -> Cow<'_, str> {
+    let Some(v) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "application/json".to_string())
+    else {
+        return Cow::Borrowed("application/json");
+    };
+    let media = v.split(';').next().unwrap_or("").trim();
+    if media.is_empty() {
+        Cow::Borrowed("application/json")
+    } else if media.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(media.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(media)
+    }
 }
 
 /// `Request entity too large: limit is 3145728`, as kube-apiserver's body reader says.
@@ -169,14 +172,13 @@ pub fn json_response(code: StatusCode, v: &Value) -> Response {
 
 /// A response whose body is JSON text already (a stored object, an encoded value).
 pub fn json_text_response(code: StatusCode, text: impl Into<Body>) -> Response {
-    Response::builder()
-        .status(code)
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )
-        .body(text.into())
-        .expect("static response parts")
+    let mut resp = Response::new(text.into());
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// An `ApiError` as the `Status` body kube-apiserver sends.
