@@ -17,6 +17,7 @@
 //!   [`prepare_create`]/[`prepare_update`]), `decode_reference` (the schema walk the faster
 //!   one is checked against). The fast paths of `managed` are checked against its general
 //!   path the same way (byte-identical output on random objects and writes).
+//! - `json` — a request body parsed as `serde_json::from_slice` would, cheaper.
 //! - `events` — core/v1 ⇄ events.k8s.io/v1 Event conversion (one object, two views).
 //! - this file — the entry points the HTTP layer calls: [`prepare_create`],
 //!   [`prepare_update`], [`apply_patch`] / [`apply_patch_sub`], [`kind_of`] /
@@ -45,6 +46,7 @@ mod decode_reference;
 pub mod defaults;
 pub mod events;
 pub mod field;
+pub mod json;
 pub mod managed;
 pub mod meta;
 pub mod namespace;
@@ -387,28 +389,7 @@ fn schema_prune(
     obj: &mut Value,
     fv: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
-    use k8s_openapi::api as k;
-    let r = match (info.group, info.kind) {
-        ("", "Namespace") => decode::decode::<k::core::v1::Namespace>(obj).map(|x| x.1),
-        ("", "Node") => decode::decode::<k::core::v1::Node>(obj).map(|x| x.1),
-        ("", "Pod") => decode::decode::<k::core::v1::Pod>(obj).map(|x| x.1),
-        ("", "PersistentVolume") => {
-            decode::decode::<k::core::v1::PersistentVolume>(obj).map(|x| x.1)
-        }
-        ("", "PersistentVolumeClaim") => {
-            decode::decode::<k::core::v1::PersistentVolumeClaim>(obj).map(|x| x.1)
-        }
-        ("", "Event") => decode::decode::<k::core::v1::Event>(obj).map(|x| x.1),
-        ("", "Binding") => decode::decode::<k::core::v1::Binding>(obj).map(|x| x.1),
-        ("events.k8s.io", _) => decode::decode::<k::events::v1::Event>(obj).map(|x| x.1),
-        (_, "StorageClass") => decode::decode::<k::storage::v1::StorageClass>(obj).map(|x| x.1),
-        (_, "CSIStorageCapacity") => {
-            decode::decode::<k::storage::v1::CSIStorageCapacity>(obj).map(|x| x.1)
-        }
-        (_, "CSIDriver") => decode::decode::<k::storage::v1::CSIDriver>(obj).map(|x| x.1),
-        (_, "Lease") => decode::decode::<k::coordination::v1::Lease>(obj).map(|x| x.1),
-        _ => return Ok(Vec::new()),
-    };
+    let r = decode_findings(info, obj);
     let cannot = |msg: String| {
         ApiError::bad_request(format!(
             "{k} in version \"{v}\" cannot be handled as a {k}: {msg}",
@@ -464,28 +445,30 @@ fn patch_options_invalid(field: &str, message: &str) -> ApiError {
     e
 }
 
-/// The schema walk alone (no pruning), for server-side apply's own error wording.
+/// The schema walk of the kind's v1.33 type (no pruning): what [`decode::decode`] finds,
+/// through the type's [`decode::Shape`] (learnt once per kind) when that can vouch for it.
 fn decode_findings(info: &ResourceInfo, obj: &Value) -> Result<decode::Findings, decode::Error> {
     use k8s_openapi::api as k;
+    macro_rules! walk {
+        ($t:ty) => {{
+            static SHAPE: std::sync::LazyLock<decode::Shape> =
+                std::sync::LazyLock::new(decode::Shape::of::<$t>);
+            decode::findings::<$t>(&SHAPE, obj)
+        }};
+    }
     match (info.group, info.kind) {
-        ("", "Namespace") => decode::decode::<k::core::v1::Namespace>(obj).map(|x| x.1),
-        ("", "Node") => decode::decode::<k::core::v1::Node>(obj).map(|x| x.1),
-        ("", "Pod") => decode::decode::<k::core::v1::Pod>(obj).map(|x| x.1),
-        ("", "PersistentVolume") => {
-            decode::decode::<k::core::v1::PersistentVolume>(obj).map(|x| x.1)
-        }
-        ("", "PersistentVolumeClaim") => {
-            decode::decode::<k::core::v1::PersistentVolumeClaim>(obj).map(|x| x.1)
-        }
-        ("", "Event") => decode::decode::<k::core::v1::Event>(obj).map(|x| x.1),
-        ("", "Binding") => decode::decode::<k::core::v1::Binding>(obj).map(|x| x.1),
-        ("events.k8s.io", _) => decode::decode::<k::events::v1::Event>(obj).map(|x| x.1),
-        (_, "StorageClass") => decode::decode::<k::storage::v1::StorageClass>(obj).map(|x| x.1),
-        (_, "CSIStorageCapacity") => {
-            decode::decode::<k::storage::v1::CSIStorageCapacity>(obj).map(|x| x.1)
-        }
-        (_, "CSIDriver") => decode::decode::<k::storage::v1::CSIDriver>(obj).map(|x| x.1),
-        (_, "Lease") => decode::decode::<k::coordination::v1::Lease>(obj).map(|x| x.1),
+        ("", "Namespace") => walk!(k::core::v1::Namespace),
+        ("", "Node") => walk!(k::core::v1::Node),
+        ("", "Pod") => walk!(k::core::v1::Pod),
+        ("", "PersistentVolume") => walk!(k::core::v1::PersistentVolume),
+        ("", "PersistentVolumeClaim") => walk!(k::core::v1::PersistentVolumeClaim),
+        ("", "Event") => walk!(k::core::v1::Event),
+        ("", "Binding") => walk!(k::core::v1::Binding),
+        ("events.k8s.io", _) => walk!(k::events::v1::Event),
+        (_, "StorageClass") => walk!(k::storage::v1::StorageClass),
+        (_, "CSIStorageCapacity") => walk!(k::storage::v1::CSIStorageCapacity),
+        (_, "CSIDriver") => walk!(k::storage::v1::CSIDriver),
+        (_, "Lease") => walk!(k::coordination::v1::Lease),
         _ => Ok(decode::Findings::default()),
     }
 }
