@@ -364,7 +364,13 @@ pub fn admit_pod(obj: &mut Value, tolerations: super::DefaultTolerationSeconds) 
             (k == key || (k.is_empty() && op == "Exists")) && (eff.is_empty() || eff == "NoExecute")
         });
         if !tolerated {
-            tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+            // `json!` grows its map (a rehash at the fourth key): sized up front instead.
+            let mut t = Map::with_capacity(4);
+            t.insert("key".into(), Value::from(key));
+            t.insert("operator".into(), Value::from("Exists"));
+            t.insert("effect".into(), Value::from("NoExecute"));
+            t.insert("tolerationSeconds".into(), Value::from(seconds));
+            tols.push(Value::Object(t));
         }
     }
     if tols.is_empty() {

@@ -264,8 +264,10 @@ pub(crate) trait FieldMut {
 /// Up to this many entries an object is scanned rather than hashed into.
 const SCAN_MAX: usize = 12;
 
+// Inlined at every call: the validators' and defaulters' lookups are this loop, and outlined
+// it cost ~10% more instructions in validation.
 impl Field for Map<String, Value> {
-    #[inline]
+    #[inline(always)]
     fn field(&self, k: &str) -> Option<&Value> {
         if self.len() <= SCAN_MAX {
             self.iter()
@@ -288,7 +290,7 @@ impl Field for Value {
 }
 
 impl FieldMut for Map<String, Value> {
-    #[inline]
+    #[inline(always)]
     fn field_mut(&mut self, k: &str) -> Option<&mut Value> {
         if self.len() <= SCAN_MAX {
             self.iter_mut()
@@ -325,14 +327,15 @@ fn info_or_404(group: &str, resource: &str) -> Result<ResourceInfo, ApiError> {
 pub fn manager_name(opts: &WriteOptions) -> String {
     match &opts.field_manager {
         Some(m) if !m.is_empty() => m.clone(),
-        _ => opts
-            .user_agent
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(128)
-            .collect(),
+        _ => {
+            let product = opts.user_agent.split('/').next().unwrap_or("");
+            // At most 128 bytes is at most 128 characters: no need to count them.
+            if product.len() <= 128 {
+                product.to_string()
+            } else {
+                product.chars().take(128).collect()
+            }
+        }
     }
 }
 
