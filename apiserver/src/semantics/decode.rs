@@ -478,11 +478,7 @@ pub fn set_at(root: &mut Value, path: &[Seg], v: Value) {
 /// to — sends the body to [`decode`] itself, so outcomes and errors are always `decode`'s.
 #[derive(Debug)]
 pub enum Shape {
-    /// A struct: its declared fields, in the same order their shapes, and how many of them
-    /// are not `Option`s. Those may be required (k8s-openapi's `missing field` error, as in
-    /// `EventSeries.lastObservedTime`) or default when absent: an object lacking one is left
-    /// to `decode`.
-    Struct(&'static [&'static str], Vec<Shape>, usize),
+    Struct(Box<StructShape>),
     /// `Option<T>`: `null` is recorded (and later dropped), anything else is `T`.
     Option(Box<Shape>),
     /// `Vec<T>`.
@@ -492,6 +488,42 @@ pub enum Shape {
     Leaf(Leaf),
     /// Anything else (`deserialize_any`, enums, …): only `decode` knows.
     Unknown,
+}
+
+/// A struct's declared fields and, in the same order, their shapes.
+#[derive(Debug)]
+pub struct StructShape {
+    fields: &'static [&'static str],
+    /// [`sig`] of each field: a key is compared only with the fields of its signature.
+    sigs: Vec<u32>,
+    shapes: Vec<Shape>,
+    /// How many fields are not `Option`s. Those may be required (k8s-openapi's `missing
+    /// field` error, as in `EventSeries.lastObservedTime`) or default when absent: an object
+    /// lacking one is left to `decode`.
+    plain: usize,
+}
+
+/// A field name's length, first and last byte in one word.
+fn sig(k: &str) -> u32 {
+    let b = k.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) => {
+            ((b.len().min(0xffff) as u32) << 16) | (u32::from(f) << 8) | u32::from(l)
+        }
+        _ => 0,
+    }
+}
+
+impl StructShape {
+    /// The index of field `k`.
+    fn find(&self, k: &str) -> Option<usize> {
+        let s = sig(k);
+        self.sigs
+            .iter()
+            .enumerate()
+            .find(|&(i, &x)| x == s && self.fields[i] == k)
+            .map(|(i, _)| i)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -558,11 +590,12 @@ pub fn findings<T: serde::de::DeserializeOwned>(
 /// `Err(())`: not vouched for (the caller asks [`decode`]).
 fn walk(shape: &Shape, v: &Value, loc: Option<&Loc>, f: &mut Findings) -> Result<(), ()> {
     match shape {
-        Shape::Struct(fields, shapes, plain) => {
+        Shape::Struct(st) => {
+            let StructShape { shapes, plain, .. } = &**st;
             let Value::Object(m) = v else { return Err(()) };
             let mut plain_given = 0;
             for (k, c) in m {
-                match fields.iter().position(|x| *x == k.as_str()) {
+                match st.find(k) {
                     None => f.unknown.push(path_with(loc, k)),
                     Some(_) if c.is_null() => f.nulls.push(path_with(loc, k)),
                     Some(i) => {
@@ -845,7 +878,12 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
             type_meta: self.type_meta,
         })?;
         let plain = shapes.iter().filter(|s| s.plain()).count();
-        *self.out = Shape::Struct(fields, shapes, plain);
+        *self.out = Shape::Struct(Box::new(StructShape {
+            fields,
+            sigs: fields.iter().copied().map(sig).collect(),
+            shapes,
+            plain,
+        }));
         Ok(r)
     }
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
