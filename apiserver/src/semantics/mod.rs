@@ -358,7 +358,7 @@ fn check_type_meta(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError>
         )));
     };
     let want = info.api_version();
-    match m.get("apiVersion").and_then(Value::as_str) {
+    match m.field("apiVersion").and_then(Value::as_str) {
         None | Some("") => {
             m.insert("apiVersion".into(), Value::String(want.clone()));
         }
@@ -369,7 +369,7 @@ fn check_type_meta(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError>
         }
         _ => {}
     }
-    match m.get("kind").and_then(Value::as_str) {
+    match m.field("kind").and_then(Value::as_str) {
         None | Some("") => {
             m.insert("kind".into(), Value::String(info.kind.to_string()));
         }
@@ -569,7 +569,7 @@ fn is_apply_result(old: Option<&Value>, new: &Value, manager: &str, sub: &str) -
     fn find<'v>(o: &'v Value, manager: &str, sub: &str) -> Option<&'v Value> {
         let list = o.ptr("/metadata/managedFields")?.as_array()?;
         list.iter().find(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+            let s = |k: &str| e.field(k).and_then(Value::as_str).unwrap_or("");
             s("manager") == manager && s("operation") == "Apply" && s("subresource") == sub
         })
     }
@@ -771,20 +771,20 @@ pub fn prepare_update(
     defaults::apply(info.kind, new);
     // rest.BeforeUpdate: system metadata comes from the stored object.
     let no_meta = json!({});
-    let old_meta = old.get("metadata").unwrap_or(&no_meta);
+    let old_meta = old.field("metadata").unwrap_or(&no_meta);
     {
         let m = meta_mut(new);
-        if m.get("uid")
+        if m.field("uid")
             .and_then(Value::as_str)
             .unwrap_or("")
             .is_empty()
         {
-            if let Some(u) = old_meta.get("uid") {
+            if let Some(u) = old_meta.field("uid") {
                 m.insert("uid".into(), u.clone());
             }
         }
         for k in ["creationTimestamp", "deletionTimestamp"] {
-            match old_meta.get(k) {
+            match old_meta.field(k) {
                 Some(v) => {
                     m.insert(k.into(), v.clone());
                 }
@@ -795,12 +795,12 @@ pub fn prepare_update(
                 }
             }
         }
-        if m.get("deletionGracePeriodSeconds").is_none() {
-            if let Some(v) = old_meta.get("deletionGracePeriodSeconds") {
+        if m.field("deletionGracePeriodSeconds").is_none() {
+            if let Some(v) = old_meta.field("deletionGracePeriodSeconds") {
                 m.insert("deletionGracePeriodSeconds".into(), v.clone());
             }
         }
-        match old_meta.get("generation") {
+        match old_meta.field("generation") {
             Some(g) => {
                 m.insert("generation".into(), g.clone());
             }
@@ -848,7 +848,7 @@ pub fn prepare_update(
                     }
                 }
             }
-            if info.kind == "Pod" && old.get("spec") != new.get("spec") {
+            if info.kind == "Pod" && old.field("spec") != new.field("spec") {
                 let g = old
                     .ptr("/metadata/generation")
                     .and_then(Value::as_i64)
