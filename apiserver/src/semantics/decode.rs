@@ -540,6 +540,8 @@ pub enum Leaf {
     FieldsV1,
     /// The resource's own `apiVersion` or `kind`: that string and no other.
     Const(&'static str),
+    /// An `IntOrString` (a probe's or a port's): a 32-bit integer or a string.
+    IntOrString,
 }
 
 impl Shape {
@@ -691,7 +693,16 @@ fn leaf_ok(leaf: Leaf, v: &Value, loc: Option<&Loc>, f: &mut Findings) -> Result
             }
             true
         }
-        // The times' own parsing, on the walker (nothing in a time is recorded).
+        // The types' own parsing, on the walker (nothing in them is recorded).
+        Leaf::IntOrString => {
+            let findings = RefCell::new(Findings::default());
+            let w = Walker {
+                v,
+                loc,
+                findings: &findings,
+            };
+            <k8s_openapi::apimachinery::pkg::util::intstr::IntOrString as serde::Deserialize>::deserialize(w).is_ok()
+        }
         Leaf::Time | Leaf::MicroTime => {
             let findings = RefCell::new(Findings::default());
             let w = Walker {
@@ -762,7 +773,12 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
     type Error = ProbeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
-        *self.out = Shape::Unknown;
+        // Told apart by what its visitor expects (the type does not name itself otherwise).
+        if format!("{}", &visitor as &dyn de::Expected) == "IntOrString" {
+            *self.out = Shape::Leaf(Leaf::IntOrString);
+        } else {
+            *self.out = Shape::Unknown;
+        }
         visitor.visit_str("")
     }
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ProbeError> {
@@ -1094,6 +1110,14 @@ mod tests {
         for (k, y) in lesson {
             out.push((k, serde_norway::from_str(y).unwrap()));
         }
+        // A pod with probes and a named port (`IntOrString`s).
+        out.push((
+            0,
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},
+            "spec":{"containers":[{"name":"c","image":"nginx","ports":[{"containerPort":80,"name":"http"}],
+              "livenessProbe":{"httpGet":{"path":"/","port":8080},"periodSeconds":10},
+              "readinessProbe":{"tcpSocket":{"port":"http"}}}]}}),
+        ));
         out.push((3, json!({"metadata":{"name":"n1","labels":{"a":"b"}},"spec":{"podCIDR":"10.0.0.0/24",
             "taints":[{"key":"k","effect":"NoSchedule"}]},"status":{"capacity":{"cpu":"2","memory":"4Gi"},
             "conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2026-11-25T09:00:00Z"}],
