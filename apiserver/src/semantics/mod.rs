@@ -340,7 +340,8 @@ pub fn manager_name(opts: &WriteOptions) -> String {
 }
 
 fn obj_name(obj: &Value) -> String {
-    obj.ptr("/metadata/name")
+    obj.field("metadata")
+        .and_then(|m| m.field("name"))
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
@@ -606,7 +607,8 @@ fn invalid(info: &ResourceInfo, obj: &Value, errs: field::Errs) -> ApiError {
 fn create_warnings(info: &ResourceInfo, obj: &Value, warnings: &mut Vec<String>) {
     if info.kind == "PersistentVolume"
         && obj
-            .ptr("/spec/persistentVolumeReclaimPolicy")
+            .field("spec")
+            .and_then(|s| s.field("persistentVolumeReclaimPolicy"))
             .and_then(Value::as_str)
             == Some("Recycle")
     {
@@ -622,7 +624,11 @@ fn create_warnings(info: &ResourceInfo, obj: &Value, warnings: &mut Vec<String>)
             ));
         }
     }
-    if let Some(list) = obj.ptr("/metadata/finalizers").and_then(Value::as_array) {
+    if let Some(list) = obj
+        .field("metadata")
+        .and_then(|m| m.field("finalizers"))
+        .and_then(Value::as_array)
+    {
         for f in list.iter().filter_map(Value::as_str) {
             if !f.contains('/')
                 && !["kubernetes", "orphan", "foregroundDeletion"].contains(&f)
