@@ -228,10 +228,19 @@ pub enum ListType {
     Map(&'static [&'static str]),
 }
 
+/// The last field of a dotted path (`rsplit('.').next()`, by a plain scan from the end: the
+/// schema lookups below ask it for every node of every write's managedFields).
+fn last_field(fpath: &str) -> &str {
+    match fpath.as_bytes().iter().rposition(|&b| b == b'.') {
+        Some(i) => &fpath[i + 1..],
+        None => fpath,
+    }
+}
+
 /// `x-kubernetes-list-type` of the list at `fpath` (dotted field names, no indices).
 pub fn list_type(fpath: &str) -> ListType {
     use ListType::*;
-    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    let last = last_field(fpath);
     match last {
         "finalizers" if fpath == "metadata.finalizers" => Set,
         "podCIDRs" | "volumeLifecycleModes" => Set,
@@ -257,7 +266,7 @@ pub fn list_type(fpath: &str) -> ListType {
 
 /// Structs marked `+structType=atomic` (replaced and owned as a whole).
 pub fn atomic_struct(fpath: &str) -> bool {
-    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    let last = last_field(fpath);
     matches!(
         last,
         "claimRef"
@@ -280,7 +289,7 @@ pub fn atomic_struct(fpath: &str) -> bool {
 
 /// Free-form `map[string]...` fields: their keys are members of a field set.
 pub fn map_type(fpath: &str) -> bool {
-    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    let last = last_field(fpath);
     matches!(
         last,
         "labels"
