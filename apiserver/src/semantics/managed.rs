@@ -485,7 +485,8 @@ fn paired_items<'a, 'v>(
 }
 
 fn index_items(l: Option<&Value>, lt: ListType) -> Vec<(PE, &Value)> {
-    let mut out: Vec<(PE, &Value)> = Vec::new();
+    let mut out: Vec<(PE, &Value)> =
+        Vec::with_capacity(l.and_then(Value::as_array).map_or(0, Vec::len));
     for (i, it) in l
         .and_then(Value::as_array)
         .into_iter()
@@ -1456,6 +1457,8 @@ fn emit_changed<'v>(
                 leaf(&mut e);
                 return e;
             }
+            // Most fields of a write are changed or new (all of a create's): room for them.
+            e.children.reserve(nm.map_or(0, Map::len));
             for (k, ov, nv) in pairs(om, nm) {
                 let mut child_fields = None;
                 let mut is_metadata = false;
@@ -1500,6 +1503,7 @@ fn emit_changed<'v>(
                 leaf(&mut e);
                 return e;
             }
+            e.children.reserve(ni.len());
             for (pe, ov, nv) in paired_items(&oi, &ni) {
                 let c = match (ov, nv) {
                     (None, Some(nv)) => Some(added_fields(nv, fpath, None, cx)),
