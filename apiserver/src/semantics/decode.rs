@@ -7,6 +7,15 @@
 //! and malformed quantities fail exactly where Go's decoder would (400 BadRequest). The caller
 //! then edits the original JSON in place: unknown fields and `null`s removed, quantities
 //! written in canonical form — so the stored object is the accepted JSON, not a re-encoding.
+//!
+//! Every write runs this, and building the typed value only to drop it was most of its cost
+//! (a pod's is kilobytes, moved through every level). So [`findings`] first walks the JSON
+//! against the kind's [`Shape`] — what its type asks of each node, learnt once by
+//! deserializing the type from a probe — and finds the same unknown fields, `null`s and
+//! quantities without building anything; whatever the walk cannot vouch for (a type error, a
+//! non-`Option` field absent, a leaf type it does not know) goes to [`decode`], whose outcome
+//! and error it then is. The property test `walk_equals_reference` pins both to the reference
+//! walk.
 
 use std::cell::RefCell;
 use std::fmt;

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - `decode` — schema walk of a body against the v1.33 `k8s-openapi` types: unknown fields,
-//!   type errors, quantities (no lossy round-trip).
+//!   type errors, quantities (no lossy round-trip); by each kind's shape, learnt once from its
+//!   type, with the typed decode behind it for what the shape walk cannot vouch for.
 //! - `defaults` — scheme defaulting and the defaulting admission plugins.
 //! - `validate`, `meta`, `field`, `quantity` — per-kind validation with upstream's messages.
 //! - `patch` — JSON merge patch, JSON patch, strategic merge patch.
