@@ -131,7 +131,7 @@ pub fn decode_object(ct: &str, body: &[u8], expected_kind: &str) -> Result<Value
         ))
     };
     let v: Value = match ct {
-        "application/json" | "*/*" | "text/plain" => serde_json::from_slice(body)
+        "application/json" | "*/*" | "text/plain" => crate::semantics::json::parse(body)
             .map_err(|e| unrecognized(format!("couldn't get version/kind; json parse error: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             // One document only, like kube-apiserver's YAML serializer.

@@ -5,10 +5,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::Field;
+use super::{Field, FieldMut};
 
 fn obj_mut<'a>(m: &'a mut Map<String, Value>, k: &str) -> Option<&'a mut Map<String, Value>> {
-    m.get_mut(k).and_then(Value::as_object_mut)
+    m.field_mut(k).and_then(Value::as_object_mut)
 }
 
 /// Inserts `k: v` when the key is absent (or null).
@@ -29,7 +29,7 @@ fn ensure_obj<'a>(m: &'a mut Map<String, Value>, k: &str) -> &'a mut Map<String,
     if !m.field(k).is_some_and(Value::is_object) {
         m.insert(k.to_string(), json!({}));
     }
-    m.get_mut(k)
+    m.field_mut(k)
         .and_then(Value::as_object_mut)
         .expect("just inserted")
 }
@@ -181,13 +181,13 @@ fn pod(o: &mut Map<String, Value>) {
     set_default_str(spec, "schedulerName", "default-scheduler");
     set_default(spec, "enableServiceLinks", json!(true));
     for list in ["initContainers", "containers", "ephemeralContainers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+        if let Some(cs) = spec.field_mut(list).and_then(Value::as_array_mut) {
             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
                 container(c, host_network, list != "ephemeralContainers");
             }
         }
     }
-    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+    if let Some(vols) = spec.field_mut("volumes").and_then(Value::as_array_mut) {
         for v in vols.iter_mut().filter_map(Value::as_object_mut) {
             volume(v);
         }
@@ -215,7 +215,7 @@ fn container(c: &mut Map<String, Value>, host_network: bool, with_resources: boo
             }
         }
     }
-    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+    if let Some(ports) = c.field_mut("ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             set_default_str(p, "protocol", "TCP");
             if host_network {
@@ -237,10 +237,10 @@ fn container(c: &mut Map<String, Value>, host_network: bool, with_resources: boo
             }
         }
     }
-    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+    if let Some(env) = c.field_mut("env").and_then(Value::as_array_mut) {
         for e in env.iter_mut().filter_map(Value::as_object_mut) {
             if let Some(fr) = e
-                .get_mut("valueFrom")
+                .field_mut("valueFrom")
                 .and_then(Value::as_object_mut)
                 .and_then(|vf| obj_mut(vf, "fieldRef"))
             {
@@ -297,9 +297,10 @@ const VOLUME_SOURCES: &[&str] = &[
 ];
 
 fn volume(v: &mut Map<String, Value>) {
-    if !VOLUME_SOURCES
+    // The volume's few keys looked up in the list, not the thirty names hashed into it.
+    if !v
         .iter()
-        .any(|s| v.get(*s).is_some_and(|x| !x.is_null()))
+        .any(|(k, x)| !x.is_null() && VOLUME_SOURCES.contains(&k.as_str()))
     {
         v.insert("emptyDir".into(), json!({}));
     }
@@ -328,7 +329,7 @@ pub fn admit_protection_finalizer(kind: &str, obj: &mut Value) {
         meta.insert("finalizers".into(), json!([]));
     }
     let list = meta
-        .get_mut("finalizers")
+        .field_mut("finalizers")
         .and_then(Value::as_array_mut)
         .expect("array");
     if !list.iter().any(|f| f == fin) {
@@ -339,14 +340,14 @@ pub fn admit_protection_finalizer(kind: &str, obj: &mut Value) {
 /// DefaultTolerationSeconds (300s for not-ready and unreachable unless configured) and Priority
 /// admission.
 pub fn admit_pod(obj: &mut Value, tolerations: super::DefaultTolerationSeconds) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+    let Some(spec) = obj.field_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
     if !spec.field("tolerations").is_some_and(Value::is_array) {
         spec.insert("tolerations".into(), json!([]));
     }
     let tols = spec
-        .get_mut("tolerations")
+        .field_mut("tolerations")
         .and_then(Value::as_array_mut)
         .expect("array");
     for (key, seconds) in [
@@ -363,7 +364,13 @@ pub fn admit_pod(obj: &mut Value, tolerations: super::DefaultTolerationSeconds) 
             (k == key || (k.is_empty() && op == "Exists")) && (eff.is_empty() || eff == "NoExecute")
         });
         if !tolerated {
-            tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+            // `json!` grows its map (a rehash at the fourth key): sized up front instead.
+            let mut t = Map::with_capacity(4);
+            t.insert("key".into(), Value::from(key));
+            t.insert("operator".into(), Value::from("Exists"));
+            t.insert("effect".into(), Value::from("NoExecute"));
+            t.insert("tolerationSeconds".into(), Value::from(seconds));
+            tols.push(Value::Object(t));
         }
     }
     if tols.is_empty() {
@@ -383,7 +390,7 @@ pub fn pod_qos(pod: &Value) -> &'static str {
         .iter()
         .filter_map(|l| {
             pod.field("spec")
-                .and_then(|s| s.get(*l))
+                .and_then(|s| s.field(l))
                 .and_then(Value::as_array)
         })
         .flatten();

@@ -179,10 +179,29 @@ pub fn dns1123_subdomain(s: &str) -> Vec<String> {
     if s.len() > 253 {
         errs.push("must be no more than 253 characters".to_string());
     }
-    if s.is_empty() || !s.split('.').all(is_dns1123_label_fmt) {
+    if !is_dns1123_subdomain_fmt(s) {
         errs.push(DNS1123_SUBDOMAIN_ERR.to_string());
     }
     errs
+}
+
+/// `s.split('.').all(is_dns1123_label_fmt)` for a non-empty `s`, in one pass over its bytes:
+/// every byte is a lower-case letter, a digit, `-` or `.`, the first and the last are
+/// alphanumeric, and every `.` sits between two alphanumerics (no label is empty or starts or
+/// ends with `-`). Names, namespaces and label prefixes of every write come here.
+fn is_dns1123_subdomain_fmt(s: &str) -> bool {
+    let b = s.as_bytes();
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+        return false;
+    };
+    if !is_lower_alnum(first) || !is_lower_alnum(last) {
+        return false;
+    }
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'.' => is_lower_alnum(b[i - 1]) && is_lower_alnum(b[i + 1]),
+        b'-' => true,
+        _ => is_lower_alnum(c),
+    })
 }
 
 fn is_qualified_name_part(s: &str) -> bool {
@@ -298,6 +317,15 @@ mod tests {
         assert_eq!(child("spec", "volumes"), "spec.volumes");
         assert_eq!(key("metadata.labels", "app"), "metadata.labels[app]");
     }
+    proptest::proptest! {
+        /// The one-pass subdomain check says what splitting into labels says.
+        #[test]
+        fn subdomain_in_one_pass(s in "[a-z0-9.A_-]{0,12}") {
+            let split = !s.is_empty() && s.split('.').all(is_dns1123_label_fmt);
+            proptest::prop_assert_eq!(is_dns1123_subdomain_fmt(&s), split);
+        }
+    }
+
     #[test]
     fn names() {
         assert!(dns1123_subdomain("local-pv-1").is_empty());

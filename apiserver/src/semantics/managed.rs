@@ -228,10 +228,19 @@ pub enum ListType {
     Map(&'static [&'static str]),
 }
 
+/// The last field of a dotted path (`rsplit('.').next()`, by a plain scan from the end: the
+/// schema lookups below ask it for every node of every write's managedFields).
+fn last_field(fpath: &str) -> &str {
+    match fpath.as_bytes().iter().rposition(|&b| b == b'.') {
+        Some(i) => &fpath[i + 1..],
+        None => fpath,
+    }
+}
+
 /// `x-kubernetes-list-type` of the list at `fpath` (dotted field names, no indices).
 pub fn list_type(fpath: &str) -> ListType {
     use ListType::*;
-    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    let last = last_field(fpath);
     match last {
         "finalizers" if fpath == "metadata.finalizers" => Set,
         "podCIDRs" | "volumeLifecycleModes" => Set,
@@ -257,7 +266,7 @@ pub fn list_type(fpath: &str) -> ListType {
 
 /// Structs marked `+structType=atomic` (replaced and owned as a whole).
 pub fn atomic_struct(fpath: &str) -> bool {
-    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    let last = last_field(fpath);
     matches!(
         last,
         "claimRef"
@@ -280,7 +289,7 @@ pub fn atomic_struct(fpath: &str) -> bool {
 
 /// Free-form `map[string]...` fields: their keys are members of a field set.
 pub fn map_type(fpath: &str) -> bool {
-    let last = fpath.rsplit('.').next().unwrap_or(fpath);
+    let last = last_field(fpath);
     matches!(
         last,
         "labels"
@@ -476,7 +485,8 @@ fn paired_items<'a, 'v>(
 }
 
 fn index_items(l: Option<&Value>, lt: ListType) -> Vec<(PE, &Value)> {
-    let mut out: Vec<(PE, &Value)> = Vec::new();
+    let mut out: Vec<(PE, &Value)> =
+        Vec::with_capacity(l.and_then(Value::as_array).map_or(0, Vec::len));
     for (i, it) in l
         .and_then(Value::as_array)
         .into_iter()
@@ -1447,6 +1457,8 @@ fn emit_changed<'v>(
                 leaf(&mut e);
                 return e;
             }
+            // Most fields of a write are changed or new (all of a create's): room for them.
+            e.children.reserve(nm.map_or(0, Map::len));
             for (k, ov, nv) in pairs(om, nm) {
                 let mut child_fields = None;
                 let mut is_metadata = false;
@@ -1491,6 +1503,7 @@ fn emit_changed<'v>(
                 leaf(&mut e);
                 return e;
             }
+            e.children.reserve(ni.len());
             for (pe, ov, nv) in paired_items(&oi, &ni) {
                 let c = match (ov, nv) {
                     (None, Some(nv)) => Some(added_fields(nv, fpath, None, cx)),

@@ -31,7 +31,7 @@ pub fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
-    v.get(k).and_then(Value::as_str)
+    v.field(k).and_then(Value::as_str)
 }
 
 const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
@@ -125,7 +125,13 @@ pub fn validate(meta: Option<&Value>, namespaced: bool, rule: NameRule, errs: &m
     if let Some(m) = meta.field("annotations").and_then(Value::as_object) {
         let mut total = 0usize;
         for (k, v) in m {
-            for msg in field::qualified_name(&k.to_lowercase()) {
+            // Lower-cased as upstream does, without a copy when there is nothing to lower.
+            let lower = if k.is_ascii() && !k.bytes().any(|b| b.is_ascii_uppercase()) {
+                std::borrow::Cow::Borrowed(k.as_str())
+            } else {
+                std::borrow::Cow::Owned(k.to_lowercase())
+            };
+            for msg in field::qualified_name(&lower) {
                 errs.push(FieldError::invalid_str("metadata.annotations", k, &msg));
             }
             total += k.len() + v.as_str().map_or(0, str::len);
