@@ -63,9 +63,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::sync::watch as tokio_watch;
 
@@ -261,7 +262,24 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
     }
     background::spawn(state.clone(), &config);
 
-    let task = tokio::spawn(accept_loop(listener, state.clone(), shutdown_rx));
+    let app = axum::Router::new()
+        .fallback(dispatch)
+        .with_state(state.clone());
+    let mut graceful_rx = shutdown_rx;
+    let task = tokio::spawn(async move {
+        // TCP_NODELAY: watch events and small responses must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = graceful_rx.wait_for(|v| *v).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "API server stopped with an error");
+        }
+    });
     tracing::info!(%addr, "API server listening");
     Ok(ServerHandle {
         addr,
@@ -269,104 +287,6 @@ pub async fn serve(config: ServerConfig) -> Result<ServerHandle, ServeError> {
         shutdown_tx,
         task,
     })
-}
-
-/// Accepts connections until shutdown, then waits for the open ones to finish (each finishes
-/// its request in progress; watches end on the same signal).
-///
-/// hyper's HTTP/1.1 connection with upgrades (pods/exec) and [`dispatch`] as the service,
-/// without a router in between: every request goes to one function anyway, and the layers a
-/// router adds per request (route lookup, boxed services, response mapping) cost more than
-/// the bearer-token check. What axum's router did besides that is done here: a HEAD answer
-/// keeps the GET answer's Content-Length without its body. Only HTTP/1.1 is served, as
-/// before (kube-apiserver speaks HTTP/2 only over TLS, and bonsai's TLS front offers only
-/// HTTP/1.1).
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
-    mut shutdown: tokio_watch::Receiver<bool>,
-) {
-    // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
-    let (open_tx, open_rx) = tokio_watch::channel(());
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait_for(|v| *v) => break,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            // The peer gave up before we accepted: nothing to do.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                continue
-            }
-            // Out of file descriptors and the like: wait for some to be released.
-            Err(e) => {
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        // TCP_NODELAY: watch events and small responses must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(
-            tcp,
-            state.clone(),
-            shutdown.clone(),
-            open_rx.clone(),
-        ));
-    }
-    drop(listener);
-    drop(open_rx);
-    open_tx.closed().await;
-}
-
-/// Serves one connection; on shutdown it finishes the request in progress and closes.
-async fn connection(
-    tcp: tokio::net::TcpStream,
-    state: Arc<AppState>,
-    mut shutdown: tokio_watch::Receiver<bool>,
-    _open: tokio_watch::Receiver<()>,
-) {
-    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let state = state.clone();
-        async move {
-            let head = req.method() == Method::HEAD;
-            let mut resp = dispatch(state, req.map(Body::new)).await;
-            if head {
-                strip_head_body(&mut resp);
-            }
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = shutdown.wait_for(|v| *v) => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
-}
-
-/// A HEAD answer: the headers of the GET answer, its Content-Length included, and no body.
-fn strip_head_body(resp: &mut Response) {
-    use axum::body::HttpBody as _;
-    if !resp.headers().contains_key(header::CONTENT_LENGTH) {
-        if let Some(len) = resp.body().size_hint().exact() {
-            resp.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
-    }
-    *resp.body_mut() = Body::empty();
 }
 
 /// Constant-time comparison of the presented bearer token.
@@ -437,7 +357,7 @@ fn text_response(code: StatusCode, ct: &'static str, body: String) -> Response {
 }
 
 /// Every request comes through here.
-async fn dispatch(state: Arc<AppState>, req: Request) -> Response {
+async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     record_user_agent(&state, &req);
     // The URI for the request log line (a reference count, not a copy of the path).
