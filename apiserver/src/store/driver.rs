@@ -433,7 +433,10 @@ impl Store {
         let writer = shared.clone();
         std::thread::Builder::new()
             .name("bonsai-store-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || {
+                raise_priority();
+                writer_loop(writer, rx)
+            })
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
         Ok(Store {
             shared,
@@ -705,6 +708,25 @@ struct Group {
     accepted: Vec<(oneshot::Sender<Result<Arc<Value>>>, Arc<Value>, Arc<Value>)>,
 }
 
+/// The writer and the flusher are the serial path of every acknowledged write: while one of them
+/// waits for a core behind request handlers, every writer of its group waits too. So each asks
+/// the kernel for a higher priority for its own thread (nice -10: granted to root, which bonsai
+/// runs as for its mounts; refused otherwise, and then they run as any thread). Measured
+/// (`benches/store.rs`, 256 durable writers, 3 rounds alternating with and without): sled
+/// 49.5–52.1k → 53.5–55.6k creates/s, redb 54.5–58.0k → 57.2–59.7k; their CPU is ~10 µs per
+/// create, so request handling loses next to nothing.
+fn raise_priority() {
+    let tid = nix::unistd::gettid().as_raw();
+    // SAFETY: setpriority takes plain integers and touches none of our memory.
+    let r = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid as nix::libc::id_t, -10) };
+    if r != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "store thread keeps its default priority"
+        );
+    }
+}
+
 fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
     let config = shared.config.clone();
     let durable = config.durability == Durability::Durable;
@@ -720,8 +742,10 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>) {
         let s = shared.clone();
         match std::thread::Builder::new()
             .name("bonsai-store-flush".into())
-            .spawn(move || flusher_loop(s, frx))
-        {
+            .spawn(move || {
+                raise_priority();
+                flusher_loop(s, frx)
+            }) {
             Ok(handle) => flusher = Some((tx, handle)),
             // Without a flusher thread the writer flushes each group itself.
             Err(e) => eprintln!("bonsai store: no flusher thread ({e}); flushing inline"),
