@@ -27,7 +27,7 @@
 //! to live watchers, so fan-out parses nothing.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -1006,13 +1006,21 @@ impl StoreCore {
             }
             self.window.push_back(c.clone());
         }
-        // A deleted key leaves `order` unless a later write of the batch, or a create still
-        // prepared, brings it back.
-        for c in batch.iter().filter(|c| c.event_type == EventType::Deleted) {
-            if !self.objects.contains_key(&*c.key)
-                && !matches!(self.pending_objects.get(&*c.key), Some((_, Some(_))))
-            {
-                self.order.remove(&*c.key);
+        // A deleted key leaves `order` unless a later write of the batch brought it back or a
+        // create still prepared counts on it being there (a create of a key that a prepared
+        // write deletes does not insert it again; the overlay's last state is not enough: the
+        // key may be created and deleted again further on).
+        if batch.iter().any(|c| c.event_type == EventType::Deleted) {
+            let recreated: HashSet<&Key> = self
+                .pending
+                .iter()
+                .filter(|c| c.event_type == EventType::Added)
+                .map(|c| &*c.key)
+                .collect();
+            for c in batch.iter().filter(|c| c.event_type == EventType::Deleted) {
+                if !self.objects.contains_key(&*c.key) && !recreated.contains(&*c.key) {
+                    self.order.remove(&*c.key);
+                }
             }
         }
         self.age_window(now_ms);
