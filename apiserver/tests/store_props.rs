@@ -300,10 +300,12 @@ fn pipelined_groups(ops: &[Op], plan: &[(usize, u8)]) -> Result<(), TestCaseErro
         max_age: Duration::from_secs(3600),
         max_events: 1000,
     };
-    let (mut piped, mut plain) = (StoreCore::new(window.clone()), StoreCore::new(window));
+    let (mut piped, mut plain) = (StoreCore::new(window), StoreCore::new(window));
     let mut ops = ops.iter().enumerate().peekable();
-    let mut in_flight: std::collections::VecDeque<(u64, Vec<(usize, Write, bool)>)> =
-        Default::default();
+    // Each group in flight: the revision it commits through, and its writes (op number,
+    // write, accepted).
+    type Group = (u64, Vec<(usize, Write, bool)>);
+    let mut in_flight: std::collections::VecDeque<Group> = Default::default();
     for (size, fate) in plan.iter().cycle() {
         let group: Vec<(usize, Write, bool)> = ops
             .by_ref()

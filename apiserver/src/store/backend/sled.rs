@@ -346,7 +346,7 @@ mod tests {
     /// An envelope-like event (envelopes start with their format byte, 1) of `len` bytes.
     fn event(rev: Revision, len: usize) -> Vec<u8> {
         let mut e = vec![1u8];
-        e.extend(std::iter::repeat((rev % 251) as u8).take(len - 1));
+        e.extend(std::iter::repeat_n((rev % 251) as u8, len - 1));
         e
     }
 
