@@ -1011,25 +1011,18 @@ async fn create_object(
 ) -> Result<(Stored, Vec<String>), ApiError> {
     let r = ctx.r();
     fix_namespace(ctx, &mut obj)?;
-    {
-        let meta = meta_mut(&mut obj);
-        // System fields are the server's.
-        const SYSTEM: [&str; 6] = [
+    // System fields are the server's.
+    semantics::remove_fields(
+        meta_mut(&mut obj),
+        &[
             "uid",
             "resourceVersion",
             "creationTimestamp",
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "selfLink",
-        ];
-        // One pass over the (few) keys first: a body rarely carries any of them, and each
-        // removal hashes its name.
-        if meta.keys().any(|k| SYSTEM.contains(&k.as_str())) {
-            for f in SYSTEM {
-                meta.remove(f);
-            }
-        }
-    }
+        ],
+    );
     let name = meta_str(&obj, "name").to_string();
     let generate = meta_str(&obj, "generateName").to_string();
     if name.is_empty() && generate.is_empty() {

@@ -655,6 +655,16 @@ fn set_path(obj: &mut Value, keys: &[&str], v: Value) {
     cur[keys[keys.len() - 1]] = v;
 }
 
+/// Removes `names` from `map`, keeping the other keys in their order. Looked for first: a body
+/// rarely carries any of them, and each removal hashes its name.
+pub(crate) fn remove_fields(map: &mut Map<String, Value>, names: &[&str]) {
+    if map.keys().any(|k| names.contains(&k.as_str())) {
+        for name in names {
+            map.shift_remove(*name);
+        }
+    }
+}
+
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.field("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
@@ -682,20 +692,14 @@ pub fn prepare_create(
     let manager = manager_name(opts);
     let applied = is_apply_result(None, obj, &manager, "");
     defaults::apply(info.kind, obj);
-    {
-        let m = meta_mut(obj);
-        // Looked for first: a create body rarely has any, and each removal hashes its name.
-        const CLEARED: [&str; 3] = [
+    remove_fields(
+        meta_mut(obj),
+        &[
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "generation",
-        ];
-        if m.keys().any(|k| CLEARED.contains(&k.as_str())) {
-            for k in CLEARED {
-                m.shift_remove(k);
-            }
-        }
-    }
+        ],
+    );
     if info.kind != "Binding" && !applied {
         let base = skeleton_ref(&info);
         let api_version = info.api_version();
