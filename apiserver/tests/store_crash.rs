@@ -49,9 +49,7 @@ impl Rng {
 /// The body of write `id`: deterministic, so the parent can check it byte for byte; the padding
 /// (0–3000 bytes) makes some writes span pages.
 fn body(id: &str) -> Value {
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
+    let h = apiserver::api::fnv::fnv1a(id.as_bytes());
     json!({"data": {"id": id}, "pad": "p".repeat((h % 3000) as usize)})
 }
 

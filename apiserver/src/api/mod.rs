@@ -6,6 +6,7 @@
 //! - this file  — the well-known annotation, finalizer and provisioner strings of
 //!   `volume-binding.md` §2, verbatim from upstream
 //!   (`staging/src/k8s.io/component-helpers/storage/volume`).
+//! - `fnv`      — FNV-1a, for stable digests and for hash maps of the server's own keys.
 //! - `lean`     — `Lean<K>`: pods, nodes, PVs and PVCs decoded without managedFields (the
 //!   controllers' watches and write answers; a kube-rs resource with the `kube` feature).
 //! - `request`  — (feature `kube`) a write's HTTP request built as kube-rs' `Api` methods
@@ -17,6 +18,7 @@
 //!   access-mode, volume-mode and storage-class helpers, shared by the PV
 //!   controller and the scheduler's VolumeBinding plugin.
 
+pub mod fnv;
 pub mod lean;
 pub mod quantity;
 #[cfg(feature = "kube")]

@@ -94,12 +94,7 @@ fn openapi_gv_path(group: &str, version: &str) -> String {
 /// A stable content hash (FNV-1a 64) for the `?hash=` of OpenAPI URLs: the documents are
 /// static, so the hash only changes when the served resource table does.
 fn fnv_hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016X}")
+    format!("{:016X}", crate::api::fnv::fnv1a(s.as_bytes()))
 }
 
 /// `GET /openapi/v3`

@@ -88,12 +88,7 @@ pub struct RunResult {
 impl RunResult {
     /// FNV-1a over the trace: the determinism check compares these.
     pub fn digest(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.trace.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        apiserver::api::fnv::fnv1a(self.trace.as_bytes())
     }
 }
 
