@@ -450,7 +450,20 @@ mod tests {
             assert_eq!(b.get_event(r).unwrap(), want, "event {r} after compaction");
         }
         drop(b);
-        let b = SledBackend::open(&dir.path().join("sled"), 1 << 20).unwrap();
+        // sled's own flusher thread lets go of the file lock as it exits, a moment after the
+        // drop (`Store::open` retries the same way).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let b = loop {
+            match SledBackend::open(&dir.path().join("sled"), 1 << 20) {
+                Ok(b) => break b,
+                Err(BackendError::Io(m))
+                    if m.contains("lock") && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
         assert_eq!(all(&b, 0, u64::MAX), expected, "after reopen");
     }
 }
