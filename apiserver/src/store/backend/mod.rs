@@ -242,22 +242,13 @@ impl Log {
         })?;
         let revision = last.max(compacted);
 
-        // 2. The current objects: every key whose last event is not a deletion.
-        let pointers: Vec<(Key, Revision)> = latest
-            .into_iter()
-            .filter(|(_, (_, t))| *t != EventType::Deleted)
-            .map(|(k, (r, _))| (k, r))
-            .collect();
-        let mut objects = Vec::with_capacity(pointers.len());
-        for (key, rev) in pointers {
-            let (h, json) = self.read_raw(rev)?;
-            if h.key() != key {
-                return Err(corrupt(
-                    format!("event {rev} is for {}, not {key}", h.key()),
-                    format!("events table, revision {rev}"),
-                ));
+        // 2. The current objects: every key whose last event is not a deletion, read whole (its
+        //    body's CRC checked; step 1 read headers only).
+        let mut objects = Vec::new();
+        for (key, (rev, t)) in latest {
+            if t != EventType::Deleted {
+                objects.push((key, self.read_raw(rev)?.1, rev));
             }
-            objects.push((key, json, rev));
         }
 
         // 3. The window seed, with each event's previous version (all as JSON text).
