@@ -23,7 +23,7 @@ use super::{events, proxy, table, watch, AppState};
 use crate::semantics::{self, Field, FieldMut, FieldValidation, PatchType, WriteOptions};
 use crate::status::ApiError;
 use crate::store::{
-    parse_field_selector, parse_label_selector, Key, ListQuery, Precondition, StoreError,
+    parse_field_selector, parse_label_selector, Key, ListQuery, Precondition, StoreError, Written,
 };
 
 /// How many times a write that raced another writer is retried when the client did not pin a
@@ -209,8 +209,8 @@ pub(crate) async fn st_create(
     key: Key,
     obj: Value,
     actor: &str,
-) -> Result<Arc<Value>, StoreError> {
-    let result = state.store.create(&key, obj, actor).await;
+) -> Result<Written, StoreError> {
+    let result = state.store.create_written(&key, obj, actor).await;
     state.namespaces.written(&key);
     result
 }
@@ -221,8 +221,8 @@ pub(crate) async fn st_update(
     obj: Value,
     pre: Option<Precondition>,
     actor: &str,
-) -> Result<Arc<Value>, StoreError> {
-    let result = state.store.update(&key, obj, pre, actor).await;
+) -> Result<Written, StoreError> {
+    let result = state.store.update_written(&key, obj, pre, actor).await;
     state.namespaces.written(&key);
     result
 }
@@ -644,11 +644,9 @@ fn object_response(ctx: &Ctx, code: StatusCode, obj: &Arc<Value>) -> Result<Resp
 }
 
 /// A write's result: the stored object and, when the client wants the plain object, the
-/// exact JSON text the store committed for it ([`Store::committed_json`]), which the response
-/// sends as it is instead of serializing the object again (the same bytes: the store wrote the
-/// text with the serializer responses use, and GET sends it too).
-///
-/// [`Store::committed_json`]: crate::store::Store::committed_json
+/// exact JSON text the store committed for it ([`Written::json`], handed back with the write's
+/// answer), which the response sends as it is instead of serializing the object again (the
+/// same bytes: the store wrote the text with the serializer responses use, and GET sends it too).
 pub(crate) struct Stored {
     obj: Arc<Value>,
     text: Option<Arc<str>>,
@@ -660,13 +658,16 @@ impl Stored {
         Stored { obj, text: None }
     }
 
-    /// `obj`, just committed under `key`, with its text when a response will send it.
-    fn committed(ctx: &Ctx, key: &Key, obj: Arc<Value>) -> Stored {
-        let text = (!ctx.events_v1() && repr_of(&ctx.headers) == Repr::Object)
-            .then(|| ctx.state.store.committed_json(key, rv_of(&obj)?))
-            .flatten()
-            .filter(|t| typed_text(t));
-        Stored { obj, text }
+    /// A write's result as the store answered it, with its committed text when a response
+    /// will send that as it is.
+    fn committed(ctx: &Ctx, written: Written) -> Stored {
+        let text = written
+            .json
+            .filter(|t| !ctx.events_v1() && repr_of(&ctx.headers) == Repr::Object && typed_text(t));
+        Stored {
+            obj: ctx.to_api(written.object),
+            text,
+        }
     }
 
     /// The response to the write: the committed text when there is one, else the object as
@@ -1070,7 +1071,7 @@ async fn create_object(
         let key = ctx.key(&this_name);
         match st_create(&ctx.state, key.clone(), candidate, &ctx.actor).await {
             Ok(stored) => {
-                let stored = Stored::committed(ctx, &key, ctx.to_api(stored));
+                let stored = Stored::committed(ctx, stored);
                 return Ok((stored, warnings));
             }
             // A generated name that happens to be taken: draw again, as kube-apiserver does.
@@ -1227,10 +1228,7 @@ async fn write_update(
     )
     .await
     {
-        Ok(stored) => Ok(Attempt::Done(
-            Stored::committed(ctx, &key, ctx.to_api(stored)),
-            warnings,
-        )),
+        Ok(stored) => Ok(Attempt::Done(Stored::committed(ctx, stored), warnings)),
         Err(StoreError::Conflict { .. }) => Ok(Attempt::Raced),
         Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r.group, r.name, &name)),
         Err(e) => Err(e.into()),
@@ -1691,7 +1689,7 @@ pub(crate) async fn delete_object(
         )
         .await
         {
-            Ok(stored) => return Ok(Deleted::Pending(stored)),
+            Ok(stored) => return Ok(Deleted::Pending(stored.object)),
             Err(StoreError::Conflict { .. }) => continue,
             Err(StoreError::NotFound { .. }) => {
                 return Err(ApiError::not_found(r.group, r.name, &key.name))

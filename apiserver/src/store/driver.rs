@@ -85,7 +85,15 @@ struct Request {
     /// A create's or update's object, serialized by the caller (see [`preserialize`]).
     pre: Option<Preserialized>,
     actor: String,
-    reply: oneshot::Sender<Result<Arc<Value>>>,
+    reply: oneshot::Sender<Result<Written>>,
+}
+
+/// What the store answers a write with: the result (create/update: the stored object; delete:
+/// the last state) and, for a create or update, the exact JSON text it committed for it — the
+/// bytes GET and watch send — so an API response need not serialize the object again.
+pub struct Written {
+    pub object: Arc<Value>,
+    pub json: Option<Arc<str>>,
 }
 
 /// One committed event as every watcher shares it.
@@ -384,8 +392,21 @@ impl Store {
         loop {
             let opened: std::result::Result<Box<dyn Backend>, BackendError> = match config.backend {
                 BackendKind::Memory => Ok(Box::new(MemoryBackend::new())),
-                BackendKind::Sled => SledBackend::open(&path()?, config.cache_bytes)
-                    .map(|b| Box::new(b) as Box<dyn Backend>),
+                BackendKind::Sled => {
+                    let path = path()?;
+                    // sled's I/O threads (which write every group commit's data before the
+                    // flusher's fsync) start at its first write and inherit the priority of
+                    // the thread that makes it: open it on a thread with the writer's.
+                    std::thread::scope(|s| {
+                        s.spawn(|| {
+                            raise_priority();
+                            SledBackend::open(&path, config.cache_bytes)
+                        })
+                        .join()
+                    })
+                    .unwrap_or_else(|_| Err(BackendError::Io("opening sled panicked".into())))
+                    .map(|b| Box::new(b) as Box<dyn Backend>)
+                }
                 BackendKind::Redb => RedbBackend::open(&path()?, config.cache_bytes)
                     .map(|b| Box::new(b) as Box<dyn Backend>),
             };
@@ -459,7 +480,7 @@ impl Store {
         write: Write,
         pre: Option<Preserialized>,
         actor: &str,
-    ) -> Result<Arc<Value>> {
+    ) -> Result<Written> {
         let (reply, rx) = oneshot::channel();
         self.requests
             .send(Request {
@@ -474,7 +495,17 @@ impl Store {
     }
 
     /// Creates `key`; sets `metadata.uid`, `creationTimestamp` and `resourceVersion`.
-    pub async fn create(&self, key: &Key, mut object: Value, actor: &str) -> Result<Arc<Value>> {
+    pub async fn create(&self, key: &Key, object: Value, actor: &str) -> Result<Arc<Value>> {
+        Ok(self.create_written(key, object, actor).await?.object)
+    }
+
+    /// [`Store::create`], with the text it committed.
+    pub async fn create_written(
+        &self,
+        key: &Key,
+        mut object: Value,
+        actor: &str,
+    ) -> Result<Written> {
         // Serialized here, on the caller's thread, not on the one writer thread.
         let pre = preserialize(key, &mut object)?;
         self.submit(
@@ -492,10 +523,24 @@ impl Store {
     pub async fn update(
         &self,
         key: &Key,
-        mut object: Value,
+        object: Value,
         precondition: Option<Precondition>,
         actor: &str,
     ) -> Result<Arc<Value>> {
+        Ok(self
+            .update_written(key, object, precondition, actor)
+            .await?
+            .object)
+    }
+
+    /// [`Store::update`], with the text it committed.
+    pub async fn update_written(
+        &self,
+        key: &Key,
+        mut object: Value,
+        precondition: Option<Precondition>,
+        actor: &str,
+    ) -> Result<Written> {
         let pre = preserialize(key, &mut object)?;
         self.submit(
             Write::Update {
@@ -516,15 +561,17 @@ impl Store {
         precondition: Option<Precondition>,
         actor: &str,
     ) -> Result<Arc<Value>> {
-        self.submit(
-            Write::Delete {
-                key: key.clone(),
-                precondition,
-            },
-            None,
-            actor,
-        )
-        .await
+        Ok(self
+            .submit(
+                Write::Delete {
+                    key: key.clone(),
+                    precondition,
+                },
+                None,
+                actor,
+            )
+            .await?
+            .object)
     }
 
     /// Read-modify-write: `f` computes the new object from the current one; on a conflict
@@ -663,24 +710,6 @@ impl Store {
             .sync()
             .map_err(|e| self.shared.log.store_error(e))
     }
-
-    /// The JSON text the store committed for the result of a [`Store::create`] or
-    /// [`Store::update`] of `key`, given its resourceVersion `rev`: the event of `key` at `rev`
-    /// (revisions are unique, so that event's text is this object's), found in the watch
-    /// window. The API answers a write with these bytes instead of serializing the object
-    /// again. `None` when the event has already left the window, or when the writer holds the
-    /// core (it may hold it for a whole group): the caller then serializes the object rather
-    /// than block its thread.
-    pub fn committed_json(&self, key: &Key, rev: Revision) -> Option<Arc<str>> {
-        let inner = match self.shared.inner.try_lock() {
-            Ok(inner) => inner,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        let c = inner.core.window_after(rev.checked_sub(1)?).next()?;
-        (c.revision == rev && c.event_type != EventType::Deleted && *c.key == *key)
-            .then(|| c.json.clone())
-    }
 }
 
 fn open_error(config: &StoreConfig, e: BackendError) -> StoreError {
@@ -704,8 +733,8 @@ struct Group {
     /// The revision of its last event.
     through: Revision,
     now_ms: u64,
-    /// Each accepted write: its reply, the event's parsed object (for watchers), the result.
-    accepted: Vec<(oneshot::Sender<Result<Arc<Value>>>, Arc<Value>, Arc<Value>)>,
+    /// Each accepted write: its reply, the event's parsed object (for watchers), the answer.
+    accepted: Vec<(oneshot::Sender<Result<Written>>, Arc<Value>, Written)>,
 }
 
 /// The writer and the flusher are the serial path of every acknowledged write: while one of them
@@ -1022,8 +1051,13 @@ fn prepare_group(
         };
         match inner.core.prepare_serialized(r.write, r.pre, &ctx, now_ms) {
             Ok(p) => {
+                let written = Written {
+                    object: p.result,
+                    json: (p.committed.event_type != EventType::Deleted)
+                        .then(|| p.committed.json.clone()),
+                };
                 events.push(p.committed);
-                accepted.push((r.reply, p.object, p.result));
+                accepted.push((r.reply, p.object, written));
             }
             Err(e) => {
                 let _ = r.reply.send(Err(e));

@@ -54,7 +54,7 @@ pub use self::selector::{
 };
 
 #[cfg(feature = "server")]
-pub use self::driver::{Store, StoreStats, Watcher};
+pub use self::driver::{Store, StoreStats, Watcher, Written};
 
 /// A position in the cluster's history. Each committed write gets the next one; it doubles as
 /// every object's `metadata.resourceVersion`. Revision 0 is the empty store.
