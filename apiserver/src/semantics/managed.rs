@@ -973,7 +973,8 @@ struct Writer<'a> {
 /// [`MAX_UPDATE_MANAGERS`].
 ///
 /// - No previous entry (every create): the writer's set is `changed`, written straight
-///   from the objects as fieldsV1 ([`changed_fields`]).
+///   from the objects as fieldsV1 ([`changed_fields`]) — or, on a create, taken from a
+///   recent create of the same shape ([`create_entry_memo`]).
 /// - Otherwise the comparison runs as usual, and only the entries holding a member of
 ///   `changed`/`removed`, plus the writer's own, are decoded, edited and re-encoded; the
 ///   others keep their JSON — moved out of `new` when it carries the stored list unchanged
@@ -1002,18 +1003,13 @@ fn record_update_fast(
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     if base.is_empty() {
-        let set = changed_fields(old_for_compare, new, ignore);
-        let list = if set.is_empty() {
-            None
+        // A create compares with its kind's skeleton: its entry is usually a recent one.
+        let entry = if old.is_none() {
+            create_entry_memo(old_for_compare, new, ignore, w)
         } else {
-            Some(Value::Array(vec![entry_json(
-                w,
-                "Update",
-                (!w.now.is_empty()).then_some(w.now),
-                Value::Object(set),
-            )]))
+            create_entry(old_for_compare, new, ignore, w)
         };
-        put_list(new, list);
+        put_list(new, entry.map(|e| Value::Array(vec![e])));
         return true;
     }
     // Every entry must re-encode to its own bytes, or the general path decides.
@@ -1623,6 +1619,254 @@ fn added_fields<'v>(
     .into_map()
 }
 
+// ------------------------------------------------------------------ creates, memoized
+
+/// The writer's entry when the base list is empty: `changed` as fieldsV1, if not empty.
+fn create_entry(old: &Value, new: &Value, ignore: &Ignore, w: &Writer) -> Option<Value> {
+    let set = changed_fields(old, new, ignore);
+    let time = (!w.now.is_empty()).then_some(w.now);
+    (!set.is_empty()).then(|| entry_json(w, "Update", time, Value::Object(set)))
+}
+
+/// How many creates [`create_entry_memo`] remembers per thread.
+const MEMO_SIZE: usize = 4;
+
+/// A create's entry and what it was computed from.
+struct Memo {
+    old: Value,
+    prefixes: Vec<&'static [&'static str]>,
+    /// The created object (`new`).
+    new: Value,
+    /// [`create_entry`]'s result.
+    entry: Option<Value>,
+}
+
+/// The memo of one thread.
+struct Memos {
+    /// Recent creates, most recently used first.
+    recent: Vec<Memo>,
+    /// Scratch space for [`same_shape_for_fields`].
+    buf: String,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memos> = const {
+        std::cell::RefCell::new(Memos {
+            recent: Vec::new(),
+            buf: String::new(),
+        })
+    };
+}
+
+/// [`create_entry`] of a create, whose `old` is its kind's skeleton. Creates of one kind
+/// from one client mostly share their fieldsV1: it holds field names, label keys and list
+/// item keys, not the values of plain fields. So a recent create's entry is reused when its
+/// object is [`same_shape_for_fields`] as this one, with the same skeleton and ignored
+/// prefixes: cloned as it is when the writer and time are the same too, else with a new
+/// header. (A clone allocates as a build does, but skips the hashing, sorting, path and
+/// schema lookups that make up most of a build.)
+fn create_entry_memo(old: &Value, new: &Value, ignore: &Ignore, w: &Writer) -> Option<Value> {
+    let hit = MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let Memos { recent, buf } = &mut *memo;
+        let i = recent.iter().position(|m| {
+            same_shape_for_fields(&m.new, new, buf)
+                && same_prefixes(&m.prefixes, &ignore.prefixes)
+                && same_bytes(&m.old, old)
+        })?;
+        let mut m = recent.remove(i);
+        if let Some(e) = m.entry.as_mut() {
+            let time = (!w.now.is_empty()).then_some(w.now);
+            let current = entry_header(e).is_some_and(|h| {
+                h.manager == w.manager
+                    && h.api_version == w.api_version
+                    && h.subresource == w.subresource
+                    && h.time == time
+            });
+            if !current {
+                let fields = e.get_mut("fieldsV1").map(Value::take).expect("written so");
+                *e = entry_json(w, "Update", time, fields);
+            }
+        }
+        let out = m.entry.clone();
+        recent.insert(0, m);
+        Some(out)
+    });
+    if let Some(e) = hit {
+        return e;
+    }
+    let entry = create_entry(old, new, ignore, w);
+    // `same_shape_for_fields` stands for equal trees only against an old side without
+    // values (see there); a skeleton has none. A big object is not kept (nor copied).
+    if scalar_free(old) && small(new, &mut { MEMO_OBJECT_BUDGET }) {
+        MEMO.with(|memo| {
+            let recent = &mut memo.borrow_mut().recent;
+            recent.truncate(MEMO_SIZE - 1);
+            recent.insert(
+                0,
+                Memo {
+                    old: old.clone(),
+                    prefixes: ignore.prefixes.clone(),
+                    new: new.clone(),
+                    entry: entry.clone(),
+                },
+            );
+        });
+    }
+    entry
+}
+
+/// The most an object kept by [`create_entry_memo`] may weigh: one per node and one per 64
+/// bytes of text (about 256 KiB of text).
+const MEMO_OBJECT_BUDGET: usize = 4096;
+
+/// Whether `v` weighs at most `budget` (see [`MEMO_OBJECT_BUDGET`]); stops as soon as not.
+fn small(v: &Value, budget: &mut usize) -> bool {
+    let text = |s: &str| s.len() / 64;
+    let cost = 1 + match v {
+        Value::String(s) => text(s),
+        Value::Object(m) => m.keys().map(|k| text(k)).sum(),
+        _ => 0,
+    };
+    let Some(left) = budget.checked_sub(cost) else {
+        return false;
+    };
+    *budget = left;
+    match v {
+        Value::Object(m) => m.values().all(|c| small(c, budget)),
+        Value::Array(a) => a.iter().all(|c| small(c, budget)),
+        _ => true,
+    }
+}
+
+/// Nothing but objects, arrays and nulls.
+fn scalar_free(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.values().all(scalar_free),
+        Value::Array(a) => a.iter().all(scalar_free),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+/// Whether `changed_fields(old, a, ignore) == changed_fields(old, b, ignore)` follows for any
+/// [`scalar_free`] `old` and any `ignore`: the same keys in the same order everywhere, values
+/// of the same JSON type, and the same items in granular lists' path elements — a set
+/// list's items, an associative list's key fields — compared byte for byte. That is all the
+/// walk reads of `new`: the schema lookups go by field names, which paths it skips by field
+/// names, `.` by which nodes are objects or lists, and a comparison with a value-free old
+/// side (`!=`, [`json_eq`]) only ever finds equal what has no values (strings, numbers and
+/// booleans only differ from it), so it comes out the same for both. Plain values (a pod's
+/// name, a label's value, an env var's value) may differ.
+///
+/// `buf`: scratch space for the dotted paths of lists.
+fn same_shape_for_fields(a: &Value, b: &Value, buf: &mut String) -> bool {
+    same_shape_in(a, b, None, &[], buf)
+}
+
+/// The field names from the root to a node, innermost last (the dotted path without list
+/// indices, written out only where a list's type is needed).
+struct Up<'a> {
+    parent: Option<&'a Up<'a>>,
+    field: &'a str,
+}
+
+fn write_fpath(up: Option<&Up>, buf: &mut String) {
+    if let Some(u) = up {
+        write_fpath(u.parent, buf);
+        if !buf.is_empty() {
+            buf.push('.');
+        }
+        buf.push_str(u.field);
+    }
+}
+
+/// [`same_shape_for_fields`] at the node whose path is `up`; `exact`: the fields whose
+/// values must be the same bytes (an associative list item's keys).
+fn same_shape_in(a: &Value, b: &Value, up: Option<&Up>, exact: &[&str], buf: &mut String) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|((xk, xv), (yk, yv))| {
+                    same_key(xk, yk)
+                        && match (xv, yv) {
+                            // Leaves first, without a call (most nodes are).
+                            (Value::String(p), Value::String(q)) => {
+                                !exact.contains(&xk.as_str()) || p == q
+                            }
+                            (Value::Object(_) | Value::Array(_), _) => {
+                                if exact.contains(&xk.as_str()) {
+                                    same_bytes(xv, yv)
+                                } else {
+                                    let up = Up {
+                                        parent: up,
+                                        field: xk,
+                                    };
+                                    same_shape_in(xv, yv, Some(&up), &[], buf)
+                                }
+                            }
+                            _ => same_leaf(xv, yv) && (!exact.contains(&xk.as_str()) || xv == yv),
+                        }
+                })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            buf.clear();
+            write_fpath(up, buf);
+            // An item's children are walked with the list's own path.
+            match list_type(buf) {
+                ListType::Set => x.iter().zip(y).all(|(a, b)| same_bytes(a, b)),
+                ListType::Map(keys) => x
+                    .iter()
+                    .zip(y)
+                    .all(|(a, b)| same_shape_in(a, b, up, keys, buf)),
+                ListType::Atomic => x
+                    .iter()
+                    .zip(y)
+                    .all(|(a, b)| same_shape_in(a, b, up, &[], buf)),
+            }
+        }
+        _ => same_leaf(a, b),
+    }
+}
+
+/// `a == b` for the short strings object keys mostly are, without calling `memcmp`: two
+/// overlapping words cover 8 to 16 bytes, two overlapping half-words 4 to 8 (every key of
+/// every create is compared, so the call is a good part of the check).
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
+/// Two values that are not both objects or both arrays: of the same JSON type.
+fn same_leaf(a: &Value, b: &Value) -> bool {
+    matches!(
+        (a, b),
+        (Value::Null, Value::Null)
+            | (Value::Bool(_), Value::Bool(_))
+            | (Value::Number(_), Value::Number(_))
+            | (Value::String(_), Value::String(_))
+    )
+}
+
+/// Two lists of ignored prefixes are the same (usually the very same static slices).
+fn same_prefixes(a: &[&'static [&'static str]], b: &[&'static [&'static str]]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| std::ptr::eq(*x, *y) || x == y)
+}
+
 /// `Value`'s equality (maps compare as sets of entries), walking two maps with their keys in
 /// the same order side by side instead of hashing every key of one into the other.
 pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
@@ -2120,6 +2364,94 @@ pub(crate) mod tests {
         })
     }
 
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0i64..3).prop_map(Value::from),
+            prop::sample::select(vec!["x", "y", "TCP"]).prop_map(Value::from),
+        ]
+    }
+
+    /// An item of an associative list: some of the lists' key fields and a plain one, with
+    /// few values (so items collide, lack keys, have null ones), or now and then a scalar.
+    fn item() -> impl Strategy<Value = Value> {
+        let field = prop::sample::select(vec![
+            "name",
+            "uid",
+            "containerPort",
+            "protocol",
+            "type",
+            "ip",
+            "value",
+        ]);
+        prop_oneof![
+            8 => prop::collection::vec((field, scalar()), 0..4).prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
+            1 => scalar(),
+        ]
+    }
+
+    /// An object made mostly of granular lists, of both kinds, nested (ports and env lists
+    /// in containers), any of them left out or null.
+    fn listy() -> impl Strategy<Value = Value> {
+        let items = || prop::collection::vec(item(), 0..4);
+        (
+            (items(), items(), items(), items()),
+            (
+                prop::collection::vec(scalar(), 0..4),
+                items(),
+                items(),
+                items(),
+            ),
+            any::<u16>(),
+        )
+            .prop_map(
+                |(
+                    (mut containers, ports, env, volumes),
+                    (finalizers, owners, conds, ips),
+                    drop,
+                )| {
+                    if let Some(Value::Object(c)) = containers.first_mut() {
+                        c.insert("ports".into(), Value::Array(ports));
+                        c.insert("env".into(), Value::Array(env));
+                    }
+                    let mut v = json!({
+                        "metadata": {"finalizers": finalizers, "ownerReferences": owners,
+                            "labels": {"a": "x"}},
+                        "spec": {"containers": containers, "volumes": volumes},
+                        "status": {"conditions": conds, "podIPs": ips},
+                    });
+                    for (bit, path) in [
+                        (0, "/metadata/finalizers"),
+                        (1, "/metadata/ownerReferences"),
+                        (2, "/spec/containers"),
+                        (3, "/spec/volumes"),
+                        (4, "/status/conditions"),
+                        (5, "/status/podIPs"),
+                    ] {
+                        match drop >> (2 * bit) & 3 {
+                            0 => {
+                                let (parent, key) = path.rsplit_once('/').unwrap();
+                                v.pointer_mut(parent)
+                                    .and_then(Value::as_object_mut)
+                                    .map(|m| m.shift_remove(key));
+                            }
+                            1 => *v.pointer_mut(path).unwrap() = Value::Null,
+                            _ => {}
+                        }
+                    }
+                    v
+                },
+            )
+    }
+
+    /// Either kind of random object.
+    fn any_object() -> impl Strategy<Value = Value> {
+        prop_oneof![object(), listy()]
+    }
+
     fn object() -> impl Strategy<Value = Value> {
         (
             prop::collection::vec((key(), value()), 0..4),
@@ -2223,6 +2555,41 @@ pub(crate) mod tests {
         }
     }
 
+    /// `v` with other leaf values: the same strings and numbers everywhere, so list item keys
+    /// change together and may collide; with `in_lists` false, only values outside any list
+    /// (never a list item's key).
+    fn revalued(v: &Value, in_lists: bool) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), revalued(v, in_lists)))
+                    .collect(),
+            ),
+            Value::Array(a) if in_lists => {
+                Value::Array(a.iter().map(|v| revalued(v, in_lists)).collect())
+            }
+            Value::Array(a) => Value::Array(a.clone()),
+            Value::String(s) if s == "x" => json!("y"),
+            Value::String(_) => json!("x"),
+            Value::Number(n) => json!(n.as_i64().map_or(0, |i| (i + 1) % 3)),
+            Value::Bool(b) => json!(!b),
+            Value::Null => Value::Null,
+        }
+    }
+
+    /// `v` with its strings, numbers and booleans made nulls.
+    fn without_values(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), without_values(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(without_values).collect()),
+            _ => Value::Null,
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -2303,6 +2670,104 @@ pub(crate) mod tests {
             }
         }
 
+        /// Objects `same_shape_for_fields` as each other get the same fieldsV1, over random
+        /// objects (keys in any order, lists of every type with missing, repeated and null
+        /// keys, nulls, empty maps and lists, ignored prefixes) against variants with other
+        /// plain values (same shape), other values everywhere (list keys changed too), keys
+        /// in another order, a patch applied, or an unrelated object; compared with each
+        /// kind's skeleton or a random value-free object.
+        #[test]
+        fn same_shape_means_same_fields(
+            obj in any_object(),
+            other in any_object(),
+            patch in any_object(),
+            how in 0..5usize,
+            base in 0..8usize,
+            random_base in object(),
+            w in 0..4usize,
+        ) {
+            let skels = [
+                json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
+                json!({"metadata": {}, "spec": {}, "status": {}}),
+                json!({"metadata": {}, "spec": {"resources": {}}, "status": {}}),
+                json!({"metadata": {}, "spec": {}}),
+                json!({"metadata": {}, "involvedObject": {}, "source": {}}),
+                json!({"metadata": {}, "regarding": {}, "deprecatedSource": {}}),
+                json!({"metadata": {}}),
+            ];
+            let old = skels.get(base).cloned().unwrap_or_else(|| without_values(&random_base));
+            prop_assert!(scalar_free(&old));
+            let other = match how {
+                0 => revalued(&obj, false),
+                1 => revalued(&obj, true),
+                2 => reversed(&obj),
+                3 => {
+                    let mut o = obj.clone();
+                    crate::semantics::patch::merge_patch(&mut o, &patch);
+                    o
+                }
+                _ => other,
+            };
+            let (_, _, _, ignore) = writer(w);
+            let mut fpath = String::new();
+            prop_assert!(same_shape_for_fields(&obj, &obj, &mut fpath));
+            let same = same_shape_for_fields(&obj, &other, &mut fpath);
+            prop_assert_eq!(same, same_shape_for_fields(&other, &obj, &mut fpath));
+            if how == 0 {
+                // Only plain values changed.
+                prop_assert!(same);
+            }
+            if same {
+                let mine = Value::Object(changed_fields(&old, &obj, &ignore));
+                let theirs = Value::Object(changed_fields(&old, &other, &ignore));
+                prop_assert_eq!(serde_json::to_string(&mine).unwrap(), serde_json::to_string(&theirs).unwrap());
+            }
+        }
+
+        /// Creates through the memo write what the general path writes, the memo carrying
+        /// trees from one create to the next (objects from a small pool, with other values
+        /// or key orders, so most creates hit).
+        #[test]
+        fn memoized_creates_equal_general(
+            pool in prop::collection::vec(any_object(), 1..4),
+            picks in prop::collection::vec((0..4usize, 0..3usize, 0..4usize, 0..3usize), 1..16),
+        ) {
+            let skel = json!({"metadata": {}, "spec": {"containers": null}, "status": {}});
+            for (i, how, w, now) in picks {
+                let obj = &pool[i % pool.len()];
+                let mut new = match how {
+                    0 => obj.clone(),
+                    1 => revalued(obj, false),
+                    _ => reversed(obj),
+                };
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.shift_remove("managedFields");
+                }
+                let (manager, av, sub, ignore) = writer(w);
+                let now = ["", "2026-11-25T09:00:01Z", "2026-11-25T09:00:02Z"][now];
+                let mut fast = new.clone();
+                record_update(None, &skel, &mut fast, &manager, av, sub, &ignore, now);
+                let mut slow = new;
+                general(None, &skel, &mut slow, &manager, av, sub, &ignore, now);
+                prop_assert_eq!(serde_json::to_string(&fast).unwrap(), serde_json::to_string(&slow).unwrap());
+            }
+        }
+
+        /// `same_key` is `==`, at every length around its word sizes, for equal strings and
+        /// strings differing in one byte anywhere.
+        #[test]
+        fn same_key_is_eq(a in prop::collection::vec(b'a'..b'd', 0..24), flip in any::<prop::sample::Index>(), change in any::<bool>()) {
+            let a = String::from_utf8(a).unwrap();
+            let mut b = a.clone().into_bytes();
+            if change && !b.is_empty() {
+                let i = flip.index(b.len());
+                b[i] = if b[i] == b'a' { b'b' } else { b'a' };
+            }
+            let b = String::from_utf8(b).unwrap();
+            prop_assert_eq!(same_key(&a, &b), a == b);
+            prop_assert_eq!(same_key(&a, &b[..b.len().saturating_sub(usize::from(change))]), a == b[..b.len().saturating_sub(usize::from(change))]);
+        }
+
         /// `json_eq` is `Value`'s equality.
         #[test]
         fn json_eq_is_value_eq(a in value(), b in value(), how in 0..3usize) {
@@ -2314,6 +2779,42 @@ pub(crate) mod tests {
             prop_assert_eq!(json_eq(&a, &b), a == b);
             prop_assert_eq!(json_eq(&b, &a), a == b);
         }
+    }
+
+    /// The http bench's creates through `prepare_create`, pods and PVs interleaved, with
+    /// their names, label values and env values differing, from two clients, over seconds
+    /// that change: each as the general path writes it, and all but the first pod and PV
+    /// from the memo.
+    #[test]
+    fn bench_creates_from_the_memo() {
+        use crate::semantics::perf::{opts, pod_body, pv_body};
+        MEMO.with(|m| m.borrow_mut().recent.clear());
+        for i in 0..40 {
+            let now = ["2026-11-25T09:00:01Z", "2026-11-25T09:00:02Z"][i / 10 % 2];
+            let o = opts(["bench", "kubectl"][i / 20], now);
+            for (resource, body) in [("pods", pod_body(i)), ("persistentvolumes", pv_body(i))] {
+                let mut fast = body.clone();
+                crate::semantics::prepare_create("", resource, &mut fast, &o).unwrap();
+                let mut slow = body;
+                with_reference(|| crate::semantics::prepare_create("", resource, &mut slow, &o))
+                    .unwrap();
+                assert_eq!(
+                    serde_json::to_string(&fast).unwrap(),
+                    serde_json::to_string(&slow).unwrap(),
+                    "{resource} {i}"
+                );
+            }
+        }
+        // Every create after the first of each kind was a hit (a miss adds an entry).
+        assert_eq!(MEMO.with(|m| m.borrow().recent.len()), 2);
+    }
+
+    #[test]
+    fn big_objects_are_not_kept() {
+        let mut big = crate::semantics::perf::pod_body(1);
+        assert!(small(&big, &mut { MEMO_OBJECT_BUDGET }));
+        big["metadata"]["annotations"]["big"] = json!("x".repeat(300 << 10));
+        assert!(!small(&big, &mut { MEMO_OBJECT_BUDGET }));
     }
 
     #[test]
