@@ -11,6 +11,11 @@
 //! - watch fan-out: W watchers on pods, E creates; time until every watcher saw every event.
 //! - start-up: `bonsai up` (API server alone) to ready, when the bonsai binary is built.
 //!
+//! The server runs on a tokio runtime of its own (2 workers on this machine, as `bonsai up`
+//! builds it) and the bench's clients on another, as kubectl or a controller would run in a
+//! process of their own; etcd is a process of its own too. `BONSAI_BENCH_SHARED_RUNTIME=1`
+//! runs server and clients on one runtime instead (the layout of earlier runs).
+//!
 //! etcd comes from Debian's etcd-server package (`/usr/bin/etcd`); without it the etcd columns
 //! say "skipped" and why.
 
@@ -678,7 +683,20 @@ fn main() {
         };
         println!("store backend: {backend:?}");
         let store = Store::open(cfg).unwrap();
-        let handle = serve(ServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN, store)).await.unwrap();
+        let server_config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN, store);
+        let shared = std::env::var_os("BONSAI_BENCH_SHARED_RUNTIME").is_some();
+        let server_runtime = (!shared).then(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("bonsai-server")
+                .build()
+                .unwrap()
+        });
+        println!("runtime: {}", if shared { "server and clients share one" } else { "the server's own, apart from the clients'" });
+        let handle = match &server_runtime {
+            Some(rt) => rt.spawn(serve(server_config)).await.unwrap().unwrap(),
+            None => serve(server_config).await.unwrap(),
+        };
         let addr = handle.local_addr();
         let mut c = Conn::open(addr).await;
         let (code, _) = c.request("GET", "/readyz", "text/plain", Bytes::new()).await;
@@ -793,5 +811,8 @@ fn main() {
         }
         drop(etcd);
         handle.shutdown().await;
+        if let Some(rt) = server_runtime {
+            rt.shutdown_background();
+        }
     });
 }
