@@ -246,46 +246,26 @@ impl Backend for SledBackend {
                 }
             }
         }
-        let appends_only = batch.delete_events.is_empty() && batch.meta.is_empty();
-        let mut records = Vec::new();
         let mut record: Vec<(Revision, Vec<u8>)> = Vec::new();
         let mut size = 0;
         for (rev, bytes) in batch.put_events {
             if !record.is_empty() && size + bytes.len() > RECORD_BYTES {
                 let first = record[0].0;
-                records.push((ekey(first), pack(std::mem::take(&mut record))));
+                b.insert(&ekey(first)[..], pack(std::mem::take(&mut record)));
                 size = 0;
             }
             size += bytes.len();
             record.push((rev, bytes));
         }
         if !record.is_empty() {
-            records.push((ekey(record[0].0), pack(record)));
+            b.insert(&ekey(record[0].0)[..], pack(record));
         }
-        if appends_only {
-            // A group that only appends: its records are inserted one by one. sled's
-            // `apply_batch` makes a batch all-or-nothing on recovery with a manifest written
-            // in an I/O buffer of its own — one more synchronous disk write per group commit,
-            // on the page the group's data then goes to. Appends need no such thing: sled
-            // recovers its log up to its first gap, so a crash keeps a prefix of the records
-            // this one thread inserted in revision order, and none of them was acknowledged
-            // before the flush and fsync below — a prefix of an unacknowledged group is writes
-            // that were never acknowledged, which a crash before the fsync may keep anyway.
-            // Retention (deletes and rewrites) and marks still go through one atomic batch.
-            for (k, v) in records {
-                self.db.insert(k, v).map_err(io)?;
-            }
-        } else {
-            for (k, v) in records {
-                b.insert(&k[..], v);
-            }
-            for (name, v) in batch.meta {
-                let mut key = vec![b'm'];
-                key.extend_from_slice(name.as_bytes());
-                b.insert(key, &v.to_be_bytes()[..]);
-            }
-            self.db.apply_batch(b).map_err(io)?;
+        for (name, v) in batch.meta {
+            let mut key = vec![b'm'];
+            key.extend_from_slice(name.as_bytes());
+            b.insert(key, &v.to_be_bytes()[..]);
         }
+        self.db.apply_batch(b).map_err(io)?;
         if sync {
             self.sync()?;
         }
