@@ -153,11 +153,11 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// CPU time (user + system) so far of this process's threads whose name starts with `prefix`
-/// (`/proc/self/task/*/comm`, truncated to 15 bytes: `bonsai-store-wr` is the store's writer,
-/// `bonsai-store-fl` its flusher). Threads that exited are not counted.
-fn threads_cpu(prefix: &str) -> Duration {
-    let mut ticks = 0;
+/// CPU clock ticks (user + system, 10 ms each) so far of each of this process's threads whose
+/// name starts with `prefix`, by thread id (`/proc/self/task/*/comm`, truncated to 15 bytes:
+/// `bonsai-store-wr` is the store's writer, `bonsai-store-fl` its flusher).
+fn threads_ticks(prefix: &str) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -173,8 +173,20 @@ fn threads_cpu(prefix: &str) -> Duration {
             .split_whitespace()
             .map(|x| x.parse().unwrap_or(0))
             .collect();
-        ticks += f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        out.insert(task.file_name().to_string_lossy().into_owned(), ticks);
     }
+    out
+}
+
+/// The CPU time `prefix`'s threads used since `before` was taken: threads alive now, less what
+/// each had then. (The previous point's store threads may still be exiting when `before` is
+/// taken; a total over whichever threads are alive would then shrink, and underflow.)
+fn threads_cpu_since(prefix: &str, before: &std::collections::HashMap<String, u64>) -> Duration {
+    let ticks: u64 = threads_ticks(prefix)
+        .iter()
+        .map(|(tid, t)| t.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
     Duration::from_millis(ticks * 10)
 }
 
@@ -267,8 +279,8 @@ fn throughput(
         ready.wait().await;
         let start = Instant::now();
         let cpu0 = process_cpu();
-        let writer0 = threads_cpu(WRITER_THREAD);
-        let flusher0 = threads_cpu(FLUSHER_THREAD);
+        let writer0 = threads_ticks(WRITER_THREAD);
+        let flusher0 = threads_ticks(FLUSHER_THREAD);
         go.send_replace(Some(start + Duration::from_secs_f64(secs)));
         let mut leftovers = Vec::new();
         for t in tasks {
@@ -276,8 +288,8 @@ fn throughput(
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu = process_cpu() - cpu0;
-        let writer = threads_cpu(WRITER_THREAD) - writer0;
-        let flusher = threads_cpu(FLUSHER_THREAD) - flusher0;
+        let writer = threads_cpu_since(WRITER_THREAD, &writer0);
+        let flusher = threads_cpu_since(FLUSHER_THREAD, &flusher0);
         drop(leftovers);
         (elapsed, cpu, writer, flusher)
     });
