@@ -2686,15 +2686,7 @@ pub(crate) mod tests {
             random_base in object(),
             w in 0..4usize,
         ) {
-            let skels = [
-                json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
-                json!({"metadata": {}, "spec": {}, "status": {}}),
-                json!({"metadata": {}, "spec": {"resources": {}}, "status": {}}),
-                json!({"metadata": {}, "spec": {}}),
-                json!({"metadata": {}, "involvedObject": {}, "source": {}}),
-                json!({"metadata": {}, "regarding": {}, "deprecatedSource": {}}),
-                json!({"metadata": {}}),
-            ];
+            let skels = crate::semantics::skeletons();
             let old = skels.get(base).cloned().unwrap_or_else(|| without_values(&random_base));
             prop_assert!(scalar_free(&old));
             let other = match how {

@@ -522,8 +522,8 @@ fn skeleton(info: &ResourceInfo) -> Value {
     skeleton_ref(info).clone()
 }
 
-/// [`skeleton`], built once (every create compares against it).
-fn skeleton_ref(info: &ResourceInfo) -> &'static Value {
+/// Every kind's skeleton: what a create is compared with, built once.
+pub(crate) fn skeletons() -> &'static [Value; 7] {
     static SKELETONS: std::sync::LazyLock<[Value; 7]> = std::sync::LazyLock::new(|| {
         [
             // PodSpec.containers has no omitempty: Go writes `"containers": null`.
@@ -536,6 +536,11 @@ fn skeleton_ref(info: &ResourceInfo) -> &'static Value {
             json!({"metadata": {}}),
         ]
     });
+    &SKELETONS
+}
+
+/// [`skeleton`], built once (every create compares against it).
+fn skeleton_ref(info: &ResourceInfo) -> &'static Value {
     let i = match info.kind {
         "Pod" => 0,
         "PersistentVolume" | "Node" | "Namespace" => 1,
@@ -545,7 +550,7 @@ fn skeleton_ref(info: &ResourceInfo) -> &'static Value {
         "Event" => 5,
         _ => 6,
     };
-    &SKELETONS[i]
+    &skeletons()[i]
 }
 
 /// Fields a write on (`info`, `subresource`) does not own (the strategies' reset fields).
