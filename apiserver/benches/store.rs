@@ -143,14 +143,18 @@ fn config(kind: BackendKind, dir: &Path) -> StoreConfig {
 /// 10 ms; threads that exited still count).
 fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    Duration::from_millis(stat_ticks(&stat) * 10)
+}
+
+/// utime + stime, in clock ticks, of a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> u64 {
     // Fields after the command name (which may contain spaces) start at state, field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<u64> = rest
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0))
         .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 /// CPU clock ticks (user + system, 10 ms each) so far of each of this process's threads whose
@@ -168,13 +172,10 @@ fn threads_ticks(prefix: &str) -> std::collections::HashMap<String, u64> {
             continue;
         }
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-        out.insert(task.file_name().to_string_lossy().into_owned(), ticks);
+        out.insert(
+            task.file_name().to_string_lossy().into_owned(),
+            stat_ticks(&stat),
+        );
     }
     out
 }
