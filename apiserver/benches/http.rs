@@ -728,9 +728,16 @@ fn main() {
         println!("  {:>7}  {:<66}  {:<66}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
         let mut base = 0;
         for &clients in client_counts.iter().filter(|_| part("creates")) {
-            // 100 creates per client (64 clients: 6,400, over ~0.4 s), so a p99 rests on ~64
+            // 100 creates per client (64 clients: 6,400, over ~0.3 s), so a p99 rests on ~64
             // samples rather than a handful; the total keeps the list part at ~10k PVs.
-            let ops = if quick { (clients * 20).clamp(300, 3000) } else { (clients * 100).clamp(1000, 12800) };
+            // BONSAI_BENCH_PER_CLIENT=N: N creates per client instead (a longer run, so that
+            // one disk hiccup does not decide the p99 by itself).
+            let per_client: Option<usize> = std::env::var("BONSAI_BENCH_PER_CLIENT").ok().and_then(|v| v.parse().ok());
+            let ops = match per_client {
+                Some(n) => clients * n,
+                None if quick => (clients * 20).clamp(300, 3000),
+                None => (clients * 100).clamp(1000, 12800),
+            };
             let b = creates(Target::Bonsai(addr), clients, ops, base).await;
             let e = match &etcd {
                 Some(e) => Some(creates(Target::Etcd(e.addr), clients, ops, base).await),
