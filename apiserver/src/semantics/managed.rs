@@ -1788,7 +1788,7 @@ fn same_shape_in(a: &Value, b: &Value, up: Option<&Up>, exact: &[&str], buf: &mu
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
                 && x.iter().zip(y).all(|((xk, xv), (yk, yv))| {
-                    same_key(xk, yk)
+                    xk == yk
                         && match (xv, yv) {
                             // Leaves first, without a call (most nodes are).
                             (Value::String(p), Value::String(q)) => {
@@ -1829,25 +1829,6 @@ fn same_shape_in(a: &Value, b: &Value, up: Option<&Up>, exact: &[&str], buf: &mu
             }
         }
         _ => same_leaf(a, b),
-    }
-}
-
-/// `a == b` for the short strings object keys mostly are, without calling `memcmp`: two
-/// overlapping words cover 8 to 16 bytes, two overlapping half-words 4 to 8 (every key of
-/// every create is compared, so the call is a good part of the check).
-#[inline]
-fn same_key(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let half = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().expect("4 bytes"));
-    match n {
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        _ => a == b,
     }
 }
 
@@ -2743,21 +2724,6 @@ pub(crate) mod tests {
                 general(None, &skel, &mut slow, &manager, av, sub, &ignore, now);
                 prop_assert_eq!(serde_json::to_string(&fast).unwrap(), serde_json::to_string(&slow).unwrap());
             }
-        }
-
-        /// `same_key` is `==`, at every length around its word sizes, for equal strings and
-        /// strings differing in one byte anywhere.
-        #[test]
-        fn same_key_is_eq(a in prop::collection::vec(b'a'..b'd', 0..24), flip in any::<prop::sample::Index>(), change in any::<bool>()) {
-            let a = String::from_utf8(a).unwrap();
-            let mut b = a.clone().into_bytes();
-            if change && !b.is_empty() {
-                let i = flip.index(b.len());
-                b[i] = if b[i] == b'a' { b'b' } else { b'a' };
-            }
-            let b = String::from_utf8(b).unwrap();
-            prop_assert_eq!(same_key(&a, &b), a == b);
-            prop_assert_eq!(same_key(&a, &b[..b.len().saturating_sub(usize::from(change))]), a == b[..b.len().saturating_sub(usize::from(change))]);
         }
 
         /// `json_eq` is `Value`'s equality.
