@@ -250,6 +250,7 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         let bodies = bodies.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut starts = Vec::new();
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k >= ops {
@@ -263,16 +264,25 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
                     Target::Etcd(_) => code == 200,
                 };
                 lat.push(t.elapsed());
+                starts.push(t);
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            lat
+            (lat, starts)
         }));
     }
     let mut lat = Vec::new();
+    let mut dump = String::new();
     for t in tasks {
-        lat.extend(t.await.unwrap());
+        let (l, s) = t.await.unwrap();
+        for (l, s) in l.iter().zip(&s) {
+            dump.push_str(&format!("{} {}\n", (*s - start).as_micros(), l.as_micros()));
+        }
+        lat.extend(l);
+    }
+    if let Ok(p) = std::env::var("BONSAI_BENCH_DUMP") {
+        std::fs::write(format!("{p}.{clients}"), dump).unwrap();
     }
     let wall = start.elapsed();
     // etcd's own CPU is in another process: its column shows none rather than the client's.

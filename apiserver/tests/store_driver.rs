@@ -656,10 +656,10 @@ async fn redb_format_1_is_migrated_at_open() {
     format_1_is_migrated_at_open(BackendKind::Redb).await;
 }
 
-/// Many concurrent durable writers: group commits pipelined (the flusher writes one group while
-/// the writer prepares the next, and finishes what was flushed while it waits). Every write is
+/// Many concurrent durable writers: they prepare and queue while the committer writes and
+/// flushes the group before theirs, and groups gather many writes each. Every write is
 /// readable once acknowledged, a watch sees every revision once, in order, and the store
-/// reopens with all of it.
+/// reopens with all of it. A lone writer's writes are groups of one (nothing to wait for).
 async fn concurrent_writers_commit_in_order(kind: BackendKind) {
     const WRITERS: usize = 128;
     const EACH: usize = 8;
@@ -691,7 +691,13 @@ async fn concurrent_writers_commit_in_order(kind: BackendKind) {
     }
     let n = (WRITERS * EACH) as u64;
     assert_eq!(store.revision(), n);
-    assert_eq!(store.stats().writes, n);
+    let stats = store.stats();
+    assert_eq!(stats.writes, n);
+    // 128 writers keep the queue full: far fewer groups (and flushes) than writes.
+    assert!(
+        stats.groups * 4 <= n && stats.flushes == stats.groups,
+        "{stats:?}"
+    );
     for r in 1..=n {
         let e = next_event(&mut w).await;
         assert_eq!((e.revision, e.event_type), (r, EventType::Added));
@@ -712,6 +718,14 @@ async fn concurrent_writers_commit_in_order(kind: BackendKind) {
             .len(),
         WRITERS * EACH
     );
+    for i in 0..16 {
+        store
+            .create(&pod("default", &format!("lone-{i}")), json!({}), "t")
+            .await
+            .unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.writes, stats.groups), (16, 16), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

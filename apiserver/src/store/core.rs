@@ -330,7 +330,7 @@ fn identity(json: &str) -> IdentityMeta {
 const STORE_FIELDS: [&str; 3] = ["uid", "creationTimestamp", "resourceVersion"];
 
 /// A create's or update's object serialized ahead of [`StoreCore::prepare_serialized`], by the
-/// caller's thread instead of the single writer's: its JSON with holes where the values of
+/// caller's thread outside the core's lock: its JSON with holes where the values of
 /// `metadata.uid`, `creationTimestamp` and `resourceVersion` go (the fields themselves are in
 /// place already, so they end up exactly where `prepare` puts them).
 #[derive(Clone, Debug)]
@@ -393,7 +393,7 @@ impl Preserialized {
     /// The final JSON with `values` in the holes.
     fn splice(&self, values: [&Value; 3]) -> Option<String> {
         // Built as a `String` from `str` pieces (each hole follows a `:`, a char boundary), so
-        // the ~1 KiB result is not validated as UTF-8 again on the writer's thread.
+        // the ~1 KiB result is not validated as UTF-8 again under the core's lock.
         let mut out = String::with_capacity(self.json.len() + 96);
         let mut at = 0;
         for &(offset, field) in &self.holes {
@@ -552,20 +552,20 @@ pub struct Entry {
 
 /// The store's state: committed objects, revision, watch window, and the batch being prepared.
 ///
-/// The current objects live in a hash map (point lookups: every write's precondition check and
-/// commit, `get`) plus an ordered set of their keys (lists, snapshots). Comparing two keys is four
-/// string comparisons, and a B-tree search over 100k keys makes ~40 of them: with the keys in a
-/// hash map, an update touches no B-tree at all and a create or delete one. The hash map is never
-/// iterated, so its (random) order never shows: everything ordered goes through `order`.
-///
-/// A create's key enters `order` when the create is prepared, not when it commits: the B-tree
-/// insert (~4% of the CPU at 256 durable writers) then happens on the writer thread while the
-/// previous group is being flushed, instead of on the commit path every waiting writer's answer
-/// is behind. So `order` may hold keys of prepared creates that `objects` does not have yet;
+/// The current objects live in a map (point lookups: every write's precondition check and
+/// commit, `get`) plus an ordered set of their keys (lists, snapshots), which may run ahead of it:
+/// a create's key enters `order` when the create is prepared, not when it commits: the B-tree
+/// insert (~4% of the CPU at 256 durable writers) then happens on the writer's own thread while
+/// the previous group is being flushed, instead of on the commit path every waiting writer's
+/// answer is behind. So `order` may hold keys of prepared creates that `objects` does not have yet;
 /// readers skip them, and an aborted group takes its keys back out.
 #[derive(Debug)]
 pub struct StoreCore {
-    objects: HashMap<Arc<Key>, Entry>,
+    /// A B-tree, not a hash map: a hash map doubles and rehashes every key at once as the store
+    /// grows, a stall of ~5 ms at 32k objects that every waiting writer's answer was behind
+    /// (the p99 of creates at 64 writers); a B-tree grows a node at a time, and its lookups
+    /// cost about what hashing the four strings of a key did.
+    objects: BTreeMap<Arc<Key>, Entry>,
     /// The keys of `objects` and of prepared creates, in list order.
     order: BTreeSet<Arc<Key>>,
     revision: Revision,
@@ -617,7 +617,7 @@ impl StoreCore {
             .map(|(k, json, revision)| (Arc::new(k), Entry { json, revision }))
             .collect();
         let order = objects.iter().map(|(k, _)| k.clone()).collect();
-        let objects: HashMap<Arc<Key>, Entry> = objects.into_iter().collect();
+        let objects: BTreeMap<Arc<Key>, Entry> = objects.into_iter().collect();
         // Share keys and bodies between the objects and the window.
         let mut tail = tail;
         for c in &mut tail {
@@ -824,7 +824,7 @@ impl StoreCore {
     /// (`pre`): the store's metadata values are spliced into the ready JSON instead of
     /// serializing the whole object here. Same result, byte for byte. `pre` must come from
     /// `preserialize` of this write's key and object, which checked both already (they are not
-    /// checked again here, on the one writer's thread).
+    /// checked again here, under the core's lock).
     pub fn prepare_serialized(
         &mut self,
         write: Write,
@@ -985,8 +985,20 @@ impl StoreCore {
         let batch: Vec<Committed> = self.pending.drain(..n).collect();
         if self.pending.is_empty() {
             self.pending_objects.clear();
-        } else if !batch.is_empty() {
-            self.rebuild_pending_objects();
+        } else {
+            // The overlay holds each key's last prepared write: a key leaves it with the commit
+            // of that write, and stays for a later one still prepared. (Writers prepare while a
+            // group commits, so there nearly always is a later one: rebuilding the overlay from
+            // every prepared write cost a pass over all of them per group.)
+            for c in &batch {
+                if self
+                    .pending_objects
+                    .get(&c.key)
+                    .is_some_and(|(r, _)| *r == c.revision)
+                {
+                    self.pending_objects.remove(&c.key);
+                }
+            }
         }
         for c in &batch {
             assert_eq!(c.revision, self.revision + 1, "revisions are gapless");
@@ -1036,20 +1048,6 @@ impl StoreCore {
         }
         self.pending.clear();
         self.pending_objects.clear();
-    }
-
-    /// The overlay of the writes still prepared (rebuilt from them in revision order, so the
-    /// hash map is never iterated).
-    fn rebuild_pending_objects(&mut self) {
-        self.pending_objects.clear();
-        for c in &self.pending {
-            let state = (c.event_type != EventType::Deleted).then(|| Entry {
-                json: c.json.clone(),
-                revision: c.revision,
-            });
-            self.pending_objects
-                .insert(c.key.clone(), (c.revision, state));
-        }
     }
 
     /// Prepare and commit one write at once (no backend in between).

@@ -20,10 +20,12 @@
 //!                 JSON body, CRC-32).
 //! - `backend`   — the small [`Backend`] trait and its implementations: memory (always), sled
 //!                 and redb (feature `server`).
-//! - `driver`    — (feature `server`) [`Store`]: the handle. A writer thread appends groups of
-//!                 writes, one flush per group (group commit; redb: a flusher thread flushes as
-//!                 the next group is appended; relaxed mode: a sync thread, once a second), then
-//!                 events fan out as shared entries into bounded per-watcher queues.
+//! - `driver`    — (feature `server`) [`Store`]: the handle. Writers prepare their writes
+//!                 against the core on their own threads and queue them; a committer thread
+//!                 writes what is queued as one group, one flush per group (group commit,
+//!                 gathered to a useful size under load; relaxed mode: a sync thread, once a
+//!                 second), then events fan out as shared entries into bounded per-watcher
+//!                 queues.
 //!
 //! Architecture Invariant: the current objects are a pure function of the log: on disk there is
 //! nothing but the log (and two numbers), and `Store::open` derives the objects from it after

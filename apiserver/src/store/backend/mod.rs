@@ -90,12 +90,6 @@ pub trait Backend: Send + Sync {
     fn needs_sync(&self) -> bool {
         true
     }
-    /// Whether durable group commits should be written and flushed on a thread of their own (the
-    /// driver's flusher), while the writer thread prepares the next group. `false` where that
-    /// costs more than it gains.
-    fn overlap_flush(&self) -> bool {
-        true
-    }
 }
 
 /// What `Log::load` found: the state to restore the core from.
@@ -329,8 +323,9 @@ impl Log {
         self.write(Self::encode(batch), sync)
     }
 
-    /// The backend batch that appends `batch` (see [`Log::append`]): its events encoded. Pure CPU work, done by the thread that writes the batch (the
-    /// flusher in durable mode), so that its buffers are freed where they were allocated.
+    /// The backend batch that appends `batch` (see [`Log::append`]): its events encoded. Pure
+    /// CPU work, done by the thread that writes the batch (the driver's committer), so that its
+    /// buffers are freed where they were allocated.
     pub fn encode(batch: &[Committed]) -> Batch {
         let mut b = Batch {
             put_events: Vec::with_capacity(batch.len()),
@@ -359,11 +354,6 @@ impl Log {
     /// See [`Backend::needs_sync`].
     pub fn needs_sync(&self) -> bool {
         self.backend.needs_sync()
-    }
-
-    /// See [`Backend::overlap_flush`].
-    pub fn overlap_flush(&self) -> bool {
-        self.backend.overlap_flush()
     }
 
     pub fn sync(&self) -> BackendResult<()> {

@@ -6,7 +6,7 @@
 //! bare envelope, as format 1 stored every event; see [`pack`]). Each tree insert costs sled
 //! about the same whatever its size (it logs a fragment and, every few inserts, the whole leaf),
 //! so fewer, larger values cost less CPU per event (`benches/store.rs`, 256 writers: the
-//! flusher's CPU per create 9–10 µs with one value per event, ~5.5 µs with 3 KiB records, ~5
+//! committer's CPU per create 9–10 µs with one value per event, ~5.5 µs with 3 KiB records, ~5
 //! with 6 KiB). Records stay small for two reasons: memory (sled held ~100 B more per object with
 //! 6 KiB records than with 3 KiB ones, which held no more than one value per event), and a leaf
 //! holds up to 17 values while sled writes a leaf of more than 128 KiB (a quarter of its 512 KiB
@@ -137,9 +137,12 @@ impl SledBackend {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes as u64)
-            // Durability comes from our own flush per group commit; sled's background flush
-            // only shortens the relaxed mode's loss window.
-            .flush_every_ms(Some(500))
+            // Durability comes from our own flush per group commit (relaxed mode: the store's
+            // sync thread, once a second). sled's own background flush (every 500 ms by
+            // default) ran concurrently with the committer's and stalled it: a 2–3 ms flush a
+            // few times a second, which every writer of the group waited for (64 writers over
+            // HTTP: 3–4 such commits per 32k creates with it, ~1 without).
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Corruption { .. } => io(e),
@@ -318,15 +321,6 @@ impl Backend for SledBackend {
         b.insert(&b"mformat"[..], &2u64.to_be_bytes()[..]);
         self.db.apply_batch(b).map_err(io)?;
         self.sync()
-    }
-
-    /// The driver's flusher thread applies, flushes and finishes each group while its writer
-    /// prepares the next one. (Measured before, `benches/store.rs`: with only sled's `flush`
-    /// overlapped — running while the writer applied the next batch — sled held ~180 B more
-    /// per object and creates/s did not rise, the writer's CPU per write being the limit. One
-    /// thread applying and flushing in turn holds what the inline writer held.)
-    fn overlap_flush(&self) -> bool {
-        true
     }
 
     fn get_meta(&self, name: &str) -> BackendResult<Option<u64>> {
