@@ -8,9 +8,9 @@
 //!    without a flush, synced once a second): `syncs` counts the periodic syncs, and the writes
 //!    are per group (backend transaction). `cpu µs/create` is the whole process's CPU time
 //!    (writers, store threads, backend threads) per create: less noisy than creates/s on a
-//!    shared machine; `writer µs` and `flusher µs` are the CPU time per create of the store's
-//!    writer and flusher threads alone (every durable write goes through both, one group at a
-//!    time each: the larger of the two bounds creates/s; a lone write the writer keeps). Each
+//!    shared machine; `committer µs` is the CPU time per create of the store's committer thread
+//!    alone (every write goes through it, one group at a time: it bounds creates/s; writers
+//!    prepare their writes on their own threads). Each
 //!    create's object is built before the clock (the API layer's JSON parse belongs to the http
 //!    bench), up to 80k objects per second of a point.
 //! 3. Watch delivery latency p50/p99 with 1,000 watchers, one write at a time, on the memory
@@ -201,15 +201,13 @@ struct Point {
     per_flush: f64,
     flushes: u64,
     groups: u64,
-    /// CPU µs per create: the whole process, the store's writer thread, its flusher thread.
+    /// CPU µs per create: the whole process, the store's committer thread.
     cpu: f64,
-    writer_cpu: f64,
-    flusher_cpu: f64,
+    committer_cpu: f64,
 }
 
 /// The store's threads as `/proc` names them (15 bytes).
-const WRITER_THREAD: &str = "bonsai-store-wr";
-const FLUSHER_THREAD: &str = "bonsai-store-fl";
+const COMMITTER_THREAD: &str = "bonsai-store-co";
 
 /// One throughput point: creates/s, writes per flush, flushes, groups, CPU µs per create.
 fn throughput(
@@ -280,8 +278,7 @@ fn throughput(
         ready.wait().await;
         let start = Instant::now();
         let cpu0 = process_cpu();
-        let writer0 = threads_ticks(WRITER_THREAD);
-        let flusher0 = threads_ticks(FLUSHER_THREAD);
+        let committer0 = threads_ticks(COMMITTER_THREAD);
         go.send_replace(Some(start + Duration::from_secs_f64(secs)));
         let mut leftovers = Vec::new();
         for t in tasks {
@@ -289,8 +286,7 @@ fn throughput(
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu = process_cpu() - cpu0;
-        let writer = threads_cpu_since(WRITER_THREAD, &writer0);
-        let flusher = threads_cpu_since(FLUSHER_THREAD, &flusher0);
+        let committer = threads_cpu_since(COMMITTER_THREAD, &committer0);
         drop(leftovers);
         (elapsed, cpu, writer, flusher)
     });
@@ -305,8 +301,7 @@ fn throughput(
         flushes: stats.flushes,
         groups: stats.groups,
         cpu: per_create(cpu),
-        writer_cpu: per_create(writer),
-        flusher_cpu: per_create(flusher),
+        committer_cpu: per_create(committer),
     }
 }
 
@@ -533,7 +528,7 @@ fn main() {
             println!();
             println!("{name} creates/s (~1 KiB pods, {secs}s per point):");
             println!(
-                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14} {:>10} {:>11}",
+                "{:<8} {:>8} {:>12} {:>10} {:>16} {:>14} {:>8} {:>14} {:>13}",
                 "backend",
                 "writers",
                 "creates/s",
@@ -542,8 +537,7 @@ fn main() {
                 "vs 1 writer",
                 "groups",
                 "cpu µs/create",
-                "writer µs",
-                "flusher µs"
+                "committer µs"
             );
             for &kind in &backends {
                 // Relaxed is durable on the memory backend: nothing new to show.
@@ -558,8 +552,7 @@ fn main() {
                         flushes,
                         groups,
                         cpu,
-                        writer_cpu,
-                        flusher_cpu,
+                        committer_cpu,
                     } = throughput(&rt, kind, durability, writers, secs);
                     let per_flush = match durability {
                         Durability::Durable => per_flush,
@@ -571,7 +564,7 @@ fn main() {
                         base = rate;
                     }
                     println!(
-                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1} {:>10.1} {:>11.1}",
+                        "{:<8} {:>8} {:>12.0} {:>10} {:>16.1} {:>13.1}x {:>8} {:>14.1} {:>13.1}",
                         kind.as_str(),
                         writers,
                         rate,
@@ -580,8 +573,7 @@ fn main() {
                         rate / base,
                         groups,
                         cpu,
-                        writer_cpu,
-                        flusher_cpu
+                        committer_cpu
                     );
                     let _ = std::io::stdout().flush();
                 }
