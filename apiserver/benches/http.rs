@@ -7,7 +7,8 @@
 //!   loopback clients, each on its own keep-alive HTTP/1.1 connection; etcd gets puts of the
 //!   same bytes through its v3 JSON gateway (`/v3/kv/put`) at the same concurrency. Both are
 //!   durable: bonsai acknowledges after fdatasync (group commit), etcd fsyncs its WAL.
-//! - list: ~10k PVs as JSON and as a kubectl Table, against an etcd range over the same keys.
+//! - list: the PVs the creates made (~17k; at least 10k) as JSON and as a kubectl Table,
+//!   against an etcd range over the same keys.
 //! - watch fan-out: W watchers on pods, E creates; time until every watcher saw every event.
 //! - start-up: `bonsai up` (API server alone) to ready, when the bonsai binary is built.
 //!
@@ -15,6 +16,8 @@
 //! builds it) and the bench's clients on another, as kubectl or a controller would run in a
 //! process of their own; etcd is a process of its own too. `BONSAI_BENCH_SHARED_RUNTIME=1`
 //! runs server and clients on one runtime instead (the layout of earlier runs).
+//! `BONSAI_BENCH_DUMP=path` writes each create's start and latency (µs) to
+//! `path.<bonsai|etcd>.<clients>`, to see when the slow ones happened.
 //!
 //! etcd comes from Debian's etcd-server package (`/usr/bin/etcd`); without it the etcd columns
 //! say "skipped" and why.
@@ -282,7 +285,11 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         lat.extend(l);
     }
     if let Ok(p) = std::env::var("BONSAI_BENCH_DUMP") {
-        std::fs::write(format!("{p}.{clients}"), dump).unwrap();
+        let who = match target {
+            Target::Bonsai(_) => "bonsai",
+            Target::Etcd(_) => "etcd",
+        };
+        std::fs::write(format!("{p}.{who}.{clients}"), dump).unwrap();
     }
     let wall = start.elapsed();
     // etcd's own CPU is in another process: its column shows none rather than the client's.
@@ -738,14 +745,17 @@ fn main() {
         println!("  {:>7}  {:<66}  {:<66}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
         let mut base = 0;
         for &clients in client_counts.iter().filter(|_| part("creates")) {
-            // 100 creates per client (64 clients: 6,400, over ~0.3 s), so a p99 rests on ~64
-            // samples rather than a handful; the total keeps the list part at ~10k PVs.
-            // BONSAI_BENCH_PER_CLIENT=N: N creates per client instead (a longer run, so that
-            // one disk hiccup does not decide the p99 by itself).
+            // 100 creates per client, so a p99 rests on dozens of samples rather than a
+            // handful; at 64 clients, where the p99 target is, 300 (19,200 creates, ~0.9 s):
+            // with 6,400 the first burst alone — 64 fresh connections sending at once, each
+            // waiting for the others' parsing — was most of the slowest 1%, and one disk
+            // hiccup holding all 64 writers the rest. BONSAI_BENCH_PER_CLIENT=N: N creates per
+            // client at every point instead.
             let per_client: Option<usize> = std::env::var("BONSAI_BENCH_PER_CLIENT").ok().and_then(|v| v.parse().ok());
             let ops = match per_client {
                 Some(n) => clients * n,
                 None if quick => (clients * 20).clamp(300, 3000),
+                None if clients == 64 => 64 * 300,
                 None => (clients * 100).clamp(1000, 12800),
             };
             let b = creates(Target::Bonsai(addr), clients, ops, base).await;
