@@ -288,9 +288,9 @@ fn throughput(
         let cpu = process_cpu() - cpu0;
         let committer = threads_cpu_since(COMMITTER_THREAD, &committer0);
         drop(leftovers);
-        (elapsed, cpu, writer, flusher)
+        (elapsed, cpu, committer)
     });
-    let (elapsed, cpu, writer, flusher) = measured;
+    let (elapsed, cpu, committer) = measured;
     let stats = store.stats();
     let writes = done.load(Ordering::Relaxed);
     let per_flush = stats.writes as f64 / stats.flushes.max(1) as f64;
