@@ -159,7 +159,7 @@ fn stat_ticks(stat: &str) -> u64 {
 
 /// CPU clock ticks (user + system, 10 ms each) so far of each of this process's threads whose
 /// name starts with `prefix`, by thread id (`/proc/self/task/*/comm`, truncated to 15 bytes:
-/// `bonsai-store-wr` is the store's writer, `bonsai-store-fl` its flusher).
+/// `bonsai-store-co` is the store's committer).
 fn threads_ticks(prefix: &str) -> std::collections::HashMap<String, u64> {
     let mut out = std::collections::HashMap::new();
     for task in std::fs::read_dir("/proc/self/task")

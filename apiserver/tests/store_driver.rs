@@ -497,7 +497,7 @@ async fn redb_reopen_keeps_everything() {
 }
 
 /// Opens a store file directly, waiting (with a deadline) for a store closed a moment ago to let
-/// go of its lock: its writer thread releases it as it exits.
+/// go of its lock: its committer thread releases it as it exits.
 fn open_raw<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -835,8 +835,8 @@ fn a_file_that_is_not_a_store_is_reported_not_reset() {
     }
 }
 
-/// A memory backend that says it needs flushes (so the durable driver writes and flushes each
-/// group on its flusher thread, as for sled and redb) and fails every write once told to.
+/// A memory backend that says it needs flushes (so the durable driver gathers, writes and
+/// flushes each group as for sled and redb) and fails every write once told to.
 struct Failing {
     inner: apiserver::store::MemoryBackend,
     fail: std::sync::Arc<std::sync::atomic::AtomicBool>,

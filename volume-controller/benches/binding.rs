@@ -17,7 +17,7 @@
 //! and how many of them the controller sent, the controller's requests in flight (peak and
 //! mean), and CPU seconds by thread group over the binding window. The API server, the
 //! controller and the bench's own client each run on their own tokio runtime (threads named
-//! `api`, `vc`, `bench`; the store's writer thread is `bonsai-store-wr`), so the CPU column
+//! `api`, `vc`, `bench`; the store's committer thread is `bonsai-store-commit`), so the CPU column
 //! says who used the two cores.
 //!
 //! `cargo bench -p volume-controller --bench binding`. Environment:
@@ -170,7 +170,7 @@ impl Bench {
 }
 
 /// CPU seconds used so far by this process's threads, grouped by thread name (`api`, `vc`,
-/// `bench`, the store writer, `other`), from /proc/self/task/*/stat (utime + stime). Threads
+/// `bench`, the store's threads, `other`), from /proc/self/task/*/stat (utime + stime). Threads
 /// that ended are lost, so snapshots are taken while the runtimes are up.
 fn thread_cpu() -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -193,7 +193,7 @@ fn thread_cpu() -> BTreeMap<String, f64> {
         let comm = comm.trim();
         let group = match comm {
             "api" | "vc" | "bench" => comm.to_string(),
-            c if c.starts_with("bonsai-store") => "store-writer".to_string(),
+            c if c.starts_with("bonsai-store") => "store".to_string(),
             c if c.starts_with("sled") => "sled".to_string(),
             _ => "other".to_string(),
         };
