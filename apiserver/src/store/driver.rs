@@ -884,12 +884,7 @@ fn committer_loop(shared: Arc<Shared>) {
             if left.is_zero() {
                 break;
             }
-            inner.waiting = true;
-            inner = shared
-                .work
-                .wait_timeout(inner, left.min(tick))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            inner = wait_for_work(&shared, inner, left.min(tick));
         }
         if relaxed && !inner.queue.is_empty() {
             // Group commit without a flush to wait for: the writers answered with the last
@@ -906,12 +901,7 @@ fn committer_loop(shared: Arc<Shared>) {
                 if left.is_zero() {
                     break;
                 }
-                inner.waiting = true;
-                inner = shared
-                    .work
-                    .wait_timeout(inner, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                inner = wait_for_work(&shared, inner, left);
             }
             last_group = inner.queue.len().min(config.max_batch);
         }
@@ -1014,12 +1004,7 @@ fn gather<'a>(
         if left.is_zero() {
             break;
         }
-        inner.waiting = true;
-        inner = shared
-            .work
-            .wait_timeout(inner, left.min(GATHER_QUIET))
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        inner = wait_for_work(shared, inner, left.min(GATHER_QUIET));
         if inner.queue.len() == seen {
             break;
         }
@@ -1028,6 +1013,20 @@ fn gather<'a>(
     inner.waiting = false;
     inner.wake_at = 1;
     inner
+}
+
+/// The committer waits for a writer to queue work (see `Inner::wake_at`) or `timeout`.
+fn wait_for_work<'a>(
+    shared: &'a Shared,
+    mut inner: MutexGuard<'a, Inner>,
+    timeout: Duration,
+) -> MutexGuard<'a, Inner> {
+    inner.waiting = true;
+    shared
+        .work
+        .wait_timeout(inner, timeout)
+        .unwrap_or_else(|p| p.into_inner())
+        .0
 }
 
 /// Fails every queued write if the committer panics (they would wait forever otherwise).
