@@ -526,7 +526,7 @@ impl Store {
                     "the store refuses writes after a failed write: {why}"
                 )));
             }
-            // Under the lock, so times never go backwards along revisions.
+            // The clock is read under the lock: in revision order.
             let p = inner.core.prepare_serialized(write, pre, &ctx, now_ms())?;
             let written = Written {
                 object: p.result,
@@ -796,11 +796,11 @@ thread_local! {
 /// of them waits for a core behind request handlers, every writer of its group waits too. So
 /// each asks the kernel for a higher priority for its own thread: ten nice levels above the
 /// process's (granted to root, which bonsai runs as for its mounts; refused otherwise, and
-/// then they run as any thread). Relative, not an absolute -10: under `nice -n -19` (as the
-/// benchmarks run) an absolute -10 would put them *below* every request handler. Measured
-/// (`benches/store.rs`, 256 durable writers, 3 rounds alternating with and without): sled
-/// 49.5–52.1k → 53.5–55.6k creates/s, redb 54.5–58.0k → 57.2–59.7k; their CPU is ~10 µs per
-/// create, so request handling loses next to nothing.
+/// then they run as any thread). Relative, not an absolute -10: under `nice -n -19` (as earlier
+/// benchmark rounds ran) an absolute -10 put them *below* every request handler. Measured with
+/// the earlier writer and flusher threads (`benches/store.rs`, 256 durable writers, 3 rounds
+/// alternating with and without): sled 49.5–52.1k → 53.5–55.6k creates/s, redb 54.5–58.0k →
+/// 57.2–59.7k; their CPU is ~10 µs per create, so request handling loses next to nothing.
 fn raise_priority() {
     use nix::libc;
     let tid = nix::unistd::gettid().as_raw() as libc::id_t;
