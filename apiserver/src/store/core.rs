@@ -1165,6 +1165,14 @@ impl StoreCore {
     /// One page of a list: a consistent snapshot at the current revision, or, for a continued
     /// list, at the first page's revision (rebuilt from the watch window).
     pub fn list(&self, q: &ListQuery) -> Result<ListResult> {
+        Ok(self.list_texts(q)?.finish())
+    }
+
+    /// The part of [`Self::list`] that needs the core: which objects, as stored text, at which
+    /// revision. [`ListTexts::finish`] parses and selects them — a list of 17k objects parsed
+    /// under the core's lock held every writer (and the request handler threads they run on)
+    /// for its whole length.
+    pub fn list_texts(&self, q: &ListQuery) -> Result<ListTexts> {
         let filter = Filter::from_list(q);
         filter.validate()?;
         let (rv, start) = match &q.continue_token {
@@ -1196,11 +1204,11 @@ impl StoreCore {
         };
         // The state at `rv`: current objects with the window's later changes undone. The first
         // change after `rv` to a key carries that key's state at `rv` in `prev`.
-        let mut undo: BTreeMap<&Key, Option<&Arc<str>>> = BTreeMap::new();
+        let mut undo: BTreeMap<&Arc<Key>, Option<&Arc<str>>> = BTreeMap::new();
         if rv < self.revision {
             for c in self.window_after(rv) {
                 if filter.covers(&c.key) {
-                    undo.entry(&*c.key).or_insert(c.prev.as_ref());
+                    undo.entry(&c.key).or_insert(c.prev.as_ref());
                 }
             }
         }
@@ -1216,11 +1224,11 @@ impl StoreCore {
             // Keys sort by (group, resource, namespace, name): the resource (or the namespace)
             // is one contiguous run starting at `lower`.
             .take_while(|k| filter.covers(k))
-            .filter_map(|k| Some((&**k, &self.objects.get(k)?.json)));
-        let mut snapshot: Box<dyn Iterator<Item = (&Key, &Arc<str>)>> = if undo.is_empty() {
+            .filter_map(|k| Some((k, &self.objects.get(k)?.json)));
+        let mut snapshot: Box<dyn Iterator<Item = (&Arc<Key>, &Arc<str>)>> = if undo.is_empty() {
             Box::new(current)
         } else {
-            let mut merged: BTreeMap<&Key, &Arc<str>> =
+            let mut merged: BTreeMap<&Arc<Key>, &Arc<str>> =
                 current.filter(|(k, _)| !undo.contains_key(k)).collect();
             for (k, v) in &undo {
                 if let Some(v) = v {
@@ -1232,31 +1240,75 @@ impl StoreCore {
             Box::new(merged.into_iter())
         };
         let limit = q.limit.filter(|l| *l > 0);
-        let selectors = filter.has_selectors();
         let mut items = Vec::new();
-        let mut last_key: Option<&Key> = None;
-        let mut more = false;
         let mut remaining: u64 = 0;
-        for (k, json) in snapshot.by_ref() {
-            if limit.is_some_and(|l| items.len() >= l) {
-                if selectors {
-                    // kube-apiserver reports no count with selectors; one more match suffices.
-                    if filter.selects(&parse(json)) {
-                        more = true;
-                        break;
-                    }
+        if filter.has_selectors() {
+            // Which objects match is known only once they are parsed (in `finish`).
+            items.extend(snapshot.by_ref().map(|(k, json)| (k.clone(), json.clone())));
+        } else {
+            for (k, json) in snapshot.by_ref() {
+                if limit.is_some_and(|l| items.len() >= l) {
+                    remaining += 1;
+                } else {
+                    items.push((k.clone(), json.clone()));
+                }
+            }
+        }
+        drop(snapshot);
+        Ok(ListTexts {
+            filter,
+            limit,
+            rv,
+            items,
+            remaining,
+        })
+    }
+}
+
+/// A list read from the core, not yet parsed (see [`StoreCore::list_texts`]).
+pub struct ListTexts {
+    filter: Filter,
+    limit: Option<usize>,
+    rv: Revision,
+    /// Without selectors: the page; with selectors: every candidate, in list order.
+    items: Vec<(Arc<Key>, Arc<str>)>,
+    /// Without selectors: how many objects follow the page.
+    remaining: u64,
+}
+
+impl ListTexts {
+    /// Parses the objects and applies the selectors and the limit: the page, its continue
+    /// token, and (without selectors) how many objects follow it.
+    pub fn finish(self) -> ListResult {
+        let ListTexts {
+            filter,
+            limit,
+            rv,
+            items: texts,
+            remaining,
+        } = self;
+        let mut items = Vec::new();
+        let mut last_key: Option<Arc<Key>> = None;
+        let mut more = remaining > 0;
+        if filter.has_selectors() {
+            for (k, json) in texts {
+                let object = parse(&json);
+                if !filter.selects(&object) {
                     continue;
                 }
-                more = true;
-                remaining += 1;
-                continue;
+                if limit.is_some_and(|l| items.len() >= l) {
+                    // kube-apiserver reports no count with selectors; one more match suffices.
+                    more = true;
+                    break;
+                }
+                items.push(object);
+                last_key = Some(k);
             }
-            let object = parse(json);
-            if selectors && !filter.selects(&object) {
-                continue;
+        } else {
+            for (k, json) in texts {
+                items.push(parse(&json));
+                last_key = Some(k);
             }
-            items.push(object);
-            last_key = Some(k);
         }
         let continue_token = if more {
             let k = last_key.expect("a full page has a last key");
@@ -1273,12 +1325,12 @@ impl StoreCore {
         } else {
             None
         };
-        Ok(ListResult {
+        ListResult {
             items,
             resource_version: rv,
-            remaining_item_count: (more && !selectors).then_some(remaining),
+            remaining_item_count: (more && !filter.has_selectors()).then_some(remaining),
             continue_token,
-        })
+        }
     }
 }
 

@@ -667,9 +667,11 @@ impl Store {
         self.shared.lock().core.get_json(key)
     }
 
-    /// One page of a list, a consistent snapshot.
+    /// One page of a list, a consistent snapshot. Parsed outside the core's lock: writers and
+    /// the committer take it.
     pub fn list(&self, q: &ListQuery) -> Result<ListResult> {
-        self.shared.lock().core.list(q)
+        let texts = self.shared.lock().core.list_texts(q)?;
+        Ok(texts.finish())
     }
 
     /// The store's revision (of its last committed write).

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use self::backend::{Backend, BackendError, MemoryBackend};
-pub use self::core::{Prepared, StoreCore, Write};
+pub use self::core::{ListTexts, Prepared, StoreCore, Write};
 pub use self::selector::{
     parse_field_selector, parse_label_selector, FieldSelector, LabelSelector, SelectorError,
 };
