@@ -590,8 +590,8 @@ pub struct StoreCore {
 /// hash of its name and namespace picks. One big hash map doubles and rehashes every key at once
 /// as the store grows: a stall of ~5 ms at 32k objects, under the core's lock, that every
 /// waiting writer's answer was behind (the p99 of creates at 64 writers). Each shard grows on
-/// its own, a 64th of the store at a time (no such stall showed in the committer's timings
-/// since). A B-tree grows a node at a
+/// its own, a 64th of the store at a time (p99 at 64 writers over HTTP, 3 rounds alternating:
+/// 4.41–4.65 ms vs 4.89–4.95 with one map). A B-tree grows a node at a
 /// time too, but its lookups (a dozen four-string comparisons) cost ~5% of the CPU of a create
 /// over HTTP at 256 writers.
 #[derive(Debug)]
