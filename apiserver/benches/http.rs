@@ -276,20 +276,11 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         }));
     }
     let mut lat = Vec::new();
-    let mut dump = String::new();
+    let mut starts = Vec::new();
     for t in tasks {
         let (l, s) = t.await.unwrap();
-        for (l, s) in l.iter().zip(&s) {
-            dump.push_str(&format!("{} {}\n", (*s - start).as_micros(), l.as_micros()));
-        }
         lat.extend(l);
-    }
-    if let Ok(p) = std::env::var("BONSAI_BENCH_DUMP") {
-        let who = match target {
-            Target::Bonsai(_) => "bonsai",
-            Target::Etcd(_) => "etcd",
-        };
-        std::fs::write(format!("{p}.{who}.{clients}"), dump).unwrap();
+        starts.extend(s);
     }
     let wall = start.elapsed();
     // etcd's own CPU is in another process: its column shows none rather than the client's.
@@ -297,6 +288,19 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         Target::Bonsai(_) => (process_cpu_seconds() - cpu0) * 1e6 / ops as f64,
         Target::Etcd(_) => f64::NAN,
     };
+    // Off the clock: each create's start (µs into the run) and latency.
+    if let Ok(p) = std::env::var("BONSAI_BENCH_DUMP") {
+        let who = match target {
+            Target::Bonsai(_) => "bonsai",
+            Target::Etcd(_) => "etcd",
+        };
+        let dump: String = starts
+            .iter()
+            .zip(&lat)
+            .map(|(s, l)| format!("{} {}\n", (*s - start).as_micros(), l.as_micros()))
+            .collect();
+        std::fs::write(format!("{p}.{who}.{clients}"), dump).unwrap();
+    }
     lat.sort();
     Run {
         cpu_us_per_op,

@@ -3,7 +3,7 @@
 //! 1. The disk's own fdatasync p50 (4 KiB write + fdatasync, in the store's directory), so the
 //!    creates/s below can be read as "writes per flush".
 //! 2. Durable creates/s with 1, 16 and 256 concurrent writers, per backend, with the number of
-//!    flushes (fdatasync; one may cover several group commits) and writes per flush.
+//!    flushes (fdatasync, one per group commit) and writes per flush.
 //!    Target: 256 writers ≥ 20× one writer. Then the same with relaxed durability (acknowledged
 //!    without a flush, synced once a second): `syncs` counts the periodic syncs, and the writes
 //!    are per group (backend transaction). `cpu µs/create` is the whole process's CPU time

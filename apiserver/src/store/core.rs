@@ -615,11 +615,11 @@ impl Objects {
     /// FNV-1a over the name and the namespace (the parts that differ between objects of a
     /// kind), its high bits: cheap next to the shard's own SipHash of the whole key.
     fn shard(&self, key: &Key) -> usize {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.name.bytes().chain(key.namespace.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        (h >> 58) as usize % self.shards.len()
+        use std::hash::Hasher as _;
+        let mut h = crate::api::fnv::Fnv1a::default();
+        h.write(key.name.as_bytes());
+        h.write(key.namespace.as_bytes());
+        (h.finish() >> 58) as usize % self.shards.len()
     }
 
     fn get(&self, key: &Key) -> Option<&Entry> {

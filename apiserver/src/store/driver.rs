@@ -215,8 +215,8 @@ struct Shared {
 pub struct StoreStats {
     /// Backend transactions (group commits) that committed writes.
     pub groups: u64,
-    /// Durable mode: flushes (fdatasync) that covered committed writes; one may cover several
-    /// groups (the memory backend: equal to `groups`). Relaxed mode: the periodic syncs.
+    /// Durable mode: flushes (fdatasync), one per group (the memory backend counts its groups
+    /// too). Relaxed mode: the periodic syncs.
     pub flushes: u64,
     /// Writes committed.
     pub writes: u64,
