@@ -408,81 +408,166 @@ impl Preserialized {
 
 /// Appends `v` exactly as `serde_json::to_string` writes it (compact, members in their order),
 /// straight into a `String`: serde_json's generic serializer was ~17k instructions for a 1 KiB
-/// pod, the largest cost of a create on the caller's side. Strings that need no escaping and
-/// integers are written here; anything else (escapes, floats) goes through serde_json itself.
+/// pod, the largest cost of a create on the caller's side. Strings (escaped as serde_json
+/// escapes them) and integers are written here; floats go through serde_json itself.
 pub(crate) fn push_json(out: &mut String, v: &Value) {
+    // SAFETY: everything appended is a whole `str`, a slice of one cut before an ASCII byte,
+    // or ASCII (see `push_value`), so `out` stays UTF-8.
+    push_value(unsafe { out.as_mut_vec() }, v)
+}
+
+/// [`push_json`] on the `String`'s bytes. Appends only UTF-8: whole `str`s, pieces of one cut
+/// at ASCII bytes, and ASCII.
+fn push_value(out: &mut Vec<u8>, v: &Value) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
-            use std::fmt::Write as _;
             if let Some(u) = n.as_u64() {
-                let _ = write!(out, "{u}");
+                push_u64(out, u);
             } else if let Some(i) = n.as_i64() {
-                let _ = write!(out, "{i}");
+                out.push(b'-');
+                push_u64(out, i.unsigned_abs());
             } else {
-                out.push_str(&serde_json::to_string(n).expect("a number always serializes"));
+                let text = serde_json::to_string(n).expect("a number always serializes");
+                out.extend_from_slice(text.as_bytes());
             }
         }
-        Value::String(s) => push_json_str(out, s),
+        Value::String(s) => push_str_bytes(out, s),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                push_json(out, item);
+                push_value(out, item);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(map) => {
-            out.push('{');
+            out.push(b'{');
             for (i, (k, item)) in map.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                push_json_str(out, k);
-                out.push(':');
-                push_json(out, item);
+                push_str_bytes(out, k);
+                out.push(b':');
+                push_value(out, item);
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
-/// Whether `bytes` has a control character, `"` or a backslash. Eight bytes per step (the
-/// classic "has a zero byte" bit trick, exact for the question "any?"): the scan of every string
-/// of a create's object was most of its serialization.
+/// An integer's decimal digits (what serde_json's `itoa` writes; `write!` went through the
+/// formatting machinery, a few hundred instructions a number).
+fn push_u64(out: &mut Vec<u8>, mut u: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Whether `bytes` has a control character, `"` or a backslash. Eight bytes per test (the
+/// classic "has a byte less than n" bit trick, exact for the question "any?"); a string's last
+/// partial word is read overlapping the one before it, or assembled when the whole string is
+/// shorter than a word: most strings of an object are keys of a few bytes, and a byte-by-byte
+/// loop over the remainder was a third of the cost of writing them.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        // A byte below 0x20: subtracting 0x20 borrows into its high bit (ASCII bytes only).
-        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
-        if control || has_zero(x ^ (ONES * b'"' as u64)) || has_zero(x ^ (ONES * b'\\' as u64)) {
-            return true;
+    let test = |x: u64| {
+        // A byte below 0x20: subtracting 0x20 borrows into its high bit. A borrow carried
+        // into the next byte starts only at such a byte, and a byte of 0x80 or more never
+        // sets its own high bit here (`!x`), so "any?" is exact.
+        x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+            || has_zero(x ^ (ONES * b'"' as u64))
+            || has_zero(x ^ (ONES * b'\\' as u64))
+    };
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let n = bytes.len();
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 <= n {
+            if test(word(at)) {
+                return true;
+            }
+            at += 8;
         }
+        at < n && test(word(n - 8))
+    } else if n >= 4 {
+        let half = |at: usize| {
+            u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")))
+        };
+        test(half(0) | half(n - 4) << 32)
+    } else {
+        // Up to three bytes, in a word of harmless ones ('a').
+        let mut x = ONES * u64::from(b'a');
+        for (i, &b) in bytes.iter().enumerate() {
+            x = (x & !(0xff << (8 * i))) | u64::from(b) << (8 * i);
+        }
+        test(x)
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// A JSON string as serde_json writes it: between quotes, escaping only control characters,
 /// `"` and backslash (everything else, non-ASCII included, as is).
-fn push_json_str(out: &mut String, s: &str) {
-    if needs_escape(s.as_bytes()) {
-        out.push_str(&serde_json::to_string(s).expect("a string always serializes"));
+fn push_str_bytes(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    if needs_escape(b) {
+        push_escaped(out, b);
     } else {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
+        out.extend_from_slice(b);
     }
+    out.push(b'"');
+}
+
+/// `b` with serde_json's escapes: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, and `\u00xx` (lower
+/// case) for the other control characters. Cuts `b` only before and after ASCII bytes.
+fn push_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let short: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(short);
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
+/// [`push_str_bytes`] on a `String`.
+fn push_json_str(out: &mut String, s: &str) {
+    // SAFETY: `push_str_bytes` appends only UTF-8 (see `push_value`).
+    push_str_bytes(unsafe { out.as_mut_vec() }, s)
 }
 
 /// Checks a create's or update's object, fills in its metadata name and namespace, puts the
@@ -499,7 +584,7 @@ pub fn preserialize(key: &Key, object: &mut Value) -> Result<Preserialized> {
     }
     let meta_len = meta.len();
     let obj = object.as_object().expect("checked: object");
-    let mut out = String::with_capacity(1024);
+    let mut out = String::with_capacity(4096);
     let mut holes = Vec::with_capacity(STORE_FIELDS.len());
     let (mut meta_at, mut fields_at) = (0, [0; 3]);
     out.push('{');
@@ -1433,6 +1518,23 @@ mod tests {
             }
         }
         assert!(!needs_escape("ünïcødé ✓ 🌳 and more".as_bytes()));
+    }
+
+    proptest::proptest! {
+        /// Any string (control characters, quotes, backslashes, non-ASCII, any length) and any
+        /// integer, as keys and values, come out as serde_json writes them.
+        #[test]
+        fn push_json_writes_any_string_and_integer_as_serde_json(
+            s in proptest::prelude::any::<String>(),
+            k in "[a-z\\\\\"\\x00-\\x1f\\x7f-\\u{ff}]{0,20}",
+            i in proptest::prelude::any::<i64>(),
+            u in proptest::prelude::any::<u64>(),
+        ) {
+            let v = json!({ &k: s, "i": i, "u": u, "a": [&k, i, u] });
+            let mut out = String::new();
+            push_json(&mut out, &v);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&v).unwrap());
+        }
     }
 
     #[test]
