@@ -506,7 +506,9 @@ fn needs_escape(bytes: &[u8]) -> bool {
         at < n && test(word(n - 8))
     } else if n >= 4 {
         let half = |at: usize| {
-            u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")))
+            u64::from(u32::from_le_bytes(
+                bytes[at..at + 4].try_into().expect("4 bytes"),
+            ))
         };
         test(half(0) | half(n - 4) << 32)
     } else {
