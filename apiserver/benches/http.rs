@@ -1,4 +1,4 @@
-//! API benchmark: bonsai's HTTP API (durable sled store) side by side with etcd 3.4 in the same
+//! API benchmark: bonsai's HTTP API (durable store, `bonsai up`'s default backend) side by side with etcd 3.4 in the same
 //! run, plus list, watch fan-out and `bonsai up` start-up. Prints figures; asserts nothing.
 //!
 //! `cargo bench -p apiserver --bench http` (add `-- --quick` for a short run).
@@ -691,11 +691,13 @@ fn main() {
         // In-process start-up: store open + serve + first /readyz.
         let dir = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        // BONSAI_BENCH_BACKEND=memory|redb|sled (default sled) separates the store's share.
+        // BONSAI_BENCH_BACKEND=memory|redb|sled (default: `bonsai up`'s, BackendKind::DEFAULT)
+        // separates the store's share or compares the durable backends.
         let backend = match std::env::var("BONSAI_BENCH_BACKEND").as_deref() {
             Ok("memory") => BackendKind::Memory,
             Ok("redb") => BackendKind::Redb,
-            _ => BackendKind::Sled,
+            Ok("sled") => BackendKind::Sled,
+            _ => BackendKind::DEFAULT,
         };
         let cfg = if backend == BackendKind::Memory {
             StoreConfig::memory()
@@ -722,7 +724,7 @@ fn main() {
         let mut c = Conn::open(addr).await;
         let (code, _) = c.request("GET", "/readyz", "text/plain", Bytes::new()).await;
         println!("\nstart-up");
-        println!("  in-process (sled open + serve + first /readyz {code}): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        println!("  in-process ({} open + serve + first /readyz {code}): {:.1} ms", backend.as_str(), t.elapsed().as_secs_f64() * 1e3);
         let runs = if quick { 3 } else { 7 };
         if let Some(bin) = bonsai_binary() {
             println!("  binary: {}", bin.display());
@@ -746,7 +748,7 @@ fn main() {
 
         println!("\ncreates (alternating PV and Pod JSON, {} bytes / {} bytes), both durable",
             pv_json(0).len(), pod_json(1).len());
-        println!("  {:>7}  {:<66}  {:<66}  bonsai/etcd", "clients", "bonsai (sled, fdatasync group commit)", "etcd 3.4 (/v3/kv/put, fsync)");
+        println!("  {:>7}  {:<66}  {:<66}  bonsai/etcd", "clients", format!("bonsai ({}, fdatasync group commit)", backend.as_str()), "etcd 3.4 (/v3/kv/put, fsync)");
         let mut base = 0;
         for &clients in client_counts.iter().filter(|_| part("creates")) {
             // 100 creates per client, so a p99 rests on dozens of samples rather than a

@@ -127,8 +127,9 @@ fn normalize(p: &Path) -> PathBuf {
 /// Store flags shared by `up` and `apiserver`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct StoreArgs {
-    /// Store backend: sled (default), redb, or memory (nothing on disk).
-    #[arg(long = "store-backend", default_value = "sled")]
+    /// Store backend: auto (the existing store's, else redb), redb, sled, or memory (nothing
+    /// on disk).
+    #[arg(long = "store-backend", default_value = "auto")]
     pub backend: String,
     /// durable: a write is acknowledged after it is on disk (fdatasync, group commit);
     /// relaxed: after the backend committed it, without a flush (faster, may lose the last
@@ -147,14 +148,41 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub fn to_config(&self, dir: &DataDir) -> Result<StoreConfig, CliError> {
-        let backend: BackendKind =
-            self.backend
-                .parse()
-                .map_err(|message| CliError::InvalidFlag {
+    /// The backend `--store-backend` names for `dir`: `auto` is the backend of the store the
+    /// data directory already has, else the default; a durable backend other than the
+    /// existing store's is refused (it would start an empty cluster beside the old one).
+    pub fn backend(&self, dir: &DataDir) -> Result<BackendKind, CliError> {
+        let existing = BackendKind::existing(&dir.store());
+        if self.backend == "auto" {
+            return Ok(existing.unwrap_or(BackendKind::DEFAULT));
+        }
+        let asked: BackendKind = self
+            .backend
+            .parse()
+            .map_err(|message: String| CliError::InvalidFlag {
+                flag: "--store-backend",
+                message: message.replace("(expected ", "(expected auto, "),
+            })?;
+        match existing {
+            Some(found) if asked != BackendKind::Memory && found != asked => {
+                Err(CliError::InvalidFlag {
                     flag: "--store-backend",
-                    message,
-                })?;
+                    message: format!(
+                        "{} holds a {} store, not {}: pass --store-backend {} (or auto), or \
+                         use another --data-dir",
+                        dir.store().display(),
+                        found.as_str(),
+                        asked.as_str(),
+                        found.as_str()
+                    ),
+                })
+            }
+            _ => Ok(asked),
+        }
+    }
+
+    pub fn to_config(&self, dir: &DataDir) -> Result<StoreConfig, CliError> {
+        let backend = self.backend(dir)?;
         let durability = match self.durability.as_str() {
             "durable" => Durability::Durable,
             "relaxed" => Durability::Relaxed,
@@ -173,7 +201,9 @@ impl StoreArgs {
         let mut cfg = match backend {
             BackendKind::Memory => StoreConfig::memory(),
             BackendKind::Sled => StoreConfig::durable(backend, dir.store()),
-            BackendKind::Redb => StoreConfig::durable(backend, dir.store().join("bonsai.redb")),
+            BackendKind::Redb => {
+                StoreConfig::durable(backend, dir.store().join(BackendKind::REDB_FILE))
+            }
         };
         cfg.durability = durability;
         cfg.watch_window = WatchWindow {
@@ -186,9 +216,15 @@ impl StoreArgs {
 
     /// One line for the startup summary.
     pub fn describe(&self, dir: &DataDir) -> String {
-        match self.backend.as_str() {
-            "memory" => "store: memory (nothing on disk)".to_string(),
-            b => format!("store: {b}, {}, {}", self.durability, dir.store().display()),
+        match self.backend(dir) {
+            Ok(BackendKind::Memory) => "store: memory (nothing on disk)".to_string(),
+            Ok(b) => format!(
+                "store: {}, {}, {}",
+                b.as_str(),
+                self.durability,
+                dir.store().display()
+            ),
+            Err(_) => format!("store: {} (invalid)", self.backend),
         }
     }
 }
@@ -214,6 +250,47 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn store_args(backend: &str) -> StoreArgs {
+        StoreArgs {
+            backend: backend.into(),
+            durability: "durable".into(),
+            watch_window: "5m".into(),
+            watch_window_events: 100_000,
+            retention: 100_000,
+        }
+    }
+
+    #[test]
+    fn a_data_dir_keeps_its_store_backend() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path()).unwrap();
+        // A new data directory: auto is the default backend.
+        assert_eq!(store_args("auto").backend(&dir).unwrap(), BackendKind::DEFAULT);
+        assert_eq!(store_args("sled").backend(&dir).unwrap(), BackendKind::Sled);
+        // A real sled store made by an earlier version: auto keeps it, redb is refused.
+        let cfg = store_args("sled").to_config(&dir).unwrap();
+        std::fs::create_dir_all(dir.store()).unwrap();
+        apiserver::store::Store::open(cfg).unwrap();
+        assert_eq!(store_args("auto").backend(&dir).unwrap(), BackendKind::Sled);
+        let err = store_args("redb").backend(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("holds a sled store, not redb") && err.contains("--store-backend sled"),
+            "{err}"
+        );
+        assert!(store_args("auto").describe(&dir).starts_with("store: sled, durable"));
+        // memory never touches the disk, so it may run over any data directory.
+        assert_eq!(store_args("memory").backend(&dir).unwrap(), BackendKind::Memory);
+        // A redb store.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path()).unwrap();
+        std::fs::create_dir_all(dir.store()).unwrap();
+        apiserver::store::Store::open(store_args("redb").to_config(&dir).unwrap()).unwrap();
+        assert_eq!(store_args("auto").backend(&dir).unwrap(), BackendKind::Redb);
+        assert!(store_args("sled").backend(&dir).is_err());
+        let err = store_args("rocks").backend(&dir).unwrap_err().to_string();
+        assert!(err.contains("expected auto, memory, sled or redb"), "{err}");
+    }
 
     #[test]
     fn durations() {

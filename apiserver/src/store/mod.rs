@@ -305,8 +305,26 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// The default durable backend. See README "Store backends" for why (crash torture results).
-    pub const DEFAULT: BackendKind = BackendKind::Sled;
+    /// The default durable backend for a new store. Both durable backends pass the crash
+    /// torture; redb is the default because it is maintained, has no open corruption reports,
+    /// and costs less per write (README "The store" has the figures).
+    pub const DEFAULT: BackendKind = BackendKind::Redb;
+
+    /// The file a redb store lives in, inside a data directory's store directory.
+    pub const REDB_FILE: &'static str = "bonsai.redb";
+
+    /// The durable backend whose store already exists in the store directory `dir` (a sled
+    /// store is that directory; a redb store is [`BackendKind::REDB_FILE`] in it), if any: a
+    /// data directory keeps the backend it was created with.
+    pub fn existing(dir: &std::path::Path) -> Option<BackendKind> {
+        if dir.join(BackendKind::REDB_FILE).exists() {
+            Some(BackendKind::Redb)
+        } else if dir.join("conf").exists() || dir.join("db").exists() {
+            Some(BackendKind::Sled)
+        } else {
+            None
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

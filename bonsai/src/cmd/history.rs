@@ -192,11 +192,12 @@ fn offline(dir: &DataDir, key: &Key) -> anyhow::Result<(Vec<Version>, Option<u64
             store_dir.display()
         );
     }
-    let redb = store_dir.join("bonsai.redb");
-    let cfg = if redb.exists() {
-        StoreConfig::durable(BackendKind::Redb, redb)
-    } else {
-        StoreConfig::durable(BackendKind::Sled, store_dir.clone())
+    let cfg = match BackendKind::existing(&store_dir) {
+        Some(BackendKind::Redb) => {
+            StoreConfig::durable(BackendKind::Redb, store_dir.join(BackendKind::REDB_FILE))
+        }
+        Some(kind) => StoreConfig::durable(kind, store_dir.clone()),
+        None => bail!("{} holds no store", store_dir.display()),
     };
     let store =
         Store::open(cfg).map_err(|e| anyhow!("opening the store {}: {e}", store_dir.display()))?;
