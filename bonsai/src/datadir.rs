@@ -156,13 +156,13 @@ impl StoreArgs {
         if self.backend == "auto" {
             return Ok(existing.unwrap_or(BackendKind::DEFAULT));
         }
-        let asked: BackendKind = self
-            .backend
-            .parse()
-            .map_err(|message: String| CliError::InvalidFlag {
-                flag: "--store-backend",
-                message: message.replace("(expected ", "(expected auto, "),
-            })?;
+        let asked: BackendKind =
+            self.backend
+                .parse()
+                .map_err(|message: String| CliError::InvalidFlag {
+                    flag: "--store-backend",
+                    message: message.replace("(expected ", "(expected auto, "),
+                })?;
         match existing {
             Some(found) if asked != BackendKind::Memory && found != asked => {
                 Err(CliError::InvalidFlag {
@@ -266,7 +266,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path()).unwrap();
         // A new data directory: auto is the default backend.
-        assert_eq!(store_args("auto").backend(&dir).unwrap(), BackendKind::DEFAULT);
+        assert_eq!(
+            store_args("auto").backend(&dir).unwrap(),
+            BackendKind::DEFAULT
+        );
         assert_eq!(store_args("sled").backend(&dir).unwrap(), BackendKind::Sled);
         // A real sled store made by an earlier version: auto keeps it, redb is refused.
         let cfg = store_args("sled").to_config(&dir).unwrap();
@@ -278,9 +281,14 @@ mod tests {
             err.contains("holds a sled store, not redb") && err.contains("--store-backend sled"),
             "{err}"
         );
-        assert!(store_args("auto").describe(&dir).starts_with("store: sled, durable"));
+        assert!(store_args("auto")
+            .describe(&dir)
+            .starts_with("store: sled, durable"));
         // memory never touches the disk, so it may run over any data directory.
-        assert_eq!(store_args("memory").backend(&dir).unwrap(), BackendKind::Memory);
+        assert_eq!(
+            store_args("memory").backend(&dir).unwrap(),
+            BackendKind::Memory
+        );
         // A redb store.
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path()).unwrap();
