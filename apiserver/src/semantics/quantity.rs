@@ -202,20 +202,10 @@ impl Quantity {
 /// `format!("{sign}{v}{suf}")` without the formatting machinery (every quantity of every
 /// write is written in canonical form).
 fn spell(sign: &str, v: i128, suf: &str) -> String {
-    let mut digits = [0u8; 40];
-    let mut i = digits.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = String::with_capacity(sign.len() + digits.len() - i + suf.len());
+    let mut out = String::with_capacity(sign.len() + 39 + suf.len());
     out.push_str(sign);
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+    // SAFETY: `push_decimal` appends ASCII digits only.
+    crate::store::core::push_decimal(unsafe { out.as_mut_vec() }, v.unsigned_abs());
     out.push_str(suf);
     out
 }

@@ -425,10 +425,10 @@ fn push_value(out: &mut Vec<u8>, v: &Value) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
-                push_u64(out, u);
+                push_decimal(out, u.into());
             } else if let Some(i) = n.as_i64() {
                 out.push(b'-');
-                push_u64(out, i.unsigned_abs());
+                push_decimal(out, i.unsigned_abs().into());
             } else {
                 let text = serde_json::to_string(n).expect("a number always serializes");
                 out.extend_from_slice(text.as_bytes());
@@ -461,15 +461,15 @@ fn push_value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// An integer's decimal digits (what serde_json's `itoa` writes; `write!` went through the
-/// formatting machinery, a few hundred instructions a number).
-fn push_u64(out: &mut Vec<u8>, mut u: u64) {
-    let mut digits = [0u8; 20];
+/// formatting machinery, a few hundred instructions a number). Also quantities' canonical form.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u128) {
+    let mut digits = [0u8; 39];
     let mut at = digits.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (u % 10) as u8;
-        u /= 10;
-        if u == 0 {
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
             break;
         }
     }
