@@ -1,5 +1,6 @@
-//! API benchmark: bonsai's HTTP API (durable store, `bonsai up`'s default backend) side by side with etcd 3.4 in the same
-//! run, plus list, watch fan-out and `bonsai up` start-up. Prints figures; asserts nothing.
+//! API benchmark: bonsai's HTTP API (durable store, `bonsai up`'s default backend) side by side
+//! with etcd 3.4 in the same run, plus list, watch fan-out and `bonsai up` start-up. Prints
+//! figures; asserts nothing.
 //!
 //! `cargo bench -p apiserver --bench http` (add `-- --quick` for a short run).
 //!

@@ -156,13 +156,13 @@ impl StoreArgs {
         if self.backend == "auto" {
             return Ok(existing.unwrap_or(BackendKind::DEFAULT));
         }
-        let asked: BackendKind =
-            self.backend
-                .parse()
-                .map_err(|message: String| CliError::InvalidFlag {
-                    flag: "--store-backend",
-                    message: message.replace("(expected ", "(expected auto, "),
-                })?;
+        let asked: BackendKind = self.backend.parse().map_err(|_| CliError::InvalidFlag {
+            flag: "--store-backend",
+            message: format!(
+                "unknown store backend {:?} (expected auto, memory, sled or redb)",
+                self.backend
+            ),
+        })?;
         match existing {
             Some(found) if asked != BackendKind::Memory && found != asked => {
                 Err(CliError::InvalidFlag {
