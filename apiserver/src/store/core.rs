@@ -744,8 +744,9 @@ struct ContinueToken {
     start: String,
 }
 
-/// The most watch-window events [`StoreCore::restore`] reserves room for at once (~100 B each):
-/// a window configured larger grows past it as a `VecDeque` does.
+/// The largest watch window [`StoreCore::restore`] reserves room for at open (~100 B an
+/// event): a window configured larger (the race simulator's is unbounded) grows as a
+/// `VecDeque` does.
 const WINDOW_RESERVE_AT_MOST: usize = 1 << 20;
 
 impl StoreCore {
@@ -789,13 +790,12 @@ impl StoreCore {
         // costs address space, not memory: the allocator maps big blocks lazily.
         // A commit appends a whole group (at most `StoreConfig::max_batch`, 4,096 by default)
         // before the window is trimmed back to `max_events`.
-        let mut window = VecDeque::with_capacity(
-            window_config
-                .max_events
-                .saturating_add(4096)
-                .min(WINDOW_RESERVE_AT_MOST)
-                .max(tail.len()),
-        );
+        let reserve = window_config
+            .max_events
+            .checked_add(4096)
+            .filter(|&n| n <= WINDOW_RESERVE_AT_MOST)
+            .unwrap_or(0);
+        let mut window = VecDeque::with_capacity(reserve.max(tail.len()));
         window.extend(tail);
         StoreCore {
             objects,
@@ -1538,6 +1538,20 @@ mod tests {
             }
         }
         assert!(!needs_escape("ünïcødé ✓ 🌳 and more".as_bytes()));
+    }
+
+    #[test]
+    fn the_watch_window_is_reserved_when_bounded() {
+        // A bounded window never doubles (and copies every event under the core's lock) on
+        // its way to `max_events` plus a group; an unbounded one (the simulator's) reserves
+        // nothing.
+        let core = StoreCore::new(WatchWindow::default());
+        assert!(core.window.capacity() >= WatchWindow::default().max_events + 4096);
+        let unbounded = WatchWindow {
+            max_age: std::time::Duration::from_secs(1),
+            max_events: usize::MAX,
+        };
+        assert!(StoreCore::new(unbounded).window.capacity() < 1024);
     }
 
     proptest::proptest! {
