@@ -200,10 +200,7 @@ impl StoreArgs {
             })?;
         let mut cfg = match backend {
             BackendKind::Memory => StoreConfig::memory(),
-            BackendKind::Sled => StoreConfig::durable(backend, dir.store()),
-            BackendKind::Redb => {
-                StoreConfig::durable(backend, dir.store().join(BackendKind::REDB_FILE))
-            }
+            durable => StoreConfig::durable(durable, durable.path_in(&dir.store())),
         };
         cfg.durability = durability;
         cfg.watch_window = WatchWindow {

@@ -978,11 +978,12 @@ struct Peaks {
 }
 
 /// Durable mode on a disk: holds a group back until it is worth its flush. A group commit costs
-/// ~0.25 ms of CPU across the process whatever its size (sled hands its buffers to its I/O
-/// threads, three synchronous disk writes, a wake-up per answered writer on a parked worker);
-/// taken as soon as the last one ended, a group is what arrived during one flush, a dozen
-/// writes even with 256 writers over HTTP, and those costs made a create cost 85–90 µs of CPU
-/// instead of ~72. So the committer waits until the queue holds half as many writes as were
+/// much CPU across the process whatever its size (measured with sled, ~0.25 ms: its buffers
+/// handed to its I/O threads, three synchronous disk writes; redb: a transaction's page
+/// writes, ~11 at 64 clients, and its fdatasync; with either, a wake-up per answered writer on
+/// a parked worker); taken as soon as the last one ended, a group is what arrived during one
+/// flush, a dozen writes even with 256 writers over HTTP (sled), and those costs made a create
+/// cost 85–90 µs of CPU instead of ~72. So the committer waits until the queue holds half as many writes as were
 /// recently outstanding at once (queued or committing; the most over the last 8 groups) — the
 /// other half is being answered and comes back meanwhile, so the CPU does not idle for it —,
 /// for `GATHER_AT_MOST` at most, and not at all once `GATHER_QUIET` passed without a write

@@ -313,6 +313,15 @@ impl BackendKind {
     /// The file a redb store lives in, inside a data directory's store directory.
     pub const REDB_FILE: &'static str = "bonsai.redb";
 
+    /// Where a store of this backend lives in a data directory's store directory `dir`: a
+    /// sled store is the directory itself, a redb store [`BackendKind::REDB_FILE`] in it.
+    pub fn path_in(self, dir: &std::path::Path) -> std::path::PathBuf {
+        match self {
+            BackendKind::Redb => dir.join(BackendKind::REDB_FILE),
+            BackendKind::Sled | BackendKind::Memory => dir.to_path_buf(),
+        }
+    }
+
     /// The durable backend whose store already exists in the store directory `dir` (a sled
     /// store is that directory; a redb store is [`BackendKind::REDB_FILE`] in it), if any: a
     /// data directory keeps the backend it was created with.

@@ -192,13 +192,10 @@ fn offline(dir: &DataDir, key: &Key) -> anyhow::Result<(Vec<Version>, Option<u64
             store_dir.display()
         );
     }
-    let cfg = match BackendKind::existing(&store_dir) {
-        Some(BackendKind::Redb) => {
-            StoreConfig::durable(BackendKind::Redb, store_dir.join(BackendKind::REDB_FILE))
-        }
-        Some(kind) => StoreConfig::durable(kind, store_dir.clone()),
-        None => bail!("{} holds no store", store_dir.display()),
+    let Some(kind) = BackendKind::existing(&store_dir) else {
+        bail!("{} holds no store", store_dir.display());
     };
+    let cfg = StoreConfig::durable(kind, kind.path_in(&store_dir));
     let store =
         Store::open(cfg).map_err(|e| anyhow!("opening the store {}: {e}", store_dir.display()))?;
     let h = store

@@ -7,8 +7,9 @@
 //! about the same whatever its size (it logs a fragment and, every few inserts, the whole leaf),
 //! so fewer, larger values cost less CPU per event (`benches/store.rs`, 256 writers: the CPU
 //! per create of the thread applying the batches 9–10 µs with one value per event, ~5.5 µs
-//! with 3 KiB records, ~5 with 6 KiB). Records stay small for two reasons: memory (sled held ~100 B more per object with
-//! 6 KiB records than with 3 KiB ones, which held no more than one value per event), and a leaf
+//! with 3 KiB records, ~5 with 6 KiB). Records stay small for two reasons: memory (sled held
+//! ~100 B more per object with 6 KiB records than with 3 KiB ones, which held no more than one
+//! value per event), and a leaf
 //! holds up to 17 values while sled writes a leaf of more than 128 KiB (a quarter of its 512 KiB
 //! segment) as a blob file of its own, which then needs an fsync of its own.
 //!
