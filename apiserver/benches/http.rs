@@ -7,7 +7,8 @@
 //! - creates: realistic PV and Pod JSON (alternating) POSTed by 1, 16, 64 and 256 concurrent
 //!   loopback clients, each on its own keep-alive HTTP/1.1 connection; etcd gets puts of the
 //!   same bytes through its v3 JSON gateway (`/v3/kv/put`) at the same concurrency. Both are
-//!   durable: bonsai acknowledges after fdatasync (group commit), etcd fsyncs its WAL.
+//!   durable: bonsai acknowledges after fdatasync (group commit), etcd fsyncs its WAL. The
+//!   cpu column is this process's CPU per create (server and clients), the clients' part apart.
 //! - list: the PVs the creates made (~17k; at least 10k) as JSON and as a kubectl Table,
 //!   against an etcd range over the same keys.
 //! - watch fan-out: W watchers on pods, E creates; time until every watcher saw every event.
@@ -169,6 +170,115 @@ impl Conn {
     }
 }
 
+/// The creates' client: one keep-alive HTTP/1.1 connection that writes a request built before
+/// the clock (head and body in one buffer, one write) and reads the answer's head and as much
+/// body as its `Content-Length` (or chunks) say. The server still parses every header and the
+/// whole body. The bench's clients share the machine's 2 cores with the server (and with etcd),
+/// so what a client spends per request is taken from the server under test: hyper's client
+/// (`Conn` above: a `HeaderMap`, a connection task beside the request's, the `Host` and
+/// `Authorization` values formatted per request) took ~13% of all CPU samples at 64 clients
+/// (`perf`, ~9.5 µs per create); this one takes ~7 µs (the `clients` figure of the cpu
+/// column), most of it the kernel's loopback TCP. Both targets get the very same client.
+struct RawConn {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    async fn open(addr: SocketAddr) -> RawConn {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).ok();
+        RawConn {
+            tcp,
+            buf: Vec::with_capacity(16 << 10),
+        }
+    }
+
+    /// A POST of `body` to `path` as bytes on the wire; `token`: bonsai's bearer token (etcd
+    /// rejects any Authorization header).
+    fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: &[u8]) -> Bytes {
+        let mut head = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\n");
+        if let Some(t) = token {
+            head.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        head.push_str(&format!(
+            "content-type: application/json\r\naccept: application/json\r\n\
+             user-agent: bonsai-bench\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        ));
+        let mut wire = head.into_bytes();
+        wire.extend_from_slice(body);
+        Bytes::from(wire)
+    }
+
+    /// Sends one request and reads its whole answer; returns the status code.
+    async fn send(&mut self, request: &[u8]) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.tcp.write_all(request).await.expect("send");
+        self.buf.clear();
+        let mut body_at = None;
+        loop {
+            if body_at.is_none() {
+                body_at = self
+                    .buf
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|i| i + 4);
+            }
+            if let Some(at) = body_at {
+                if let Some(status) = answer_complete(&self.buf, at) {
+                    return status;
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 << 10);
+            }
+            let n = self.tcp.read_buf(&mut self.buf).await.expect("receive");
+            assert!(n > 0, "the server closed the connection mid-answer");
+        }
+    }
+}
+
+/// The status code if `buf` (a head ending at `body_at`, then body bytes) holds the whole
+/// answer, by its `content-length` or its chunks.
+fn answer_complete(buf: &[u8], body_at: usize) -> Option<u16> {
+    let head = std::str::from_utf8(&buf[..body_at]).expect("an HTTP head is text");
+    let status: u16 = head
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let mut length = None;
+    let mut chunked = false;
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse::<usize>().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.trim().eq_ignore_ascii_case("chunked");
+        }
+    }
+    let body = &buf[body_at..];
+    if chunked {
+        // Chunks: size in hex, CRLF, data, CRLF; the last has size 0 (and no trailers here).
+        let mut at = 0;
+        loop {
+            let line_end = body[at..].windows(2).position(|w| w == b"\r\n")? + at;
+            let size_text = std::str::from_utf8(&body[at..line_end]).ok()?;
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2 + size + 2;
+            if at > body.len() {
+                return None;
+            }
+            if size == 0 {
+                return Some(status);
+            }
+        }
+    }
+    (body.len() >= length.unwrap_or(0)).then_some(status)
+}
+
 #[derive(Clone, Copy)]
 enum Target {
     Bonsai(SocketAddr),
@@ -179,6 +289,8 @@ struct Run {
     /// CPU time of this whole process (server and bench clients) per operation, in µs: a
     /// figure that, unlike rates, barely moves when other processes load the machine.
     cpu_us_per_op: f64,
+    /// The part of it spent on the clients' runtime threads.
+    clients_cpu_us_per_op: f64,
     ops: usize,
     errors: usize,
     wall: Duration,
@@ -207,14 +319,11 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
     };
     let mut conns = Vec::new();
     for _ in 0..clients {
-        conns.push(match target {
-            Target::Bonsai(_) => Conn::open(addr).await,
-            Target::Etcd(_) => Conn::open_etcd(addr).await,
-        });
+        conns.push(RawConn::open(addr).await);
     }
-    // Request bodies are made before the clock starts: building them is the client's work,
-    // not the server's, and both targets get the very same bytes.
-    let bodies: Arc<Vec<(Bytes, &'static str)>> = Arc::new(
+    // Requests (head and body) are made before the clock starts: building them is the client's
+    // work, not the server's, and both targets get the very same bodies.
+    let requests: Arc<Vec<Bytes>> = Arc::new(
         (0..ops)
             .map(|k| {
                 let i = base + k;
@@ -232,14 +341,17 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
                     )
                 };
                 match target {
-                    Target::Bonsai(_) => (Bytes::from(bytes), path),
-                    Target::Etcd(_) => (
-                        Bytes::from(format!(
+                    Target::Bonsai(_) => RawConn::post(addr, path, Some(TOKEN), &bytes),
+                    Target::Etcd(_) => RawConn::post(
+                        addr,
+                        "/v3/kv/put",
+                        None,
+                        format!(
                             r#"{{"key":"{}","value":"{}"}}"#,
                             base64(key.as_bytes()),
                             base64(&bytes)
-                        )),
-                        "/v3/kv/put",
+                        )
+                        .as_bytes(),
                     ),
                 }
             })
@@ -247,11 +359,12 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
     );
     let start = Instant::now();
     let cpu0 = process_cpu_seconds();
+    let clients0 = threads_cpu_seconds(CLIENT_THREADS);
     let mut tasks = Vec::new();
     for mut conn in conns {
         let next = next.clone();
         let errors = errors.clone();
-        let bodies = bodies.clone();
+        let requests = requests.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut starts = Vec::new();
@@ -260,9 +373,8 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
                 if k >= ops {
                     break;
                 }
-                let (body, path) = bodies[k].clone();
                 let t = Instant::now();
-                let (code, _) = conn.request("POST", path, "application/json", body).await;
+                let code = conn.send(&requests[k]).await;
                 let ok = match target {
                     Target::Bonsai(_) => code == 201,
                     Target::Etcd(_) => code == 200,
@@ -289,6 +401,13 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
         Target::Bonsai(_) => (process_cpu_seconds() - cpu0) * 1e6 / ops as f64,
         Target::Etcd(_) => f64::NAN,
     };
+    // The clients' own share, from their runtime's threads (NaN when they share the server's).
+    let clients_cpu_us_per_op = match target {
+        Target::Bonsai(_) if std::env::var_os("BONSAI_BENCH_SHARED_RUNTIME").is_none() => {
+            (threads_cpu_seconds(CLIENT_THREADS) - clients0) * 1e6 / ops as f64
+        }
+        _ => f64::NAN,
+    };
     // Off the clock: each create's start (µs into the run) and latency.
     if let Ok(p) = std::env::var("BONSAI_BENCH_DUMP") {
         let who = match target {
@@ -305,6 +424,7 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
     lat.sort();
     Run {
         cpu_us_per_op,
+        clients_cpu_us_per_op,
         ops,
         errors: errors.load(Ordering::Relaxed),
         wall,
@@ -406,6 +526,32 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The name of the bench clients' runtime threads.
+const CLIENT_THREADS: &str = "bench-client";
+
+/// utime + stime of this process's threads whose name starts with `prefix`
+/// (/proc/self/task/*/stat; a thread's name is cut to 15 bytes there).
+fn threads_cpu_seconds(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut total = 0.0;
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
+        if !name.starts_with(&prefix[..prefix.len().min(15)]) {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    total
+}
+
 fn fmt_run(r: &Run) -> String {
     format!(
         "{:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  {}{}",
@@ -414,8 +560,13 @@ fn fmt_run(r: &Run) -> String {
         r.pct(0.99),
         if r.cpu_us_per_op.is_nan() {
             String::new()
-        } else {
+        } else if r.clients_cpu_us_per_op.is_nan() {
             format!("cpu {:>4.0} µs/op", r.cpu_us_per_op)
+        } else {
+            format!(
+                "cpu {:>4.0} µs/op ({:.0} clients)",
+                r.cpu_us_per_op, r.clients_cpu_us_per_op
+            )
         },
         if r.errors > 0 {
             format!("  ({} errors)", r.errors)
@@ -683,6 +834,7 @@ fn main() {
     // cargo bench passes --bench; ignore everything else.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_name(CLIENT_THREADS)
         .build()
         .unwrap();
     runtime.block_on(async move {

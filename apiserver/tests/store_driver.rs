@@ -808,9 +808,13 @@ fn a_file_that_is_not_a_store_is_reported_not_reset() {
     let dir = tempfile::tempdir().unwrap();
     for (kind, path) in [
         (BackendKind::Redb, dir.path().join("store.redb")),
+        (BackendKind::Redb, dir.path().join("empty.redb")),
         (BackendKind::Sled, dir.path().join("sled")),
     ] {
-        if kind == BackendKind::Sled {
+        let empty = path.ends_with("empty.redb");
+        if empty {
+            std::fs::write(&path, b"").unwrap();
+        } else if kind == BackendKind::Sled {
             std::fs::create_dir_all(&path).unwrap();
             std::fs::write(path.join("conf"), b"not a sled config").unwrap();
             std::fs::write(path.join("db"), b"garbage").unwrap();
@@ -827,7 +831,9 @@ fn a_file_that_is_not_a_store_is_reported_not_reset() {
             "{err}"
         );
         // Nothing was overwritten.
-        if kind == BackendKind::Redb {
+        if empty {
+            assert_eq!(std::fs::read(&path).unwrap(), b"");
+        } else if kind == BackendKind::Redb {
             assert_eq!(std::fs::read(&path).unwrap(), b"garbage, not a redb file");
         } else {
             assert_eq!(std::fs::read(path.join("db")).unwrap(), b"garbage");

@@ -2,6 +2,7 @@
 //! commit return only once it is on disk, `Durability::None` is relaxed mode (made durable by the
 //! driver's periodic `sync`).
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -46,10 +47,26 @@ impl RedbBackend {
             }
             tx.commit().map_err(io)
         })?;
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
+        let db = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
             .open(path)
-            .map_err(|e| match io(e) {
+            .and_then(Preallocated::new)
+            .map_err(|e| BackendError::Io(e.to_string()))
+            .and_then(|backend| {
+                // redb's `create_with_backend` (the only way in for a backend of our own)
+                // initializes an empty file as a new database; `create_atomically` never leaves
+                // one, so an empty file here was truncated by something else: report it.
+                use redb::StorageBackend;
+                if backend.len().map_err(|e| BackendError::Io(e.to_string()))? == 0 {
+                    return Err(corrupt("an empty file, not a redb store", "file header"));
+                }
+                redb::Builder::new()
+                    .set_cache_size(cache_bytes)
+                    .create_with_backend(backend)
+                    .map_err(io)
+            })
+            .map_err(|e| match e {
                 BackendError::Io(msg) => BackendError::Io(format!(
                     "cannot open redb store at {}: {msg}",
                     path.display()
@@ -148,5 +165,129 @@ impl Backend for RedbBackend {
         let tx = self.db.begin_read().map_err(io)?;
         let t = tx.open_table(META).map_err(io)?;
         Ok(t.get(name).map_err(io)?.map(|v| v.value()))
+    }
+}
+
+/// redb's own file backend (its file locks included), except that the blocks of a grown file
+/// are allocated when it grows.
+///
+/// redb grows its file by doubling it (`set_len`, a sparse extension). On ext4 (and XFS) a
+/// page written into a hole gets its block allocated at writeback, that is inside the next
+/// group commit's fdatasync: the block bitmap, the group descriptor and the inode are written
+/// too, each a request of its own to the disk. On this VM's virtio disk each request costs an
+/// exit to the hypervisor; `perf` put ~12% of the committer's samples in that notify.
+/// Allocating the grown range at once (`fallocate`, unwritten extents that read as zeroes, as
+/// redb requires of new bytes) leaves the fdatasyncs only the pages, and converting an extent
+/// to written. Measured with the store bench (64 durable writers on redb, three rounds
+/// alternating): 45.5–46.2k vs 38.6–42.4k creates/s, committer 11.5–12.1 vs 12.7–15.2 µs per
+/// create. Zero-filling the grown range with writes instead stalled the commit that grew the
+/// file (16 MiB of zeroes): the http bench's p99 at 64 clients went from ~4.5 to ~8 ms.
+#[derive(Debug)]
+struct Preallocated {
+    inner: redb::backends::FileBackend,
+    /// The same open file, for `fallocate` (redb's backend does not lend its own).
+    file: std::fs::File,
+}
+
+impl Preallocated {
+    fn new(file: std::fs::File) -> std::io::Result<Preallocated> {
+        let ours = file.try_clone()?;
+        let inner = redb::backends::FileBackend::new(file).map_err(std::io::Error::other)?;
+        Ok(Preallocated { inner, file: ours })
+    }
+}
+
+type IoResult<T> = std::io::Result<T>;
+type LockResult<T> = std::result::Result<T, redb::BackendError>;
+
+impl redb::StorageBackend for Preallocated {
+    fn len(&self) -> IoResult<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> IoResult<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> IoResult<()> {
+        let old = self.inner.len()?;
+        self.inner.set_len(len)?;
+        if len > old {
+            // Only a saving: where the filesystem cannot (EOPNOTSUPP) or the disk is short of
+            // space, the file stays sparse as redb made it, and its pages are allocated when
+            // written, as before.
+            let _ = nix::fcntl::fallocate(
+                &self.file,
+                nix::fcntl::FallocateFlags::empty(),
+                old as i64,
+                (len - old) as i64,
+            );
+        }
+        Ok(())
+    }
+    fn sync_data(&self) -> IoResult<()> {
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> IoResult<()> {
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> IoResult<()> {
+        self.inner.close()
+    }
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<bool> {
+        self.inner.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<bool> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<()> {
+        self.inner.lock_range(start, end)
+    }
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<()> {
+        self.inner.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<()> {
+        self.inner.unlock_range(start, end)
+    }
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> LockResult<bool> {
+        self.inner.query_lock_range(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// The file redb grows has its blocks allocated (`Preallocated`), not holes that the group
+    /// commits' fdatasyncs would allocate one by one.
+    #[test]
+    fn a_grown_store_file_is_allocated_not_sparse() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        let f = std::fs::File::create(&probe).unwrap();
+        if let Err(e) = nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, 1 << 20) {
+            eprintln!("skipped: this filesystem has no fallocate ({e})");
+            return;
+        }
+        let path = dir.path().join("bonsai.redb");
+        let backend = RedbBackend::open(&path, 1 << 20).unwrap();
+        let start = std::fs::metadata(&path).unwrap().len();
+        let mut rev = 1;
+        // Writes until redb has grown its file a few times.
+        while std::fs::metadata(&path).unwrap().len() < 8 * start.max(1 << 20) {
+            let batch = Batch {
+                put_events: (0..64).map(|i| (rev + i, vec![i as u8; 2000])).collect(),
+                delete_events: Vec::new(),
+                meta: Vec::new(),
+            };
+            rev += 64;
+            backend.write(batch, false).unwrap();
+        }
+        let m = std::fs::metadata(&path).unwrap();
+        assert!(
+            m.blocks() * 512 >= m.len(),
+            "{} bytes long but only {} allocated: sparse",
+            m.len(),
+            m.blocks() * 512
+        );
     }
 }
