@@ -184,11 +184,11 @@ impl Backend for RedbBackend {
 /// - An unwritten extent still costs its first write a conversion (the inode again, in that
 ///   commit's fdatasync). So `write` first writes zeroes over each `ZERO_CHUNK` it touches
 ///   that nothing was written into since open (past the file's length at open only: below
-///   it, bytes may be live), one conversion per chunk instead of one per page. http bench, 1
-///   client, three rounds alternating: 2,140–2,175 vs 1,881–2,117 creates/s; 64 clients the
-///   same. Zeroing the whole grown range at once instead stalled the commit that grew the
-///   file (16 MiB of zeroes; the p99 at 64 clients went from ~4.5 to ~8 ms), and zeroing
-///   from the highest written offset up stalled the same way when redb wrote near the end.
+///   it, bytes may be live), one conversion per chunk instead of one per page: 1 client
+///   ~12% more creates/s, 64 clients the same (see `ZERO_CHUNK`). Zeroing the whole grown
+///   range at once instead stalled the commit that grew the file (16 MiB of zeroes; the p99
+///   at 64 clients went from ~4.5 to ~8 ms), and zeroing from the highest written offset up
+///   stalled the same way when redb wrote near the end.
 ///
 /// Crash safety: zeroes go only where nothing was ever written (past the length at open, in
 /// a chunk no write touched since), and the data's own write follows them in the page cache.
@@ -219,8 +219,11 @@ impl Preallocated {
 
 type IoResult<T> = std::io::Result<T>;
 
-/// What `Preallocated::write` zeroes at once: its flush adds ~0.35 ms to one commit.
-const ZERO_CHUNK: u64 = 512 << 10;
+/// What `Preallocated::write` zeroes at once. http bench, four rounds rotating the sizes, p99 at
+/// 64 clients / creates per second at 1 client: none 4.12–4.88 ms / 1,877–2,075; 64 KiB
+/// 3.95–4.77 / 2,035–2,139; 128 KiB 4.01–4.87 / 2,100–2,267; 512 KiB 4.29–5.32 / 2,053–2,139
+/// (the flush of 512 KiB of zeroes, ~0.35 ms, lands in one group commit).
+const ZERO_CHUNK: u64 = 128 << 10;
 
 /// The chunks `Preallocated::write` zeroes before their first write.
 #[derive(Debug)]
