@@ -233,6 +233,10 @@ struct Fresh {
     /// Chunks from `from` on that were written since open (so zeroed first).
     written: std::collections::HashSet<u64>,
 }
+
+/// What a fresh chunk is written with.
+static ZEROES: [u8; ZERO_CHUNK as usize] = [0; ZERO_CHUNK as usize];
+
 type LockResult<T> = std::result::Result<T, redb::BackendError>;
 
 impl redb::StorageBackend for Preallocated {
@@ -245,7 +249,6 @@ impl redb::StorageBackend for Preallocated {
     fn set_len(&self, len: u64) -> IoResult<()> {
         let old = self.inner.len()?;
         self.inner.set_len(len)?;
-
         if len > old {
             // Only a saving: where the filesystem cannot (EOPNOTSUPP) or the disk is short of
             // space, the file stays sparse as redb made it, and its pages are allocated when
@@ -268,11 +271,14 @@ impl redb::StorageBackend for Preallocated {
             let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
             let first = (offset / ZERO_CHUNK).max(fresh.from);
             for chunk in first..end.div_ceil(ZERO_CHUNK) {
-                if fresh.written.insert(chunk) {
+                if !fresh.written.contains(&chunk) {
                     use std::os::unix::fs::FileExt;
                     let at = chunk * ZERO_CHUNK;
-                    let to = ((chunk + 1) * ZERO_CHUNK).min(self.inner.len()?).max(end);
-                    self.file.write_all_at(&vec![0u8; (to - at) as usize], at)?;
+                    // Never past the file's end (that would grow it), unless this write goes
+                    // there itself.
+                    let to = (at + ZERO_CHUNK).min(self.inner.len()?.max(end));
+                    self.file.write_all_at(&ZEROES[..(to - at) as usize], at)?;
+                    fresh.written.insert(chunk);
                 }
             }
         }
