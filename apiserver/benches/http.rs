@@ -357,6 +357,12 @@ async fn creates(target: Target, clients: usize, ops: usize, base: usize) -> Run
             })
             .collect(),
     );
+    // Both targets start from a disk with nothing else to write: what other processes left
+    // dirty (a build just before the bench writes hundreds of MB) is written back over the
+    // next ~30 s and slows the fdatasyncs of whichever target runs then. Seen in a whole run
+    // started right after `cargo build`: its 1-client point ran at 0.91x etcd, the next four
+    // runs at 1.07–1.33x.
+    nix::unistd::sync();
     let start = Instant::now();
     let cpu0 = process_cpu_seconds();
     let clients0 = threads_cpu_seconds(CLIENT_THREADS);
