@@ -522,9 +522,13 @@ async fn start_etcd() -> Result<Etcd, String> {
     }
 }
 
-/// utime + stime of this process from /proc/self/stat (clock ticks of 10 ms).
+/// utime + stime of this process from /proc/self/stat.
 fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// utime + stime from a `stat` file's text (clock ticks of 10 ms).
+fn stat_cpu_seconds(stat: &str) -> f64 {
     // Fields after the command name (which may hold spaces) start at index 2 ("state").
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -544,16 +548,13 @@ fn threads_cpu_seconds(prefix: &str) -> f64 {
     let mut total = 0.0;
     for t in tasks.flatten() {
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let name = head.split_once('(').map(|(_, n)| n).unwrap_or("");
-        if !name.starts_with(&prefix[..prefix.len().min(15)]) {
-            continue;
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map_or("", |(n, _)| n);
+        if name.starts_with(&prefix[..prefix.len().min(15)]) {
+            total += stat_cpu_seconds(&stat);
         }
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        total += (ticks(11) + ticks(12)) / 100.0;
     }
     total
 }
