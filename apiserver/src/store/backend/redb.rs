@@ -1,6 +1,9 @@
-//! redb: two tables (format 1 had a third, `objects`), one write transaction per group commit; `Durability::Immediate` makes the
-//! commit return only once it is on disk, `Durability::None` is relaxed mode (made durable by the
-//! driver's periodic `sync`).
+//! redb: two tables (format 1 had a third, `objects`), one write transaction per group commit;
+//! `Durability::Immediate` makes the commit return only once it is on disk, `Durability::None`
+//! is relaxed mode (made durable by the driver's periodic `sync`). The file is redb's own file
+//! backend wrapped in [`Preallocated`], which allocates what redb grows the file by and zeroes
+//! fresh chunks before redb's first write into them, so that group commits' fdatasyncs write
+//! pages and not filesystem metadata.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
