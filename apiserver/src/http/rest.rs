@@ -143,9 +143,9 @@ pub(crate) fn st_get_json(state: &AppState, key: &Key) -> Option<Arc<str>> {
 /// writer thread held it to prepare whole groups, a create at 256 clients waited for it ~30 µs
 /// on average, and a worker thread blocked on it runs nothing else). Like upstream, a
 /// namespace not in the cache is looked up live (a namespace created a moment ago), and every
-/// namespace write of this server drops its
-/// entry once the store has it (upstream forces live lookups after a namespace deletion), so a
-/// create after a deletion's answer sees the deletion. Entries also expire after
+/// namespace write of this server drops its entry once the store has it (upstream forces live
+/// lookups after a namespace deletion), so a create after a deletion's answer sees the
+/// deletion. Entries also expire after
 /// [`NamespaceCache::TTL`]: a bound on how stale they can be if something writes namespaces to
 /// the store without this server (nothing does).
 #[derive(Default)]

@@ -788,11 +788,11 @@ impl StoreCore {
         // holds under the core's lock, with every queued writer behind it (~1 ms at 16k
         // events, measured in the committer; a few ms at 64k). Untouched, the reservation
         // costs address space, not memory: the allocator maps big blocks lazily.
-        // A commit appends a whole group (at most `StoreConfig::max_batch`, 4,096 by default)
-        // before the window is trimmed back to `max_events`.
+        // A commit appends a whole group (at most `StoreConfig::max_batch`, by default
+        // `DEFAULT_MAX_BATCH`) before the window is trimmed back to `max_events`.
         let reserve = window_config
             .max_events
-            .checked_add(4096)
+            .checked_add(super::DEFAULT_MAX_BATCH)
             .filter(|&n| n <= WINDOW_RESERVE_AT_MOST)
             .unwrap_or(0);
         let mut window = VecDeque::with_capacity(reserve.max(tail.len()));
@@ -1546,7 +1546,10 @@ mod tests {
         // its way to `max_events` plus a group; an unbounded one (the simulator's) reserves
         // nothing.
         let core = StoreCore::new(WatchWindow::default());
-        assert!(core.window.capacity() >= WatchWindow::default().max_events + 4096);
+        assert!(
+            core.window.capacity()
+                >= WatchWindow::default().max_events + crate::store::DEFAULT_MAX_BATCH
+        );
         let unbounded = WatchWindow {
             max_age: std::time::Duration::from_secs(1),
             max_events: usize::MAX,

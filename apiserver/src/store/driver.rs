@@ -983,8 +983,8 @@ struct Peaks {
 /// writes, ~11 at 64 clients, and its fdatasync; with either, a wake-up per answered writer on
 /// a parked worker); taken as soon as the last one ended, a group is what arrived during one
 /// flush, a dozen writes even with 256 writers over HTTP (sled), and those costs made a create
-/// cost 85–90 µs of CPU instead of ~72. So the committer waits until the queue holds half as many writes as were
-/// recently outstanding at once (queued or committing; the most over the last 8 groups) — the
+/// cost 85–90 µs of CPU instead of ~72. So the committer waits until the queue holds half as
+/// many writes as were recently outstanding at once (queued or committing; the most over the last 8 groups) — the
 /// other half is being answered and comes back meanwhile, so the CPU does not idle for it —,
 /// for `GATHER_AT_MOST` at most, and not at all once `GATHER_QUIET` passed without a write
 /// arriving (no one else is coming: the queue is all the writers there are). One or two

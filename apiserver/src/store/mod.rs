@@ -413,6 +413,9 @@ pub struct StoreConfig {
     pub max_batch: usize,
 }
 
+/// [`StoreConfig::max_batch`]'s default: the most writes one group commit takes.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+
 impl StoreConfig {
     /// An in-memory store with default settings.
     pub fn memory() -> StoreConfig {
@@ -425,7 +428,7 @@ impl StoreConfig {
             bookmark_interval: Duration::from_secs(60),
             watcher_buffer: 1024,
             cache_bytes: 16 << 20,
-            max_batch: 4096,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 

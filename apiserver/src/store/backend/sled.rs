@@ -9,9 +9,9 @@
 //! per create of the thread applying the batches 9–10 µs with one value per event, ~5.5 µs
 //! with 3 KiB records, ~5 with 6 KiB). Records stay small for two reasons: memory (sled held
 //! ~100 B more per object with 6 KiB records than with 3 KiB ones, which held no more than one
-//! value per event), and a leaf
-//! holds up to 17 values while sled writes a leaf of more than 128 KiB (a quarter of its 512 KiB
-//! segment) as a blob file of its own, which then needs an fsync of its own.
+//! value per event), and a leaf holds up to 17 values while sled writes a leaf of more than
+//! 128 KiB (a quarter of its 512 KiB segment) as a blob file of its own, which then needs an
+//! fsync of its own.
 //!
 //! Durability: sled's own `flush` is not enough. On Linux it ends with `sync_file_range` on its
 //! log, which neither flushes the device's write cache nor the file's metadata (its size, when
